@@ -1,0 +1,224 @@
+"""The rule engine: what the agent's lines mean.
+
+Pure: it takes blocks of lines from named streams and yields findings (a rule fired, a job was
+received, claimed, submitted); it neither reads nor signals. Each stream keeps its own state,
+because the agent's stdout, stderr and log files interleave arbitrarily:
+
+- the job payload that follows `Launch agent received job:` is a pprint of the user's config that
+  can contain anything, so its lines are skipped (it ends where the brackets balance, at the blank
+  line the agent prints after it, or at the first line that is not an indented continuation);
+- two-line rules wait for their second line within `within` lines of the same stream;
+- windowed rules count matches within `window` lines of the same stream.
+
+Speed: one combined regex over a whole block decides whether any line in it can matter. Most
+blocks of a healthy agent hold nothing, and then the per-line work is skipped entirely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from watchdog.rules import Rule, RuleSet
+
+RECEIVED = re.compile(r"Launch agent received job:")
+SUBMITTED = re.compile(r"CustomJob created\. Resource name: (projects/[^/\s]+/locations/[^/\s]+/customJobs/[^/\s'\"]+)")
+_ITEM_ID = re.compile(r"""['"]runQueueItemId['"]: ['"]([^'"]+)['"]""")
+_PREFIX = re.compile(r"^wandb: (?:ERROR |WARNING )?")
+_STRING_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+MAX_PAYLOAD_LINES = 100_000
+"""A payload longer than this is assumed to have ended unseen; rules resume."""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line as read, redacted, with its place in the watchdog's combined numbering."""
+
+    source: str
+    number: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A rule fired on these lines (one, or all that counted for a windowed or two-line rule)."""
+
+    rule: Rule
+    lines: tuple[Line, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The agent took a job off the queue."""
+
+    line: Line
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """The queue item id, read from the received job's payload."""
+
+    item_id: str
+    line: Line
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The CustomJob exists on Vertex AI: the agent's work is done."""
+
+    resource: str
+    line: Line
+
+
+Finding = Fired | Received | Claimed | Submitted
+
+_NONE, _EXPECT, _INSIDE = 0, 1, 2
+
+
+@dataclass(slots=True)
+class Stream:
+    """Per-source scanning state."""
+
+    name: str
+    index: int = 0
+    """Lines of this stream seen so far; windows are measured in these."""
+    payload: int = _NONE
+    depth: int = 0
+    payload_lines: int = 0
+    item_found: bool = False
+    pending: dict[str, deque[tuple[int, Line]]] = field(default_factory=dict)
+    """Two-line rules: first lines still waiting for their second, with the last index it may come at."""
+    matches: dict[str, deque[tuple[int, Line]]] = field(default_factory=dict)
+    """Windowed rules: recent matching lines."""
+
+    @property
+    def active(self) -> bool:
+        """Whether a block must be looked at line by line even when no pattern occurs in it."""
+        return self.payload != _NONE or any(q and q[-1][0] > self.index for q in self.pending.values())
+
+
+def _scoped(regex: re.Pattern[str]) -> str:
+    flags = "i" if regex.flags & re.IGNORECASE else ""
+    return f"(?{flags}:{regex.pattern})"
+
+
+def _prefilter(rules: RuleSet) -> re.Pattern[str] | None:
+    """One regex that matches wherever any rule or marker could; None when that is not sound."""
+    patterns = [RECEIVED, SUBMITTED]
+    for rule in rules.rules:
+        patterns.append(rule.regex)
+        if rule.then is not None:
+            patterns.append(rule.then)
+    # Capturing groups and backreferences renumber when patterns are joined; then check per line.
+    if any(p.groups for p in patterns[2:]):
+        return None
+    return re.compile("|".join(_scoped(p) for p in patterns), re.MULTILINE)
+
+
+class Scanner:
+    """Applies a rule set to the lines of any number of streams."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.lines_seen = 0
+        self._prefilter = _prefilter(rules)
+
+    def stream(self, name: str) -> Stream:
+        return Stream(name)
+
+    def feed(self, stream: Stream, block: str) -> Iterator[Finding]:
+        """Findings in `block` (whole lines, each ending in a newline), lazily and in order.
+
+        Line numbers are assigned at once; the findings come as the caller iterates, so it can act
+        on the first fatal line before the rest of the block is looked at.
+        """
+        lines = block.split("\n")
+        lines.pop()
+        first = self.lines_seen + 1
+        self.lines_seen += len(lines)
+        start = stream.index
+        stream.index += len(lines)
+        if self._prefilter is not None and not stream.active and not self._prefilter.search(block):
+            return iter(())
+        return self._scan(stream, lines, first, start)
+
+    def _scan(self, stream: Stream, lines: list[str], first: int, start: int) -> Iterator[Finding]:
+        prefilter = self._prefilter
+        for offset, text in enumerate(lines):
+            index = start + offset + 1
+            if stream.payload != _NONE:
+                found, consumed = self._payload(stream, text, first + offset)
+                if found is not None:
+                    yield found
+                if consumed:
+                    continue
+            if prefilter is not None and not prefilter.search(text):
+                continue
+            line = Line(stream.name, first + offset, text)
+            submitted = SUBMITTED.search(text)
+            if submitted:
+                yield Submitted(submitted.group(1), line)
+            if RECEIVED.search(text):
+                stream.payload = _EXPECT
+                yield Received(line)
+                continue
+            for rule in self.rules.rules:
+                fired = self._apply(stream, rule, index, line)
+                if fired is not None:
+                    yield fired
+
+    def _apply(self, stream: Stream, rule: Rule, index: int, line: Line) -> Fired | None:
+        if rule.then is not None:
+            waiting = stream.pending.setdefault(rule.id, deque())
+            while waiting and waiting[0][0] < index:
+                waiting.popleft()
+            if waiting and rule.then.search(line.text):
+                head = waiting.popleft()[1]
+                waiting.clear()
+                return Fired(rule, (head, line))
+            if rule.regex.search(line.text):
+                waiting.append((index + rule.within, line))
+            return None
+        if not rule.regex.search(line.text):
+            return None
+        if rule.count <= 1:
+            return Fired(rule, (line,))
+        recent = stream.matches.setdefault(rule.id, deque())
+        recent.append((index, line))
+        if rule.window:
+            while recent[0][0] <= index - rule.window:
+                recent.popleft()
+        if len(recent) >= rule.count:
+            fired = Fired(rule, tuple(counted for _, counted in recent))
+            recent.clear()
+            return fired
+        return None
+
+    def _payload(self, stream: Stream, text: str, number: int) -> tuple[Finding | None, bool]:
+        """Handle a line while a payload may be open: (a finding, whether the line was payload)."""
+        content = _PREFIX.sub("", text, count=1)
+        if stream.payload == _EXPECT:
+            if not content.startswith("{"):
+                stream.payload = _NONE
+                return None, False
+            stream.payload, stream.depth, stream.payload_lines = _INSIDE, 0, 0
+            stream.item_found = False
+        elif not content.strip():
+            stream.payload = _NONE  # the blank line the agent prints after the payload
+            return None, True
+        elif not content[0].isspace():
+            stream.payload = _NONE  # not a continuation: the payload ended without our noticing
+            return None, False
+        bare = _STRING_LITERALS.sub("", content)
+        stream.depth += sum(bare.count(c) for c in "{[(") - sum(bare.count(c) for c in "}])")
+        stream.payload_lines += 1
+        if stream.depth <= 0 or stream.payload_lines >= MAX_PAYLOAD_LINES:
+            stream.payload = _NONE
+        if not stream.item_found:
+            item = _ITEM_ID.search(content)
+            if item:
+                stream.item_found = True
+                return Claimed(item.group(1), Line(stream.name, number, text)), True
+        return None, True
