@@ -1,0 +1,140 @@
+"""Shared fixtures: running the installed launch-watchdog over real child processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+AGENT = Path(__file__).parent / "watchdog" / "agent.py"
+
+
+def watchdog_exe() -> str:
+    exe = shutil.which("launch-watchdog")
+    if exe is None:
+        pytest.fail("launch-watchdog is not installed; run: pip install -e '.[dev]'")
+    return exe
+
+
+@dataclass
+class Run:
+    """A finished launch-watchdog run."""
+
+    code: int
+    stdout: str
+    stderr: str
+    signals: list[tuple[int, int]]
+    """(signal number, CLOCK_MONOTONIC ns) as the agent received them."""
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith('{"event":"watchdog.')]
+
+    def event(self, name: str) -> dict[str, Any]:
+        found = [e for e in self.events if e["event"] == name]
+        assert len(found) == 1, f"expected one {name}, got {[e['event'] for e in self.events]}\n{self.stderr}"
+        return found[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+
+class Agent:
+    """Writes a script for tests/watchdog/agent.py and starts launch-watchdog over it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.signal_log = tmp / "signals.log"
+        self.wandb_dir = tmp / "wandb-dir"
+        self.wandb_dir.mkdir(exist_ok=True)
+
+    def command(self, steps: Sequence[dict[str, Any]], then: str = "poll", on_signal: str = "exit") -> list[str]:
+        script = self.tmp / "script.json"
+        script.write_text(
+            json.dumps({"steps": list(steps), "then": then, "on_signal": on_signal, "signal_log": str(self.signal_log)})
+        )
+        return [sys.executable, str(AGENT), str(script), "-q", "vertex-ai-queue", "-e", "team-ml", "--max-jobs", "1"]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAUNCH_WATCHDOG_")}
+        env["WANDB_DIR"] = str(self.wandb_dir)
+        env.pop("PUBSUB_EMULATOR_HOST", None)
+        env.update(extra or {})
+        return env
+
+    def start(
+        self,
+        steps: Sequence[dict[str, Any]],
+        *,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        then: str = "poll",
+        on_signal: str = "exit",
+    ) -> subprocess.Popen[str]:
+        argv = [watchdog_exe(), *args, "--", *self.command(steps, then, on_signal)]
+        return subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(env),
+            start_new_session=True,
+        )
+
+    def signals(self) -> list[tuple[int, int]]:
+        if not self.signal_log.exists():
+            return []
+        return [
+            (int(a), int(b)) for a, b in (line.split() for line in self.signal_log.read_text().splitlines() if line)
+        ]
+
+    def finish(self, proc: subprocess.Popen[str], timeout: float = 60) -> Run:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"launch-watchdog did not finish in {timeout}s\nstdout:\n{out}\nstderr:\n{err}")
+        return Run(proc.returncode, out, err, self.signals())
+
+    def run(self, steps: Sequence[dict[str, Any]], **kwargs: Any) -> Run:
+        timeout = kwargs.pop("timeout", 60)
+        return self.finish(self.start(steps, **kwargs), timeout)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Agent:
+    return Agent(tmp_path)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
