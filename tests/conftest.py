@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.emulator import Emulator, require_emulator, running_emulator
 
 AGENT = Path(__file__).parent / "watchdog" / "agent.py"
 
@@ -138,3 +141,61 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A Pub/Sub emulator shared by the tests of one session."""
+    require_emulator()
+    with running_emulator(tmp_path_factory.mktemp("pubsub")) as emulator:
+        SESSION_GROUPS.add(emulator.proc.pid)
+        yield emulator
+
+
+def _descendants(root: int) -> dict[int, int]:
+    """pid → process group of every live (non-zombie) descendant of `root`, from /proc."""
+    parents: dict[int, tuple[int, int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, pgid, state) in parents.items():
+            if ppid == parent and pid not in found:
+                frontier.append(pid)
+                if state != "Z":
+                    found[pid] = pgid
+    return found
+
+
+SESSION_GROUPS: set[int] = set()
+"""Process groups of session-wide services (the emulator), which outlive single tests."""
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """A test that leaves a process of its own running fails."""
+    before = set(_descendants(os.getpid()))
+    yield
+    left: dict[int, int] = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = {
+            pid: pgid
+            for pid, pgid in _descendants(os.getpid()).items()
+            if pid not in before and pgid not in SESSION_GROUPS
+        }
+        if not left:
+            return
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"the test left processes running: {sorted(left)}")
