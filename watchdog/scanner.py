@@ -10,17 +10,19 @@ because the agent's stdout, stderr and log files interleave arbitrarily:
 - two-line rules wait for their second line within `within` lines of the same stream;
 - windowed rules count matches within `window` lines of the same stream.
 
-Speed: one combined regex over a whole block decides whether any line in it can matter. Most
-blocks of a healthy agent hold nothing, and then the per-line work is skipped entirely.
+Speed: substring checks for the literals every match must contain decide, for a whole block,
+whether any line in it can matter, and then which lines do. Most blocks of a healthy agent hold
+none of them, and the per-line work is skipped entirely.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from watchdog.literals import required_literals
 from watchdog.rules import Rule, RuleSet
 
 RECEIVED = re.compile(r"Launch agent received job:")
@@ -104,17 +106,59 @@ def _scoped(regex: re.Pattern[str]) -> str:
     return f"(?{flags}:{regex.pattern})"
 
 
-def _prefilter(rules: RuleSet) -> re.Pattern[str] | None:
-    """One regex that matches wherever any rule or marker could; None when that is not sound."""
-    patterns = [RECEIVED, SUBMITTED]
-    for rule in rules.rules:
-        patterns.append(rule.regex)
-        if rule.then is not None:
-            patterns.append(rule.then)
-    # Capturing groups and backreferences renumber when patterns are joined; then check per line.
-    if any(p.groups for p in patterns[2:]):
-        return None
-    return re.compile("|".join(_scoped(p) for p in patterns), re.MULTILINE)
+class Prefilter:
+    """Which lines of a block can matter to any rule or marker, decided with substring checks.
+
+    Each pattern contributes the literals every match of it contains (see `literals`). A pattern
+    without such literals is checked with a combined regex instead; one whose groups would be
+    renumbered by combining makes every line a candidate.
+    """
+
+    def __init__(self, patterns: list[re.Pattern[str]]) -> None:
+        exact: set[str] = set()
+        folded: set[str] = set()
+        rest: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            literals = required_literals(pattern)
+            if literals is None:
+                rest.append(pattern)
+            elif pattern.flags & re.IGNORECASE:
+                folded |= literals
+            else:
+                exact |= literals
+        self._exact = tuple(sorted(exact))
+        self._folded = tuple(sorted(folded))
+        self._everything = any(p.groups for p in rest)
+        self._regex = None if self._everything or not rest else re.compile("|".join(map(_scoped, rest)), re.M)
+
+    def lines_that_matter(self, block: str) -> Callable[[str], bool] | None:
+        """A test for the lines of `block` worth checking, or None when no line of it can match."""
+        if self._everything:
+            return _always
+        exact = [h for h in self._exact if h in block]
+        folded = [h for h in self._folded if h in block.lower()] if self._folded else []
+        regex = self._regex if self._regex is not None and self._regex.search(block) else None
+        if not (exact or folded or regex):
+            return None
+
+        def matters(line: str) -> bool:
+            if any(h in line for h in exact):
+                return True
+            if folded:
+                lowered = line.lower()
+                if any(h in lowered for h in folded):
+                    return True
+            return regex is not None and regex.search(line) is not None
+
+        return matters
+
+
+def _always(line: str) -> bool:
+    return True
+
+
+def _never(line: str) -> bool:
+    return False
 
 
 class Scanner:
@@ -123,7 +167,12 @@ class Scanner:
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
         self.lines_seen = 0
-        self._prefilter = _prefilter(rules)
+        patterns = [RECEIVED, SUBMITTED]
+        for rule in rules.rules:
+            patterns.append(rule.regex)
+            if rule.then is not None:
+                patterns.append(rule.then)
+        self._prefilter = Prefilter(patterns)
 
     def stream(self, name: str) -> Stream:
         return Stream(name)
@@ -134,18 +183,23 @@ class Scanner:
         Line numbers are assigned at once; the findings come as the caller iterates, so it can act
         on the first fatal line before the rest of the block is looked at.
         """
+        count = block.count("\n")
+        first = self.lines_seen + 1
+        self.lines_seen += count
+        start = stream.index
+        stream.index += count
+        matters = self._prefilter.lines_that_matter(block)
+        if matters is None:
+            if not stream.active:
+                return iter(())
+            matters = _never  # only the payload or a pending rule needs the lines walked
         lines = block.split("\n")
         lines.pop()
-        first = self.lines_seen + 1
-        self.lines_seen += len(lines)
-        start = stream.index
-        stream.index += len(lines)
-        if self._prefilter is not None and not stream.active and not self._prefilter.search(block):
-            return iter(())
-        return self._scan(stream, lines, first, start)
+        return self._scan(stream, lines, first, start, matters)
 
-    def _scan(self, stream: Stream, lines: list[str], first: int, start: int) -> Iterator[Finding]:
-        prefilter = self._prefilter
+    def _scan(
+        self, stream: Stream, lines: list[str], first: int, start: int, matters: Callable[[str], bool]
+    ) -> Iterator[Finding]:
         for offset, text in enumerate(lines):
             index = start + offset + 1
             if stream.payload != _NONE:
@@ -154,7 +208,7 @@ class Scanner:
                     yield found
                 if consumed:
                     continue
-            if prefilter is not None and not prefilter.search(text):
+            if not matters(text):
                 continue
             line = Line(stream.name, first + offset, text)
             submitted = SUBMITTED.search(text)
