@@ -62,11 +62,12 @@ class Agent:
         self.wandb_dir = tmp / "wandb-dir"
         self.wandb_dir.mkdir(exist_ok=True)
 
-    def command(self, steps: Sequence[dict[str, Any]], then: str = "poll", on_signal: str = "exit") -> list[str]:
+    def command(
+        self, steps: Sequence[dict[str, Any]], then: str = "poll", on_signal: str = "exit", **extra: Any
+    ) -> list[str]:
         script = self.tmp / "script.json"
-        script.write_text(
-            json.dumps({"steps": list(steps), "then": then, "on_signal": on_signal, "signal_log": str(self.signal_log)})
-        )
+        body = {"steps": list(steps), "then": then, "on_signal": on_signal, "signal_log": str(self.signal_log)}
+        script.write_text(json.dumps({**body, **extra}))
         return [sys.executable, str(AGENT), str(script), "-q", "vertex-ai-queue", "-e", "team-ml", "--max-jobs", "1"]
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -84,8 +85,10 @@ class Agent:
         env: dict[str, str] | None = None,
         then: str = "poll",
         on_signal: str = "exit",
+        signal_text: str | None = None,
     ) -> subprocess.Popen[str]:
-        argv = [watchdog_exe(), *args, "--", *self.command(steps, then, on_signal)]
+        extra = {} if signal_text is None else {"signal_text": signal_text}
+        argv = [watchdog_exe(), *args, "--", *self.command(steps, then, on_signal, **extra)]
         return subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,

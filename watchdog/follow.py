@@ -13,8 +13,10 @@ and is read again from the start; one replaced by another inode is reopened.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
+_SETTLED_NS = 1_000_000_000
 READ_LIMIT = 256 * 1024
 """At most this much is read from one file per poll, so one busy file cannot stall the others."""
 
@@ -73,6 +75,7 @@ class LogDirectory:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._known: set[str] = set()
+        self._listed_at: int | None = None
         self._initial = self._names()
 
     def _names(self) -> set[str]:
@@ -83,6 +86,16 @@ class LogDirectory:
 
     def new_files(self) -> list[FileFollower]:
         """Followers for the files that appeared since the last call."""
+        # Creating a file changes its directory's mtime: list only then, not on every poll. File
+        # times tick with the kernel's coarse clock (milliseconds), so a file created right after
+        # a listing may leave the mtime unchanged: trust an unchanged mtime only once it is old.
+        try:
+            mtime = self.directory.stat().st_mtime_ns
+        except OSError:
+            return []
+        if mtime == self._listed_at and time.time_ns() - mtime > _SETTLED_NS:
+            return []
+        self._listed_at = mtime
         found = []
         for name in sorted(self._names() - self._known):
             self._known.add(name)

@@ -9,9 +9,11 @@ Outcomes, first decided wins: submitted (exit 0), idle (exit 0), bailout (exit 1
 watchdog (exit 128+N), the agent exiting on its own (its code). Whatever the outcome, the watchdog
 exits only once no process of the agent's group is left.
 
-A bailout is an incident: the agent is signalled at the first fatal line; then the rest of that
-block and everything already waiting in the pipes (all written before the signal) is scanned too,
-and the most specific category among all the rules that fired is reported.
+A bailout is an incident: at the first fatal line, whatever is already waiting in the pipes and
+files is read, then the agent is signalled; the rest of that block and the output read just before
+the signal are scanned as part of the incident, and the most specific category among all the rules
+that fired is reported. Output the agent writes after the signal is passed through but never
+changes the verdict.
 """
 
 from __future__ import annotations
@@ -88,12 +90,18 @@ class Source:
     follower: FileFollower | None = None
 
 
+Waiting = list[tuple["int | Source", bytes]]
+"""Output read but not yet scanned: (pipe fd or file source, bytes); b"" is a pipe's end."""
+
+
 @dataclass(slots=True)
 class Incident:
-    """A bailout in progress: the rules that fired from the trigger until the drain ends."""
+    """A bailout: the rules that fired in what the agent had written when it was signalled."""
 
     fired: list[Fired]
     detection_ms: float
+    waiting: Waiting | None
+    """Output read just before the signal, still to be scanned as part of the incident."""
     closed: bool = False
 
 
@@ -139,6 +147,7 @@ class Watchdog:
         self.stopper: Stopper | None = None
         self.signals_received = 0
         self._sources: dict[int, Source] = {}
+        self._selector = selectors.DefaultSelector()
         self._files: list[Source] = []
         self._log_dirs: list[LogDirectory] = []
         self.group: AgentGroup | None = None
@@ -180,6 +189,12 @@ class Watchdog:
         become_subreaper()
         try:
             code = self._supervise(env, wake_r, started)
+        except BaseException:
+            # A bug must not leave the agent running on its own: kill the group, then fail loudly.
+            if self.group is not None:
+                self.group.signal(signal.SIGKILL)
+                self.group.reap()
+            raise
         finally:
             signal.set_wakeup_fd(previous_fd)
             for sig, handler in previous.items():
@@ -209,7 +224,7 @@ class Watchdog:
         self._log_dirs = [LogDirectory(Path(env["WANDB_DIR"]) / "wandb")]
         for path in self.settings.follow:
             self._add_file(FileFollower(path, from_end=path.exists()))
-        selector = selectors.DefaultSelector()
+        selector = self._selector
         for name, fd, echo in (
             ("stdout", group.stdout, self.console.out),
             ("stderr", group.stderr, self.console.err),
@@ -230,13 +245,11 @@ class Watchdog:
                     if fd == wake_r:
                         self._signals(wake_r, group)
                     else:
-                        self._read(selector, fd)
+                        self._read(fd)
                 now = time.monotonic()
                 if now >= next_poll:
                     self._poll_files()
                     next_poll = now + FILE_POLL_SECONDS
-                if self.incident is not None and not self.incident.closed:
-                    self._close_incident(selector)
                 if not self.received and now >= idle_deadline and self.outcome is None:
                     self._decide(Outcome.IDLE)
                     self.events.emit(
@@ -247,7 +260,7 @@ class Watchdog:
                     )
                 if self.stopper is not None:
                     self.stopper.tick(now)
-                group.reap()
+                    group.reap()  # SIGCHLD reaps too; while stopping, check on every tick anyway
                 if group.exited:
                     if self.outcome is None:
                         self.outcome = Outcome.AGENT_EXITED
@@ -256,32 +269,51 @@ class Watchdog:
                     if self.stopper is None:  # the agent left processes behind: stop them too
                         self.stopper = Stopper(group, self.settings.grace, signal.SIGINT, now)
         finally:
-            self._final_drain(selector)
+            self._final_drain()
             selector.close()
             group.close()
-        if self.incident is not None and not self.incident.closed:
-            self._close_incident(None)
         assert self.outcome is not None
         return self._exit(self.outcome, self._code(group), started, agent_exit_code=group.exit_code)
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _read(self, selector: selectors.BaseSelector | None, fd: int) -> bool:
-        """Read once from a pipe; False when nothing more is available right now."""
-        source = self._sources[fd]
+    def _read_raw(self, fd: int) -> bytes | None:
+        """One read from a pipe: None when nothing is waiting, b"" at its end."""
         try:
-            data = os.read(fd, READ_SIZE)
+            return os.read(fd, READ_SIZE)
         except BlockingIOError:
+            return None
+
+    def _consume(self, fd: int, data: bytes, read_at: float) -> None:
+        source = self._sources[fd]
+        if data:
+            self._process(source, source.buffer.feed(data), read_at)
+            return
+        self._selector.unregister(fd)
+        del self._sources[fd]
+        self._process(source, source.buffer.flush(), read_at)
+
+    def _read(self, fd: int) -> bool:
+        """Read and scan once from a pipe; False when nothing more is available right now."""
+        data = self._read_raw(fd)
+        if data is None:
             return False
-        read_at = time.monotonic()
-        if not data:
-            if selector is not None:
-                selector.unregister(fd)
-            del self._sources[fd]
-            self._process(source, source.buffer.flush(), read_at)
-            return False
-        self._process(source, source.buffer.feed(data), read_at)
-        return True
+        self._consume(fd, data, time.monotonic())
+        return bool(data)
+
+    def _waiting_output(self) -> Waiting:
+        """Everything already written to the pipes and files, read without scanning it."""
+        waiting: Waiting = []
+        for fd in list(self._sources):
+            while (data := self._read_raw(fd)) is not None:
+                waiting.append((fd, data))
+                if not data:
+                    break
+        for source in self._files:
+            assert source.follower is not None
+            while data := source.follower.poll():
+                waiting.append((source, data))
+        return waiting
 
     def _add_file(self, follower: FileFollower) -> None:
         source = self._new_source(follower.path.name, None)
@@ -311,15 +343,21 @@ class Watchdog:
                 self.context.extend(tail[1:] if len(tail) > self.context.maxlen else tail)
         for finding in self.scanner.feed(source.stream, text):
             self._found(finding, read_at)
+        if self.incident is not None and self.incident.waiting is not None:
+            self._close_incident(read_at)
 
     # -- deciding ---------------------------------------------------------------------------
 
     def _found(self, finding: Finding, read_at: float) -> None:
         if isinstance(finding, Fired):
             if self.incident is None and self.outcome is None:
+                # Read what is already waiting *before* signalling: all of it was written before
+                # the signal, so it belongs to this incident and nothing the agent prints in
+                # reaction to the signal can.
+                waiting = self._waiting_output()
                 self._decide(Outcome.BAILOUT)
                 detection = (time.monotonic() - read_at) * 1000
-                self.incident = Incident([finding], detection_ms=detection)
+                self.incident = Incident([finding], detection_ms=detection, waiting=waiting)
             elif self.incident is not None and not self.incident.closed:
                 self.incident.fired.append(finding)
         elif isinstance(finding, Received):
@@ -373,14 +411,17 @@ class Watchdog:
             else:
                 group.signal(signum)
 
-    def _close_incident(self, selector: selectors.BaseSelector | None) -> None:
-        """Scan everything written before the signal, then report the incident once."""
+    def _close_incident(self, read_at: float) -> None:
+        """Scan the output read before the signal, then report the incident once."""
         incident = self.incident
         assert incident is not None
-        for fd in list(self._sources):
-            while fd in self._sources and self._read(selector, fd):
-                pass
-        self._poll_files()
+        assert incident.waiting is not None
+        waiting, incident.waiting = incident.waiting, None
+        for key, data in waiting:
+            if isinstance(key, int):
+                self._consume(key, data, read_at)
+            else:
+                self._process(key, key.buffer.feed(data), read_at)
         incident.closed = True
         fired = incident.fired
         best = min(fired, key=lambda f: self.rules.rank(f.rule.category))
@@ -412,13 +453,13 @@ class Watchdog:
 
     # -- ending -----------------------------------------------------------------------------
 
-    def _final_drain(self, selector: selectors.BaseSelector) -> None:
+    def _final_drain(self) -> None:
         """Read what is left in the pipes (until EOF, or a second if something still holds them)."""
         deadline = time.monotonic() + FINAL_DRAIN_SECONDS
         while self._sources and time.monotonic() < deadline:
-            for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+            for key, _ in self._selector.select(max(0.0, deadline - time.monotonic())):
                 if int(key.fd) in self._sources:
-                    self._read(selector, int(key.fd))
+                    self._read(int(key.fd))
         for source in list(self._sources.values()):
             self._process(source, source.buffer.flush(), time.monotonic())
         self._poll_files()

@@ -17,6 +17,8 @@ is a JSON object:
     on_signal    "exit" (default: like the real agent on SIGINT, print its shutdown line and exit
                  130) or "ignore" (ignore SIGINT and SIGTERM, to test escalation)
     signal_log   a file that gets one line "SIGNUM MONOTONIC_NS" per signal received
+    signal_text  what to print on stderr when a signal arrives (default: the real agent's
+                 shutdown line)
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ def main() -> None:
     script: dict[str, Any] = json.loads(Path(sys.argv[1]).read_text())
     signal_log = script.get("signal_log")
     ignore = script.get("on_signal", "exit") == "ignore"
+    signal_text = script.get("signal_text", "wandb: launch: Shutting down, active jobs:\n")
 
     def on_signal(signum: int, frame: object) -> None:
         if signal_log:
             with Path(signal_log).open("a") as f:
                 f.write(f"{signum} {time.clock_gettime_ns(time.CLOCK_MONOTONIC)}\n")
         if not ignore:
-            sys.stderr.write("wandb: launch: Shutting down, active jobs:\n")
+            sys.stderr.write(signal_text)
             sys.stderr.flush()
             os._exit(130)
 
