@@ -1,0 +1,82 @@
+"""Cloud Run executions of a launcher job: one per dispatched item (design 4)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from supervisor.model.transitions import allowed
+
+
+class Phase(enum.Enum):
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    CLAIMED = "claimed"
+    SUBMITTED = "submitted"
+    SUCCEEDED = "succeeded"
+    IDLE = "idle"
+    BAILOUT = "bailout"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({Phase.SUCCEEDED, Phase.IDLE, Phase.BAILOUT, Phase.FAILED, Phase.CANCELLED, Phase.TIMEOUT})
+IN_FLIGHT = (Phase.DISPATCHED, Phase.RUNNING, Phase.CLAIMED, Phase.SUBMITTED)
+
+_FORWARD = {
+    Phase.DISPATCHED: {Phase.RUNNING, Phase.CLAIMED, Phase.SUBMITTED},
+    Phase.RUNNING: {Phase.CLAIMED, Phase.SUBMITTED},
+    Phase.CLAIMED: {Phase.SUBMITTED},
+    Phase.SUBMITTED: set(),
+}
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {phase: frozenset(_FORWARD[phase] | FINISHED) for phase in IN_FLIGHT}
+# A finished execution may still be refined: a plain "failed" learns from a bailout event that it
+# was a bailout, and "succeeded" learns it was idle, when those events arrive after the listing.
+TRANSITIONS[Phase.FAILED] = frozenset({Phase.BAILOUT, Phase.TIMEOUT})
+TRANSITIONS[Phase.SUCCEEDED] = frozenset({Phase.IDLE})
+
+
+@dataclass(slots=True)
+class Execution:
+    """One Cloud Run execution of a launcher job."""
+
+    name: str
+    """Full resource name: projects/…/locations/…/jobs/…/executions/…"""
+    queue: str
+    created: float
+    dispatch_id: str | None = None
+    """Set by this daemon on RunJob; None for executions found on restart."""
+    phase: Phase = Phase.DISPATCHED
+    started: float | None = None
+    finished: float | None = None
+    item_id: str | None = None
+    vertex_job: str | None = None
+    bailout_rule: str | None = None
+    category: str | None = None
+    """Bailout category: from the watchdog's event, else `crash` for a failed execution."""
+    recovered: bool = False
+    """Found in flight on start rather than dispatched by this process."""
+    probe: bool = False
+    """Dispatched as the half-open breaker's probe."""
+    counted: bool = False
+    """Its finish has been fed to the breaker and metrics."""
+
+    def move(self, phase: Phase) -> bool:
+        """Apply `phase` if the table allows it; False (and counted) when refused."""
+        if not allowed(TRANSITIONS, self.phase, phase):
+            return False
+        self.phase = phase
+        return True
+
+    @property
+    def in_flight(self) -> bool:
+        return not self.phase.finished
+
+    @property
+    def has_claimed(self) -> bool:
+        return self.item_id is not None or self.phase in (Phase.CLAIMED, Phase.SUBMITTED)

@@ -1,0 +1,44 @@
+"""W&B Launch queue items as the supervisor sees them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ItemState(enum.Enum):
+    """The server's item states (design 2.2). There is no "finished": W&B derives it from the run."""
+
+    PENDING = "PENDING"
+    LEASED = "LEASED"
+    CLAIMED = "CLAIMED"
+    FAILED = "FAILED"
+
+    @classmethod
+    def parse(cls, raw: str) -> ItemState | None:
+        try:
+            return cls(raw.upper())
+        except ValueError:
+            return None
+
+
+@dataclass(slots=True)
+class Item:
+    """One queue item, from the first poll that listed it."""
+
+    id: str
+    state: ItemState
+    first_seen: float
+    """When it was first listed (pending, normally): start of queue wait and submit latency."""
+    run_id: str | None = None
+    """associatedRunId: the W&B run, the CustomJob label wandb-run-id."""
+    dispatched_at: float | None = None
+    """When the execution that claimed it was dispatched."""
+    claimed_at: float | None = None
+    claimed_by: str | None = None
+    """Execution name, from a watchdog event or inferred."""
+    vertex_job: str | None = None
+    failed_by_supervisor: bool = False
+    """failRunQueueItem succeeded for it: never call again."""
+    last_seen: float = 0.0
+    """Last poll that listed it; items that disappear are dropped after retention."""

@@ -1,0 +1,403 @@
+"""Per-queue state, what observations do to it, and what to do next.
+
+Level-triggered (design 3): `decide` recomputes from the latest view every time, so a missed or
+repeated observation can delay work but never lose or double it. Observation methods return
+`Fact`s (a claim, a submission, an execution that finished…) that the daemon turns into metrics
+and log lines; the model itself keeps no counters.
+
+Pairing an execution with the item it took: a watchdog `claimed` event says so directly. Without
+one, an item that leaves PENDING is attributed to the oldest in-flight execution that has not yet
+claimed anything (the agent pops whatever is first, so only the numbers are certain anyway).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from supervisor.model.breaker import Breaker
+from supervisor.model.executions import Execution, Phase
+from supervisor.model.items import Item, ItemState
+from supervisor.model.vertex import HANGING, JobState, VertexJob
+
+BUDGET_PERIOD = 60.0
+"""dispatch_budget counts executions started within this many seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """The settings the model needs for one queue (built from the config by the daemon)."""
+
+    name: str
+    entity: str
+    launcher_job: str
+    max_inflight: int
+    dispatch_budget: int
+    claim_timeout: float
+    execution_timeout: float
+    breaker_threshold: int
+    breaker_window: float
+    breaker_cooldown: float
+    breaker_max_cooldown: float
+    retention_seconds: float
+    retention_max: int
+
+
+# -- observations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSeen:
+    id: str
+    state: ItemState
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSeen:
+    """One execution as Cloud Run lists it, already classified (design 10)."""
+
+    name: str
+    status: str
+    """pending | running | succeeded | failed | cancelled"""
+    created: float
+    started: float | None
+    finished: float | None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class VertexSeen:
+    name: str
+    run_id: str | None
+    state: JobState
+    created: float
+    ended: float | None
+    error: str | None
+
+
+# -- facts (for metrics and logs) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    kind: str
+    """claimed | submitted | finished | bailout | adopted | breaker_opened | breaker_closed | vertex_ended"""
+    queue: str
+    execution: str | None = None
+    outcome: str | None = None
+    category: str | None = None
+    seconds: float | None = None
+    """Latency or duration the metric records, when there is one."""
+    detail: str | None = None
+
+
+# -- decisions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FailItem:
+    """Call failRunQueueItem: the item's CustomJob ended badly while the item is still CLAIMED."""
+
+    queue: str
+    entity: str
+    item_id: str
+    message: str
+    vertex_job: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    queue: str
+    start: int
+    """Executions to start now."""
+    probe: bool
+    """The (single) execution started is the half-open breaker's probe."""
+    pending: int
+    unclaimed: int
+    in_flight: int
+    why: str
+    """Which term of the formula decided, for the logs."""
+
+
+@dataclass(slots=True)
+class QueueState:
+    """Everything known about one queue."""
+
+    policy: QueuePolicy
+    breaker: Breaker = field(init=False)
+    items: dict[str, Item] = field(default_factory=dict)
+    executions: dict[str, Execution] = field(default_factory=dict)
+    dispatch_times: deque[float] = field(default_factory=deque)
+    polled: bool = False
+    """The queue has been listed at least once: decisions before that would be blind."""
+    recovered: bool = False
+    """Executions in flight before this process started have been listed and adopted."""
+    uncertain_since: float | None = None
+    """A RunJob whose result is unknown: no dispatching until the executions are listed again."""
+    event_grace: float = 0.0
+    """How long a failed execution waits for its watchdog's bailout event before it counts as
+    `crash` (0 when no events are configured)."""
+
+    def __post_init__(self) -> None:
+        p = self.policy
+        self.breaker = Breaker(p.breaker_threshold, p.breaker_window, p.breaker_cooldown, p.breaker_max_cooldown)
+
+    # -- observations -------------------------------------------------------------------------
+
+    def observe_items(self, seen: Iterable[ItemSeen], now: float) -> list[Fact]:
+        """A poll of the queue's items."""
+        facts: list[Fact] = []
+        for obs in seen:
+            item = self.items.get(obs.id)
+            if item is None:
+                item = self.items[obs.id] = Item(obs.id, obs.state, first_seen=now, run_id=obs.run_id)
+                if obs.state is ItemState.PENDING:
+                    item.last_seen = now
+                    continue
+            item.last_seen = now
+            if obs.run_id and not item.run_id:
+                item.run_id = obs.run_id
+            was_pending = item.state is ItemState.PENDING
+            item.state = obs.state
+            if was_pending and obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_by is None:
+                facts.extend(self._infer_claim(item, now))
+        self.polled = True
+        return facts
+
+    def _infer_claim(self, item: Item, now: float) -> list[Fact]:
+        candidates = [e for e in self.executions.values() if e.in_flight and not e.has_claimed]
+        if not candidates:
+            return []
+        execution = min(candidates, key=lambda e: e.created)
+        return self._claim(execution, item, now)
+
+    def _claim(self, execution: Execution, item: Item, now: float) -> list[Fact]:
+        execution.item_id = item.id
+        execution.move(Phase.CLAIMED)
+        item.claimed_by = execution.name
+        item.claimed_at = now
+        item.dispatched_at = execution.created
+        return [Fact("claimed", self.policy.name, execution.name, seconds=max(0.0, now - execution.created))]
+
+    def observe_executions(self, seen: Iterable[ExecutionSeen], now: float) -> list[Fact]:
+        """A listing of the launcher job's executions."""
+        facts: list[Fact] = []
+        for obs in seen:
+            execution = self.executions.get(obs.name)
+            if execution is None:
+                if obs.status in ("succeeded", "failed", "cancelled"):
+                    continue  # finished before we knew it: history, not state
+                execution = Execution(obs.name, self.policy.name, created=obs.created, recovered=True)
+                self.executions[obs.name] = execution
+                facts.append(Fact("adopted", self.policy.name, obs.name))
+            if obs.started is not None and execution.started is None:
+                execution.started = obs.started
+            if obs.status == "running" and execution.phase is Phase.DISPATCHED:
+                execution.move(Phase.RUNNING)
+            elif obs.status in ("succeeded", "failed", "cancelled"):
+                facts.extend(self._finish(execution, obs, now))
+        self.recovered = True
+        self.uncertain_since = None
+        return facts
+
+    def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:
+        if obs.status == "succeeded":
+            outcome = Phase.SUCCEEDED if execution.has_claimed else Phase.IDLE
+        elif obs.status == "cancelled":
+            outcome = Phase.CANCELLED
+        elif execution.phase is Phase.BAILOUT or execution.category is not None:
+            outcome = Phase.BAILOUT
+        else:
+            ran = (obs.finished or now) - (execution.started or execution.created)
+            timed_out = ran >= self.policy.execution_timeout or "timeout" in obs.message.lower()
+            outcome = Phase.TIMEOUT if timed_out else Phase.FAILED
+        if not execution.move(outcome):
+            return []
+        if execution.finished is None:
+            execution.finished = obs.finished or now
+        return self._count_finish(execution, now)
+
+    def _count_finish(self, execution: Execution, now: float) -> list[Fact]:
+        """Count a finished execution once; a failure waits `event_grace` for its category."""
+        if execution.counted:
+            return []
+        failed = execution.phase in (Phase.FAILED, Phase.BAILOUT, Phase.TIMEOUT)
+        finished = execution.finished or now
+        if failed and execution.category is None and now - finished < self.event_grace:
+            return []  # `settle` counts it once the grace has passed
+        execution.counted = True
+        duration = finished - execution.created
+        facts = [Fact("finished", self.policy.name, execution.name, outcome=execution.phase.value, seconds=duration)]
+        if failed:
+            if execution.category is None:
+                execution.category = "timeout" if execution.phase is Phase.TIMEOUT else "crash"
+            facts.extend(self._bailout(execution, now))
+        return facts
+
+    def settle(self, now: float) -> list[Fact]:
+        """Count failures whose bailout event did not arrive within the grace."""
+        facts: list[Fact] = []
+        for execution in self.executions.values():
+            if execution.phase.finished and not execution.counted:
+                facts.extend(self._count_finish(execution, now))
+        return facts
+
+    def _bailout(self, execution: Execution, now: float) -> list[Fact]:
+        category = execution.category or "crash"
+        facts = [Fact("bailout", self.policy.name, execution.name, category=category)]
+        if self.breaker.bailout(now, category, execution.name):
+            facts.append(Fact("breaker_opened", self.policy.name, execution.name, detail=self.breaker.reason))
+        return facts
+
+    def link_vertex(self, job: VertexJob, now: float) -> list[Fact]:
+        """A CustomJob whose run id belongs to one of this queue's items."""
+        item = next((i for i in self.items.values() if i.run_id and i.run_id == job.run_id), None)
+        if item is None:
+            return []
+        job.queue = self.policy.name
+        facts: list[Fact] = []
+        if item.vertex_job is None:
+            item.vertex_job = job.name
+            facts.append(Fact("submitted", self.policy.name, item.claimed_by, seconds=max(0.0, now - item.first_seen)))
+            if item.claimed_by and (execution := self.executions.get(item.claimed_by)):
+                execution.vertex_job = job.name
+                execution.move(Phase.SUBMITTED)
+            if self.breaker.state.value != "closed":
+                self.breaker.submitted()
+                facts.append(Fact("breaker_closed", self.policy.name, detail="a job was submitted"))
+        return facts
+
+    # -- watchdog events (design 6) -----------------------------------------------------------
+
+    def event_claimed(self, execution_name: str, item_id: str, now: float) -> list[Fact]:
+        execution = self.executions.get(execution_name)
+        if execution is None or execution.item_id == item_id:
+            return []
+        item = self.items.get(item_id) or Item(item_id, ItemState.CLAIMED, first_seen=now, last_seen=now)
+        self.items.setdefault(item_id, item)
+        if execution.item_id is not None:  # an inferred pairing was wrong: undo it
+            previous = self.items.get(execution.item_id)
+            if previous is not None and previous.claimed_by == execution_name:
+                previous.claimed_by = None
+        if item.claimed_by and item.claimed_by != execution_name:  # taken from a wrongly inferred one
+            other = self.executions.get(item.claimed_by)
+            if other is not None and other.item_id == item_id:
+                other.item_id = None
+        return self._claim(execution, item, now)
+
+    def event_submitted(self, execution_name: str, custom_job: str, now: float) -> list[Fact]:
+        execution = self.executions.get(execution_name)
+        if execution is None or execution.vertex_job == custom_job:
+            return []
+        execution.vertex_job = custom_job
+        execution.move(Phase.SUBMITTED)
+        facts: list[Fact] = []
+        item = self.items.get(execution.item_id) if execution.item_id else None
+        if item is not None and item.vertex_job is None:
+            item.vertex_job = custom_job
+            facts.append(Fact("submitted", self.policy.name, execution_name, seconds=max(0.0, now - item.first_seen)))
+        if self.breaker.state.value != "closed":
+            self.breaker.submitted()
+            facts.append(Fact("breaker_closed", self.policy.name, detail="a job was submitted"))
+        return facts
+
+    def event_bailout(self, execution_name: str, rule: str, category: str, now: float) -> list[Fact]:
+        execution = self.executions.get(execution_name)
+        if execution is None or execution.bailout_rule is not None:
+            return []
+        execution.bailout_rule = rule
+        if execution.counted:
+            return []  # already counted (as crash) after the grace: keep the rule for /status only
+        execution.category = category
+        if execution.phase is Phase.FAILED:  # listed as failed while waiting for this event
+            execution.move(Phase.BAILOUT)
+            return self._count_finish(execution, now)
+        return []
+
+    def event_idle(self, execution_name: str) -> None:
+        execution = self.executions.get(execution_name)
+        if execution is not None and execution.phase is Phase.SUCCEEDED:
+            execution.move(Phase.IDLE)
+
+    # -- acting -------------------------------------------------------------------------------
+
+    def decide(self, now: float) -> Decision:
+        """How many executions to start now (design 5)."""
+        self.breaker.tick(now)
+        while self.dispatch_times and self.dispatch_times[0] <= now - BUDGET_PERIOD:
+            self.dispatch_times.popleft()
+        pending = sum(1 for i in self.items.values() if i.state is ItemState.PENDING)
+        in_flight = [e for e in self.executions.values() if e.in_flight]
+        unclaimed = sum(1 for e in in_flight if not e.has_claimed and now - e.created < self.policy.claim_timeout)
+        want = max(0, pending - unclaimed)
+        room = max(0, self.policy.max_inflight - len(in_flight))
+        budget = max(0, self.policy.dispatch_budget - len(self.dispatch_times))
+        terms = {"want": want, "room": room, "budget": budget}
+        allowance = self.breaker.allowance()
+        if allowance is not None:
+            terms["breaker"] = allowance
+        if not self.polled or not self.recovered:
+            terms["starting"] = 0
+        if self.uncertain_since is not None:
+            terms["uncertain"] = 0
+        why = min(terms, key=lambda k: terms[k])
+        start = terms[why]
+        return Decision(
+            self.policy.name,
+            start=start,
+            probe=allowance == 1 and start > 0,
+            pending=pending,
+            unclaimed=unclaimed,
+            in_flight=len(in_flight),
+            why=why,
+        )
+
+    def dispatched(self, name: str, dispatch_id: str, now: float, probe: bool) -> None:
+        self.executions[name] = Execution(name, self.policy.name, created=now, dispatch_id=dispatch_id, probe=probe)
+        self.dispatch_times.append(now)
+        if probe:
+            self.breaker.probe = name
+
+    def dispatch_unknown(self, now: float) -> None:
+        """RunJob failed in a way that may still have created an execution."""
+        self.dispatch_times.append(now)
+        self.uncertain_since = now
+
+    def hung_items(self, vertex_jobs: Iterable[VertexJob]) -> list[FailItem]:
+        """Items still CLAIMED whose CustomJob ended FAILED, CANCELLED or EXPIRED."""
+        by_run = {i.run_id: i for i in self.items.values() if i.run_id}
+        actions = []
+        for job in vertex_jobs:
+            item = by_run.get(job.run_id) if job.run_id else None
+            if item is None or job.state not in HANGING:
+                continue
+            if item.state is ItemState.CLAIMED and not item.failed_by_supervisor:
+                message = job.error or f"Vertex AI job {job.name} ended {job.state.value}"
+                actions.append(FailItem(self.policy.name, self.policy.entity, item.id, message, job.name))
+        return actions
+
+    def item_failed(self, item_id: str) -> None:
+        item = self.items.get(item_id)
+        if item is not None:
+            item.failed_by_supervisor = True
+            item.state = ItemState.FAILED
+
+    def prune(self, now: float) -> None:
+        """Drop finished executions and gone items past retention, keeping memory bounded."""
+        keep_after = now - self.policy.retention_seconds
+        finished = sorted(
+            (e for e in self.executions.values() if not e.in_flight), key=lambda e: e.finished or e.created
+        )
+        excess = max(0, len(finished) - self.policy.retention_max)
+        for index, execution in enumerate(finished):
+            if index < excess or (execution.finished or execution.created) < keep_after:
+                del self.executions[execution.name]
+        for item_id in [i.id for i in self.items.values() if i.last_seen < keep_after]:
+            del self.items[item_id]
+        if len(self.items) > self.policy.retention_max * 2:
+            oldest = sorted(self.items.values(), key=lambda i: i.last_seen)
+            for item in oldest[: len(self.items) - self.policy.retention_max * 2]:
+                if item.state is not ItemState.PENDING:
+                    del self.items[item.id]

@@ -1,0 +1,53 @@
+"""Vertex AI CustomJobs created by the agent (design 4)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class JobState(enum.Enum):
+    """aiplatform_v1.JobState names, without the JOB_STATE_ prefix."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    QUEUED = "QUEUED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+    EXPIRED = "EXPIRED"
+    UPDATING = "UPDATING"
+    PARTIALLY_SUCCEEDED = "PARTIALLY_SUCCEEDED"
+
+    @classmethod
+    def parse(cls, name: str) -> JobState:
+        try:
+            return cls(name.removeprefix("JOB_STATE_"))
+        except ValueError:
+            return cls.UNSPECIFIED
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.PARTIALLY_SUCCEEDED}
+)
+HANGING = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
+"""End states after which the item would stay CLAIMED forever unless the supervisor fails it."""
+
+
+@dataclass(slots=True)
+class VertexJob:
+    name: str
+    run_id: str | None
+    state: JobState
+    created: float
+    ended: float | None = None
+    error: str | None = None
+    queue: str | None = None
+    """The queue whose item it runs, once the run id is linked to an item."""

@@ -1,0 +1,260 @@
+"""The pure model: dispatch formula, pairing, breaker, hung items, recovery, retention."""
+
+from __future__ import annotations
+
+import pytest
+
+from supervisor.model.breaker import BreakerState
+from supervisor.model.executions import Phase
+from supervisor.model.items import ItemState
+from supervisor.model.state import ExecutionSeen, ItemSeen, QueuePolicy, QueueState
+from supervisor.model.vertex import JobState, VertexJob
+
+JOB = "projects/p/locations/r/jobs/launcher"
+
+
+def policy(**overrides: object) -> QueuePolicy:
+    values: dict[str, object] = {
+        "name": "q",
+        "entity": "e",
+        "launcher_job": JOB,
+        "max_inflight": 4,
+        "dispatch_budget": 30,
+        "claim_timeout": 100.0,
+        "execution_timeout": 1000.0,
+        "breaker_threshold": 3,
+        "breaker_window": 600.0,
+        "breaker_cooldown": 60.0,
+        "breaker_max_cooldown": 240.0,
+        "retention_seconds": 3600.0,
+        "retention_max": 50,
+    }
+    values.update(overrides)
+    return QueuePolicy(**values)  # type: ignore[arg-type]
+
+
+def ready(**overrides: object) -> QueueState:
+    state = QueueState(policy(**overrides))
+    state.observe_executions([], 0.0)
+    return state
+
+
+def pending(*ids: str) -> list[ItemSeen]:
+    return [ItemSeen(i, ItemState.PENDING, None) for i in ids]
+
+
+def ex(n: int) -> str:
+    return f"{JOB}/executions/x{n}"
+
+
+def test_nothing_starts_before_the_first_poll_and_recovery() -> None:
+    """A fresh state is blind: it dispatches nothing until both the queue and executions are listed."""
+    state = QueueState(policy())
+    state.observe_items(pending("a"), 0.0)
+    assert state.decide(0.0).start == 0
+    assert state.decide(0.0).why == "starting"
+    state.observe_executions([], 0.0)
+    assert state.decide(0.0).start == 1
+
+
+def test_formula_takes_the_smallest_term() -> None:
+    """start = min(pending - unclaimed, max_inflight - in flight, budget)."""
+    state = ready(max_inflight=3)
+    state.observe_items(pending(*"abcde"), 0.0)
+    decision = state.decide(0.0)
+    assert (decision.start, decision.why) == (3, "room")
+    for n in range(3):
+        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+    assert state.decide(1.0).start == 0
+    budget = ready(dispatch_budget=2)
+    budget.observe_items(pending(*"abcde"), 0.0)
+    assert (budget.decide(0.0).start, budget.decide(0.0).why) == (2, "budget")
+
+
+def test_executions_not_yet_claimed_cover_pending_items() -> None:
+    """A burst: one execution per pending item, none for items already covered."""
+    state = ready(max_inflight=10)
+    state.observe_items(pending("a", "b"), 0.0)
+    assert state.decide(0.0).start == 2
+    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.dispatched(ex(2), "d2", 0.0, probe=False)
+    assert state.decide(1.0).start == 0
+    state.observe_items(pending("a", "b", "c"), 2.0)
+    assert state.decide(2.0).start == 1
+
+
+def test_claim_timeout_stops_an_execution_counting_as_about_to_claim() -> None:
+    """After claim_timeout an unclaimed execution no longer covers a pending item."""
+    state = ready(claim_timeout=100.0)
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    assert state.decide(99.0).start == 0
+    assert state.decide(100.0).start == 1
+
+
+def test_a_claim_is_inferred_for_the_oldest_unclaimed_execution() -> None:
+    """An item leaving PENDING is paired with the oldest in-flight execution without an item."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(2), "d2", 2.0, probe=False)
+    facts = state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
+    assert [f.kind for f in facts] == ["claimed"]
+    assert state.executions[ex(1)].item_id == "a"
+    assert state.executions[ex(1)].phase is Phase.CLAIMED
+    assert facts[0].seconds == 4.0
+
+
+def test_a_claimed_event_corrects_an_inferred_pairing() -> None:
+    """The watchdog's claimed event moves the item to the execution that really took it."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(2), "d2", 2.0, probe=False)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
+    state.event_claimed(ex(2), "a", 6.0)
+    assert state.executions[ex(2)].item_id == "a"
+    assert state.executions[ex(1)].item_id is None
+    assert state.items["a"].claimed_by == ex(2)
+
+
+def test_finished_executions_are_classified() -> None:
+    """Succeeded with an item, succeeded without one (idle), failed, cancelled, timed out."""
+    state = ready(execution_timeout=50.0)
+    state.observe_items(pending("a"), 0.0)
+    for n in range(5):
+        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "r")], 1.0)
+    facts = state.observe_executions(
+        [
+            ExecutionSeen(ex(0), "succeeded", 0.0, 1.0, 10.0),
+            ExecutionSeen(ex(1), "succeeded", 0.0, 1.0, 10.0),
+            ExecutionSeen(ex(2), "failed", 0.0, 1.0, 10.0),
+            ExecutionSeen(ex(3), "cancelled", 0.0, 1.0, 10.0),
+            ExecutionSeen(ex(4), "failed", 0.0, 1.0, 60.0, "Task execution timed out"),
+        ],
+        60.0,
+    )
+    outcomes = {f.execution: f.outcome for f in facts if f.kind == "finished"}
+    assert outcomes == {ex(0): "succeeded", ex(1): "idle", ex(2): "failed", ex(3): "cancelled", ex(4): "timeout"}
+    assert {f.category for f in facts if f.kind == "bailout"} == {"crash", "timeout"}
+    assert state.observe_executions([ExecutionSeen(ex(2), "failed", 0.0, 1.0, 10.0)], 61.0) == []
+
+
+def test_a_failure_waits_for_its_bailout_event_then_counts_as_crash() -> None:
+    """With events configured, a failed execution takes the event's category if it comes in time."""
+    state = ready()
+    state.event_grace = 30.0
+    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.dispatched(ex(2), "d2", 0.0, probe=False)
+    seen = [ExecutionSeen(ex(n), "failed", 0.0, 1.0, 10.0) for n in (1, 2)]
+    assert state.observe_executions(seen, 10.0) == []
+    facts = state.event_bailout(ex(1), "permission_denied", "permission", 12.0)
+    assert [(f.kind, f.category) for f in facts if f.kind == "bailout"] == [("bailout", "permission")]
+    assert state.settle(20.0) == []
+    late = state.settle(41.0)
+    assert [(f.kind, f.category) for f in late if f.kind == "bailout"] == [("bailout", "crash")]
+    assert state.event_bailout(ex(2), "quota_exceeded", "quota", 50.0) == []
+
+
+def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
+    """Counted categories open it at the threshold; half-open allows one probe; a submission closes it."""
+    state = ready(breaker_threshold=2, breaker_cooldown=60.0)
+    state.observe_items(pending("a", "b", "c"), 0.0)
+    for n in (1, 2):
+        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+        state.event_bailout(ex(n), "quota_exceeded", "quota", 1.0)
+    facts = state.observe_executions([ExecutionSeen(ex(n), "failed", 0.0, 0.5, 1.0) for n in (1, 2)], 1.0)
+    assert "breaker_opened" in [f.kind for f in facts]
+    assert state.breaker.state is BreakerState.OPEN
+    assert (state.decide(30.0).start, state.decide(30.0).why) == (0, "breaker")
+    decision = state.decide(61.0)
+    assert state.breaker.state is BreakerState.HALF_OPEN
+    assert (decision.start, decision.probe) == (1, True)
+    state.dispatched(ex(3), "d3", 61.0, probe=True)
+    assert state.decide(62.0).start == 0
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b", "c")], 70.0)
+    vertex = VertexJob("projects/p/locations/r/customJobs/1", "run-a", JobState.PENDING, 71.0)
+    assert "breaker_closed" in [f.kind for f in state.link_vertex(vertex, 72.0)]
+    assert state.breaker.state is BreakerState.CLOSED
+    assert state.decide(73.0).start == 2
+
+
+def test_breaker_reopens_on_a_failed_probe_with_doubled_cooldown() -> None:
+    """A probe that bails out reopens the breaker; the cooldown doubles, capped."""
+    state = ready(breaker_cooldown=60.0, breaker_max_cooldown=100.0)
+    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.event_bailout(ex(1), "permission_denied", "permission", 1.0)
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 1.0)
+    assert state.breaker.state is BreakerState.OPEN
+    assert state.breaker.reopens_at() == 61.0
+    state.decide(61.0)
+    state.dispatched(ex(2), "d2", 61.0, probe=True)
+    state.event_bailout(ex(2), "permission_denied", "permission", 62.0)
+    state.observe_executions([ExecutionSeen(ex(2), "failed", 61.0, 61.5, 62.0)], 62.0)
+    assert state.breaker.state is BreakerState.OPEN
+    assert state.breaker.cooldown == 100.0
+
+
+def test_resume_closes_the_breaker() -> None:
+    """An operator's resume closes an open breaker at once."""
+    state = ready()
+    state.breaker.bailout(0.0, "image_pull")
+    assert state.breaker.state is BreakerState.OPEN
+    state.breaker.close()
+    assert state.breaker.state is BreakerState.CLOSED
+
+
+def test_hung_items_are_failed_exactly_once() -> None:
+    """A CustomJob that ends FAILED while its item is CLAIMED yields one FailItem, then none."""
+    state = ready()
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), ItemSeen("b", ItemState.CLAIMED, "run-b")], 0.0)
+    jobs = [
+        VertexJob("projects/p/locations/r/customJobs/1", "run-a", JobState.FAILED, 0.0, error="OOM"),
+        VertexJob("projects/p/locations/r/customJobs/2", "run-b", JobState.SUCCEEDED, 0.0),
+    ]
+    actions = state.hung_items(jobs)
+    assert [(a.item_id, a.message) for a in actions] == [("a", "OOM")]
+    state.item_failed("a")
+    assert state.hung_items(jobs) == []
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
+    assert state.hung_items(jobs) == []
+
+
+def test_restart_adopts_executions_in_flight_and_does_not_duplicate() -> None:
+    """Executions found running on start count as in flight and cover the pending items."""
+    state = QueueState(policy())
+    state.observe_items(pending("a", "b"), 100.0)
+    facts = state.observe_executions(
+        [
+            ExecutionSeen(ex(1), "running", 90.0, 91.0, None),
+            ExecutionSeen(ex(2), "pending", 95.0, None, None),
+            ExecutionSeen(ex(3), "succeeded", 10.0, 11.0, 20.0),
+        ],
+        100.0,
+    )
+    assert sorted(f.execution for f in facts if f.kind == "adopted") == [ex(1), ex(2)]
+    assert state.decide(100.0).start == 0
+
+
+def test_an_uncertain_dispatch_holds_until_the_next_listing() -> None:
+    """After a RunJob with unknown result nothing starts until the executions are listed again."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatch_unknown(0.0)
+    assert state.decide(1.0).why == "uncertain"
+    state.observe_executions([ExecutionSeen(ex(1), "running", 0.5, 0.6, None)], 2.0)
+    assert state.decide(2.0).start == 0  # the RunJob did create one: it covers the item
+
+
+@pytest.mark.parametrize("count", [10, 200])
+def test_retention_bounds_memory(count: int) -> None:
+    """Finished executions beyond retention_max, or older than retention_seconds, are dropped."""
+    state = ready(retention_max=50, retention_seconds=100.0)
+    for n in range(count):
+        state.dispatched(ex(n), f"d{n}", float(n), probe=False)
+    state.observe_executions([ExecutionSeen(ex(n), "succeeded", n, n, n + 1.0) for n in range(count)], count + 1.0)
+    state.prune(count + 1.0)
+    assert len(state.executions) == min(count, 50)
+    state.prune(count + 200.0)
+    assert state.executions == {}
