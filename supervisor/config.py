@@ -76,6 +76,11 @@ class GcpConfig(_Section):
     """Seconds for one Cloud Run or Vertex AI call (grpc deadline)."""
     vertex_lookback: float = Field(default=86400.0, gt=0)
     """How far back (seconds) Vertex jobs are listed on start and each tick."""
+    run_endpoint: str | None = None
+    """Cloud Run API host[:port]; default run.googleapis.com. A loopback address is reached
+    without TLS or credentials (the sandbox)."""
+    vertex_endpoint: str | None = None
+    """Vertex AI API host[:port]; default {region}-aiplatform.googleapis.com. Loopback as above."""
 
 
 class PollConfig(_Section):

@@ -202,3 +202,9 @@ def _no_process_left_behind() -> Iterator[None]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     pytest.fail(f"the test left processes running: {sorted(left)}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The daemon runs on asyncio (grpc.aio needs it)."""
+    return "asyncio"

@@ -1,0 +1,1 @@
+"""Starting launcher executions on Cloud Run."""

@@ -1,0 +1,47 @@
+"""Shared handling of Google read calls: explicit deadline, bounded retry, metrics.
+
+run_v2 and aiplatform_v1 methods have no default retry or deadline, and anyio cancel scopes do not
+bound an in-flight grpc.aio call, so every call passes `timeout=` (it raises DeadlineExceeded) and
+reads retry transient errors with `AsyncRetry` within a small overall budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import AsyncRetry, if_exception_type
+
+from supervisor.observe import ObserveCall
+
+T = TypeVar("T")
+
+TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.TooManyRequests)
+
+
+def read_retry(timeout: float) -> AsyncRetry:
+    return AsyncRetry(
+        predicate=if_exception_type(*TRANSIENT), initial=0.2, maximum=2.0, multiplier=2.0, timeout=timeout * 3
+    )
+
+
+async def observed(observe: ObserveCall, api: str, method: str, call: Callable[[], Awaitable[T]]) -> T:
+    """Run one call, reporting its status code and duration."""
+    started = time.monotonic()
+    try:
+        result = await call()
+    except gexc.GoogleAPICallError as exc:
+        observe(api, method, exc.__class__.__name__, time.monotonic() - started)
+        raise
+    except Exception as exc:
+        observe(api, method, exc.__class__.__name__, time.monotonic() - started)
+        raise
+    observe(api, method, "OK", time.monotonic() - started)
+    return result
+
+
+def seconds(value: Any) -> float | None:
+    """A proto-plus timestamp (datetime or None) as epoch seconds."""
+    return None if value is None else float(value.timestamp())

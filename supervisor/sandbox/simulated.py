@@ -1,0 +1,73 @@
+"""A simulated launcher: what one execution of the launcher image does, without a process.
+
+It acts on the W&B and Vertex stand-ins the way `launch-watchdog -- wandb launch-agent` does: pops
+the first pending item of its queue (or exits 0 when none comes within the idle timeout), acks it
+with a new run id, creates the CustomJob labelled `wandb-run-id`, and exits 0; or, as a plan says,
+bails out (the agent fails the item, the watchdog exits 1), or hangs until the task timeout.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+from google.cloud import aiplatform_v1
+
+from supervisor.sandbox.cloudrun_server import ExecutionHandle
+from supervisor.sandbox.vertex_server import VertexStandIn
+from supervisor.sandbox.wandb_server import WandbStandIn
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one execution does once it has an item."""
+
+    outcome: str = "submit"
+    """submit | bailout | hang"""
+    message: str = "google.api_core.exceptions.PermissionDenied: 403 Permission denied"
+    vertex_error: str | None = None
+    """Set to make the CustomJob it submits end FAILED with this message."""
+
+
+@dataclass
+class SimulatedLauncher:
+    wandb: WandbStandIn
+    vertex: VertexStandIn
+    plan: Callable[[int], Plan] = lambda n: Plan()
+    """The plan for the n-th execution (0-based) that gets an item."""
+    start_delay: float = 0.05
+    poll_interval: float = 0.05
+    idle_timeout: float = 1.0
+    _claims: int = 0
+
+    async def run(self, handle: ExecutionHandle) -> None:
+        await anyio.sleep(self.start_delay)
+        handle.running()
+        queue, entity = handle.arg("-q", "--queue"), handle.arg("-e", "--entity")
+        if queue is None or entity is None:
+            handle.finish("failed", "launch-agent needs -q QUEUE and -e ENTITY")
+            return
+        item = None
+        with anyio.move_on_after(self.idle_timeout):
+            while (item := self.wandb.pop(entity, queue)) is None:
+                await anyio.sleep(self.poll_interval)
+        if item is None:
+            handle.finish("succeeded")  # the watchdog's idle exit
+            return
+        plan = self.plan(self._claims)
+        self._claims += 1
+        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        self.wandb.ack(item.id, run_id)
+        if plan.outcome == "bailout":
+            self.wandb.fail(item.id, plan.message, "agent")
+            handle.finish("failed", "Container exited with code 1")
+            return
+        if plan.outcome == "hang":
+            await anyio.sleep_forever()
+        if plan.vertex_error is not None:
+            self.vertex.fail_runs[run_id] = plan.vertex_error
+        self.vertex.create(aiplatform_v1.CustomJob(display_name=f"{queue}-{run_id}", labels={"wandb-run-id": run_id}))
+        handle.finish("succeeded")

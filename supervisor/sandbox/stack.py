@@ -1,0 +1,79 @@
+"""All stand-ins running together, and a configuration that points the daemon at them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from supervisor.asgi import serve_asgi
+from supervisor.config import Config, parse_config
+from supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
+from supervisor.sandbox.simulated import SimulatedLauncher
+from supervisor.sandbox.vertex_server import VertexStandIn
+from supervisor.sandbox.wandb_server import WandbStandIn
+
+PROJECT = "sandbox-project"
+REGION = "us-central1"
+ENTITY = "sandbox-team"
+
+
+def launcher_job(queue: str) -> str:
+    return f"projects/{PROJECT}/locations/{REGION}/jobs/launcher-{queue}"
+
+
+@dataclass
+class Stack:
+    wandb: WandbStandIn
+    wandb_url: str
+    cloudrun: CloudRunStandIn
+    run_address: str
+    vertex: VertexStandIn
+    vertex_address: str
+    queues: list[str]
+    api_key: str
+    launcher: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def config_toml(self, queue_settings: str = "", extra: str = "") -> str:
+        queues = "".join(
+            f'\n[[queues]]\nname = "{q}"\nlauncher_job = "{launcher_job(q)}"\n{queue_settings}\n' for q in self.queues
+        )
+        return (
+            f'[wandb]\nentity = "{ENTITY}"\nbase_url = "{self.wandb_url}"\nrequest_timeout = 2\n\n'
+            f'[gcp]\nproject = "{PROJECT}"\nregion = "{REGION}"\nrequest_timeout = 2\n'
+            f'run_endpoint = "{self.run_address}"\nvertex_endpoint = "{self.vertex_address}"\n\n'
+            f"[poll]\nqueue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n\n"
+            f'[http]\nlisten = "127.0.0.1:0"\n{extra}\n{queues}'
+        )
+
+    def config(self, queue_settings: str = "", extra: str = "") -> Config:
+        return parse_config(self.config_toml(queue_settings, extra), "sandbox", {"WANDB_API_KEY": self.api_key})
+
+
+@asynccontextmanager
+async def stand_ins(
+    queues: list[str],
+    behaviour: Callable[[WandbStandIn, VertexStandIn], Behaviour] | None = None,
+    lease_timeout: float = 60.0,
+) -> AsyncIterator[Stack]:
+    """Run the W&B, Cloud Run and Vertex stand-ins until the block ends."""
+    api_key = secrets.token_hex(20)
+    wandb = WandbStandIn(api_key, lease_timeout=lease_timeout)
+    vertex = VertexStandIn(region=REGION)
+    launcher = (behaviour or SimulatedLauncher)(wandb, vertex)
+    cloudrun = CloudRunStandIn([launcher_job(q) for q in queues], launcher)
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(serve_asgi, wandb.app, "127.0.0.1", 0)
+        run_address = await tg.start(cloudrun.serve)
+        vertex_address = await tg.start(vertex.serve)
+        try:
+            yield Stack(
+                wandb, f"http://{host}:{port}", cloudrun, run_address, vertex, vertex_address, queues, api_key, launcher
+            )
+        finally:
+            tg.cancel_scope.cancel()

@@ -1,0 +1,194 @@
+"""A Vertex AI stand-in: JobService CustomJobs that move QUEUED → PENDING → RUNNING → SUCCEEDED
+(or FAILED, for run ids planned to fail) on a schedule, listed with label and create_time filters."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import grpc
+from anyio.abc import TaskStatus
+from google.cloud import aiplatform_v1
+from google.protobuf import empty_pb2
+from google.rpc import code_pb2, status_pb2
+
+from supervisor.sandbox import grpc_server
+from supervisor.sandbox.faults import Faults
+
+S: Any = aiplatform_v1.JobState
+SERVICE = "google.cloud.aiplatform.v1.JobService"
+
+
+@dataclass(slots=True)
+class Schedule:
+    """Seconds from creation at which a job reaches each state."""
+
+    pending: float = 0.05
+    running: float = 0.15
+    done: float = 0.4
+
+
+@dataclass(slots=True)
+class _Tracked:
+    job: aiplatform_v1.CustomJob
+    created: datetime
+    fail_with: str | None = None
+
+
+@dataclass
+class VertexStandIn:
+    project_number: str = "123456"
+    region: str = "us-central1"
+    schedule: Schedule = field(default_factory=Schedule)
+    fail_runs: dict[str, str] = field(default_factory=dict)
+    """run id → error message: jobs with that wandb-run-id label end FAILED."""
+    faults: Faults = field(default_factory=Faults)
+    jobs: dict[str, _Tracked] = field(default_factory=dict)
+    _ids: Any = field(default_factory=lambda: itertools.count(1000000001))
+
+    def create(self, custom_job: aiplatform_v1.CustomJob) -> aiplatform_v1.CustomJob:
+        """Create a job as CreateCustomJob does (also used directly by the simulated launcher)."""
+        now = datetime.now(UTC)
+        name = f"projects/{self.project_number}/locations/{self.region}/customJobs/{next(self._ids)}"
+        job = aiplatform_v1.CustomJob(custom_job)
+        job.name = name
+        job.state = S.JOB_STATE_QUEUED
+        job.create_time = now
+        job.update_time = now
+        self.jobs[name] = _Tracked(job, now, self.fail_runs.get(job.labels.get("wandb-run-id", "")))
+        return job
+
+    def advance(self, now: datetime | None = None) -> None:
+        """Move every job to the state its schedule says it has reached."""
+        now = now or datetime.now(UTC)
+        for tracked in self.jobs.values():
+            job = tracked.job
+            if job.state in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
+                continue
+            age = (now - tracked.created).total_seconds()
+            if age >= self.schedule.done:
+                if tracked.fail_with is not None:
+                    job.state = S.JOB_STATE_FAILED
+                    job.error = status_pb2.Status(code=code_pb2.INTERNAL, message=tracked.fail_with)
+                else:
+                    job.state = S.JOB_STATE_SUCCEEDED
+                job.end_time = now
+            elif age >= self.schedule.running:
+                job.state = S.JOB_STATE_RUNNING
+                if not job.start_time:
+                    job.start_time = now
+            elif age >= self.schedule.pending:
+                job.state = S.JOB_STATE_PENDING
+            job.update_time = now
+
+    # -- gRPC -----------------------------------------------------------------------------------
+
+    async def _create(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await grpc_server.apply_fault(self.faults, "CreateCustomJob", context)
+        return self.create(request.custom_job)
+
+    async def _get(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await grpc_server.apply_fault(self.faults, "GetCustomJob", context)
+        tracked = self.jobs.get(request.name)
+        if tracked is None:
+            await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"CustomJob {request.name} not found")
+        return tracked.job
+
+    async def _list(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await grpc_server.apply_fault(self.faults, "ListCustomJobs", context)
+        try:
+            keep = _parse_filter(request.filter)
+        except ValueError as exc:
+            await grpc_server.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        jobs = sorted((t.job for t in self.jobs.values() if keep(t.job)), key=lambda j: j.name)
+        size = request.page_size or 100
+        start = int(request.page_token or 0)
+        page = jobs[start : start + size]
+        token = str(start + size) if start + size < len(jobs) else ""
+        return aiplatform_v1.ListCustomJobsResponse(custom_jobs=page, next_page_token=token)
+
+    async def _cancel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await grpc_server.apply_fault(self.faults, "CancelCustomJob", context)
+        tracked = self.jobs.get(request.name)
+        if tracked is None:
+            await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"CustomJob {request.name} not found")
+        tracked.job.state = S.JOB_STATE_CANCELLED
+        tracked.job.error = status_pb2.Status(code=code_pb2.CANCELLED, message="CustomJob was cancelled.")
+        tracked.job.end_time = datetime.now(UTC)
+        return empty_pb2.Empty()
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        v1 = aiplatform_v1
+        return [
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    "CreateCustomJob": grpc_server.unary(self._create, v1.CreateCustomJobRequest, v1.CustomJob),
+                    "GetCustomJob": grpc_server.unary(self._get, v1.GetCustomJobRequest, v1.CustomJob),
+                    "ListCustomJobs": grpc_server.unary(
+                        self._list, v1.ListCustomJobsRequest, v1.ListCustomJobsResponse
+                    ),
+                    "CancelCustomJob": grpc_server.unary(self._cancel, v1.CancelCustomJobRequest, empty_pb2.Empty),
+                },
+            )
+        ]
+
+    async def serve(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve and advance job states until cancelled."""
+        async with anyio.create_task_group() as tg:
+            address = await tg.start(grpc_server.serve, self.handlers())
+            task_status.started(address)
+            while True:
+                self.advance()
+                await anyio.sleep(0.02)
+
+
+_TERM = re.compile(r'^\s*(labels\.[\w-]+|create_time)\s*(:|=|>=|>|<=|<)\s*(\*|"[^"]*"|\S+)\s*$')
+_COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    "=": lambda a, b: a == b,
+}
+JobTest = Callable[[Any], bool]
+
+
+def _has_label(label: str) -> JobTest:
+    return lambda job: label in job.labels
+
+
+def _label_is(label: str, value: str) -> JobTest:
+    return lambda job: bool(job.labels.get(label) == value)
+
+
+def _created(op: str, moment: datetime) -> JobTest:
+    compare = _COMPARE[op]
+    return lambda job: compare(job.create_time, moment)
+
+
+def _parse_filter(text: str) -> JobTest:
+    """The subset of AIP-160 filters the supervisor sends: label presence/equality and create_time."""
+    tests: list[JobTest] = []
+    for term in filter(None, (t.strip() for t in re.split(r"\s+AND\s+", text or ""))):
+        match = _TERM.match(term)
+        if not match:
+            raise ValueError(f"unsupported filter term: {term!r}")
+        key, op, raw = match.groups()
+        value = raw.strip('"')
+        if key.startswith("labels."):
+            label = key[len("labels.") :]
+            if op == ":" and value == "*":
+                tests.append(_has_label(label))
+            elif op in (":", "="):
+                tests.append(_label_is(label, value))
+            else:
+                raise ValueError(f"unsupported label operator in {term!r}")
+        else:
+            tests.append(_created(op, datetime.fromisoformat(value.replace("Z", "+00:00"))))
+    return lambda job: all(test(job) for test in tests)

@@ -1,0 +1,177 @@
+"""A W&B stand-in: the GraphQL operations the supervisor and the launch agent use.
+
+Items move PENDING → LEASED (popFromRunQueue) → CLAIMED (ackRunQueueItem), or → FAILED
+(failRunQueueItem); a lease not acknowledged within `lease_timeout` returns the item to PENDING, as
+on the real server. Requests need HTTP Basic `api:<key>`. Operations are recognised by the field
+they ask for, since the fake needs no GraphQL engine to answer a known set of documents.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from supervisor.sandbox.faults import Faults
+
+
+@dataclass(slots=True)
+class QueueItem:
+    id: str
+    entity: str
+    queue: str
+    state: str = "PENDING"
+    run_spec: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    created: float = field(default_factory=time.monotonic)
+    leased_at: float | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(message, stage) of each failRunQueueItem call."""
+
+
+class WandbStandIn:
+    """The state of the W&B server and the ASGI app that serves it."""
+
+    def __init__(self, api_key: str, lease_timeout: float = 60.0) -> None:
+        self.api_key = api_key
+        self.lease_timeout = lease_timeout
+        self.items: dict[str, QueueItem] = {}
+        self.known_queues: set[str] = set()
+        """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
+        self.faults = Faults()
+        self._ids = itertools.count(1)
+        self.app = Starlette(
+            routes=[
+                Route("/graphql", self._graphql, methods=["POST"]),
+                Route("/sdk/otel/v1/metrics", self._otel, methods=["POST"]),
+            ]
+        )
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def enqueue(self, entity: str, queue: str, run_spec: dict[str, Any] | None = None) -> str:
+        self.known_queues.add(queue)
+        number = next(self._ids)
+        item_id = base64.b64encode(f"RunQueueItem:{number}".encode()).decode()
+        self.items[item_id] = QueueItem(item_id, entity, queue, run_spec=run_spec or {})
+        return item_id
+
+    def queue_items(self, entity: str, queue: str) -> list[QueueItem]:
+        return [i for i in self.items.values() if i.entity == entity and i.queue == queue]
+
+    def expire_leases(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for item in self.items.values():
+            if item.state == "LEASED" and item.leased_at is not None and now - item.leased_at >= self.lease_timeout:
+                item.state, item.leased_at = "PENDING", None
+
+    def pop(self, entity: str, queue: str) -> QueueItem | None:
+        """Lease the oldest pending item, as popFromRunQueue does."""
+        self.expire_leases()
+        for item in sorted(self.queue_items(entity, queue), key=lambda i: i.created):
+            if item.state == "PENDING":
+                item.state, item.leased_at = "LEASED", time.monotonic()
+                return item
+        return None
+
+    def ack(self, item_id: str, run_id: str) -> bool:
+        item = self.items.get(item_id)
+        if item is None or item.state != "LEASED":
+            return False
+        item.state, item.run_id = "CLAIMED", run_id
+        return True
+
+    def fail(self, item_id: str, message: str, stage: str) -> bool:
+        item = self.items.get(item_id)
+        if item is None:
+            return False
+        item.failures.append((message, stage))
+        item.state = "FAILED"
+        return True
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    def _authorised(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, key = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return user == "api" and secrets.compare_digest(key, self.api_key)
+
+    async def _otel(self, request: Request) -> Response:
+        return Response(status_code=204)
+
+    async def _graphql(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+            query = str(body["query"])
+            variables = body.get("variables") or {}
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"errors": [{"message": "malformed GraphQL request"}]}, status_code=400)
+        operation = _operation(query)
+        fault = self.faults.take(operation)
+        if fault is not None:
+            if fault.delay:
+                await anyio.sleep(fault.delay)
+            if fault.status is not None:
+                return JSONResponse({"errors": [{"message": "injected fault"}]}, status_code=int(fault.status))
+        if not self._authorised(request):
+            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+        handler = _HANDLERS.get(operation)
+        if handler is None:
+            return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {operation}"}]})
+        return JSONResponse({"data": handler(self, variables)})
+
+
+def _operation(query: str) -> str:
+    for name in _HANDLERS:
+        if name in query:
+            return name
+    return "unknown"
+
+
+def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    server.expire_leases()
+    queue = str(v.get("runQueue"))
+    items = server.queue_items(str(v.get("entityName")), queue)
+    if not items and queue not in server.known_queues:
+        return {"project": {"runQueue": None}}
+    visible = [i for i in items if i.state in ("PENDING", "LEASED", "CLAIMED")][:100]
+    edges = [{"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}} for i in visible]
+    return {"project": {"runQueue": {"runQueueItems": {"edges": edges}}}}
+
+
+def _fail(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    ok = server.fail(str(v.get("runQueueItemId")), str(v.get("message", "")), str(v.get("stage", "")))
+    return {"failRunQueueItem": {"success": ok}}
+
+
+def _pop(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    item = server.pop(str(v.get("entityName")), str(v.get("queueName")))
+    if item is None:
+        return {"popFromRunQueue": None}
+    return {"popFromRunQueue": {"runQueueItemId": item.id, "runSpec": item.run_spec}}
+
+
+def _ack(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    return {"ackRunQueueItem": {"success": server.ack(str(v.get("runQueueItemId")), str(v.get("runName")))}}
+
+
+_HANDLERS = {
+    "runQueueItems": _items,
+    "failRunQueueItem": _fail,
+    "popFromRunQueue": _pop,
+    "ackRunQueueItem": _ack,
+}

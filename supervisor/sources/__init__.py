@@ -1,0 +1,1 @@
+"""Where work comes from: the W&B queues (polled) and, later, Pub/Sub events."""

@@ -1,0 +1,152 @@
+"""The W&B GraphQL client: one request lists a queue's items; one mutation fails an item.
+
+The items query is the SDK's own (`RunQueue._get_items`) with `state` and `associatedRunId` added,
+so a whole queue costs one request per poll, not one per item. HTTP Basic `api:<key>`. A 5xx,
+a timeout or a dropped connection is retried with backoff a few times within the call; 401/403
+raise `WandbAuthError` so the caller can stop polling that queue loudly instead of hammering W&B.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import anyio
+import httpx
+
+from supervisor.model.items import ItemState
+from supervisor.model.state import ItemSeen
+from supervisor.observe import ObserveCall, ignore_call
+
+LAUNCH_PROJECT = "model-registry"
+
+ITEMS_QUERY = """
+query GetRunQueueItems($projectName: String!, $entityName: String!, $runQueue: String!) {
+    project(name: $projectName, entityName: $entityName) {
+        runQueue(name: $runQueue) {
+            runQueueItems(first: 100) {
+                edges { node { id state associatedRunId } }
+            }
+        }
+    }
+}
+"""
+
+FAIL_MUTATION = """
+mutation failRunQueueItem($runQueueItemId: ID!, $message: String!, $stage: String!, $filePaths: [String!]) {
+    failRunQueueItem(
+        input: {runQueueItemId: $runQueueItemId, message: $message, stage: $stage, filePaths: $filePaths}
+    ) { success }
+}
+"""
+
+
+class WandbError(Exception):
+    """W&B could not answer this call."""
+
+
+class WandbAuthError(WandbError):
+    """401/403: the key is wrong or lacks access. Retrying will not help."""
+
+
+class WandbUnavailableError(WandbError):
+    """5xx, timeouts or connection errors, after the retries."""
+
+
+class WandbProtocolError(WandbError):
+    """An answer that is not what the operation returns (GraphQL errors, a missing queue)."""
+
+
+class WandbClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout: float,
+        attempts: int = 3,
+        observe: ObserveCall = ignore_call,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            auth=httpx.BasicAuth("api", api_key),
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": "launch-supervisor"},
+        )
+        self._attempts = attempts
+        self._observe = observe
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _graphql(self, method: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        delay = 0.2
+        for attempt in range(1, self._attempts + 1):
+            started = time.monotonic()
+            try:
+                response = await self._http.post("/graphql", json={"query": query, "variables": variables})
+            except httpx.TimeoutException as exc:
+                self._observe("wandb", method, "timeout", time.monotonic() - started)
+                failure: WandbError = WandbUnavailableError(f"W&B {method} timed out: {exc!r}")
+            except httpx.TransportError as exc:
+                self._observe("wandb", method, "connection", time.monotonic() - started)
+                failure = WandbUnavailableError(f"W&B {method} could not connect: {exc!r}")
+            else:
+                self._observe("wandb", method, str(response.status_code), time.monotonic() - started)
+                if response.status_code in (401, 403):
+                    raise WandbAuthError(f"W&B answered {response.status_code} to {method}: check the API key")
+                if response.status_code >= 500 or response.status_code == 429:
+                    failure = WandbUnavailableError(f"W&B answered {response.status_code} to {method}")
+                elif response.status_code != 200:
+                    raise WandbProtocolError(f"W&B answered {response.status_code} to {method}: {response.text[:200]}")
+                else:
+                    return _data(method, response)
+            if attempt == self._attempts:
+                raise failure
+            await anyio.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not security
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def list_items(self, entity: str, queue: str) -> list[ItemSeen]:
+        """The queue's items, in one request."""
+        variables = {"projectName": LAUNCH_PROJECT, "entityName": entity, "runQueue": queue}
+        data = await self._graphql("GetRunQueueItems", ITEMS_QUERY, variables)
+        try:
+            run_queue = data["project"]["runQueue"]
+            if run_queue is None:
+                raise WandbProtocolError(f"queue {queue!r} does not exist in entity {entity!r}")
+            edges = run_queue["runQueueItems"]["edges"]
+            seen = []
+            for edge in edges:
+                node = edge["node"]
+                state = ItemState.parse(str(node["state"]))
+                if state is None:
+                    continue
+                seen.append(ItemSeen(str(node["id"]), state, node.get("associatedRunId") or None))
+        except (KeyError, TypeError) as exc:
+            raise WandbProtocolError(f"unexpected GetRunQueueItems answer: missing {exc}") from exc
+        return seen
+
+    async def fail_item(self, item_id: str, message: str, stage: str = "run") -> bool:
+        """failRunQueueItem; True when W&B reports success."""
+        variables = {"runQueueItemId": item_id, "message": message[:4000], "stage": stage, "filePaths": None}
+        data = await self._graphql("failRunQueueItem", FAIL_MUTATION, variables)
+        try:
+            return bool(data["failRunQueueItem"]["success"])
+        except (KeyError, TypeError) as exc:
+            raise WandbProtocolError(f"unexpected failRunQueueItem answer: missing {exc}") from exc
+
+
+def _data(method: str, response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise WandbProtocolError(f"W&B answered {method} with something that is not JSON") from exc
+    if not isinstance(body, dict):
+        raise WandbProtocolError(f"W&B answered {method} with a JSON {type(body).__name__}")
+    if body.get("errors"):
+        raise WandbProtocolError(f"W&B {method} failed: {body['errors'][0].get('message', body['errors'])}")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise WandbProtocolError(f"W&B answered {method} without data")
+    return data

@@ -1,0 +1,1 @@
+"""Following what was started: Cloud Run executions and Vertex AI CustomJobs."""

@@ -1,0 +1,84 @@
+"""Tracking launcher executions: one paged ListExecutions per launcher job per tick.
+
+ListExecutions has no filter (design 10), so everything is filtered here. The listing comes newest
+first, so paging stops at the first page whose executions are all finished and older than the
+horizon: the number of calls follows the number of executions in flight, and only grows past a
+page of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud import run_v2
+
+from supervisor.google_calls import observed, read_retry, seconds
+from supervisor.model.state import ExecutionSeen
+from supervisor.observe import ObserveCall, ignore_call
+
+PAGE_SIZE = 1000
+C = run_v2.Condition
+
+
+def classify(execution: Any) -> str:
+    """pending | running | succeeded | failed | cancelled, from the Completed condition (design 10)."""
+    for condition in execution.conditions:
+        if condition.type_ != "Completed":
+            continue
+        if condition.state == C.State.CONDITION_SUCCEEDED:
+            return "succeeded"
+        if condition.state == C.State.CONDITION_FAILED:
+            if condition.execution_reason == C.ExecutionReason.CANCELLED:
+                return "cancelled"
+            return "failed"
+    if execution.start_time is not None or execution.running_count > 0:
+        return "running"
+    return "pending"
+
+
+def _message(execution: Any) -> str:
+    return next((c.message for c in execution.conditions if c.type_ == "Completed"), "")
+
+
+class ExecutionsTracker:
+    def __init__(
+        self, executions: run_v2.ExecutionsAsyncClient, timeout: float, observe: ObserveCall = ignore_call
+    ) -> None:
+        self._client = executions
+        self._timeout = timeout
+        self._observe = observe
+
+    async def list(self, job: str, horizon: float) -> list[ExecutionSeen]:
+        """Executions of `job` that are unfinished, or finished after `horizon` (epoch seconds)."""
+        seen: list[ExecutionSeen] = []
+        token = ""
+        while True:
+            request = run_v2.ListExecutionsRequest(parent=job, page_size=PAGE_SIZE, page_token=token)
+            pager = await observed(
+                self._observe,
+                "cloudrun",
+                "ListExecutions",
+                lambda request=request: self._client.list_executions(  # type: ignore[misc]
+                    request=request, timeout=self._timeout, retry=read_retry(self._timeout)
+                ),
+            )
+            page = pager._response  # noqa: SLF001 - one page per call: the pager would fetch the rest itself
+            recent = False
+            for execution in page.executions:
+                status = classify(execution)
+                finished = seconds(execution.completion_time)
+                if status in ("pending", "running") or (finished or 0) >= horizon:
+                    recent = True
+                    seen.append(
+                        ExecutionSeen(
+                            name=execution.name,
+                            status=status,
+                            created=seconds(execution.create_time) or 0.0,
+                            started=seconds(execution.start_time),
+                            finished=finished,
+                            message=_message(execution),
+                        )
+                    )
+            token = page.next_page_token
+            if not token or not recent:
+                return seen

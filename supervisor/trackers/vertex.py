@@ -1,0 +1,69 @@
+"""Tracking Vertex AI CustomJobs created by the agents: one list call per tick.
+
+Only jobs that carry the `wandb-run-id` label and were created within the lookback are listed;
+the label is how a CustomJob is tied to a queue item (design 2.4).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.cloud import aiplatform_v1
+
+from supervisor.google_calls import observed, read_retry, seconds
+from supervisor.model.state import VertexSeen
+from supervisor.model.vertex import JobState
+from supervisor.observe import ObserveCall, ignore_call
+
+RUN_LABEL = "wandb-run-id"
+PAGE_SIZE = 1000
+
+
+class VertexTracker:
+    def __init__(
+        self,
+        jobs: aiplatform_v1.JobServiceAsyncClient,
+        parent: str,
+        timeout: float,
+        observe: ObserveCall = ignore_call,
+    ) -> None:
+        self._client = jobs
+        self._parent = parent
+        self._timeout = timeout
+        self._observe = observe
+
+    async def list(self, since: float) -> list[VertexSeen]:
+        """CustomJobs labelled with a run id and created after `since` (epoch seconds)."""
+        moment = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        found: list[VertexSeen] = []
+        token = ""
+        while True:
+            request = aiplatform_v1.ListCustomJobsRequest(
+                parent=self._parent,
+                filter=f'labels.{RUN_LABEL}:* AND create_time>"{moment}"',
+                page_size=PAGE_SIZE,
+                page_token=token,
+            )
+            pager = await observed(
+                self._observe,
+                "vertex",
+                "ListCustomJobs",
+                lambda request=request: self._client.list_custom_jobs(  # type: ignore[misc]
+                    request=request, timeout=self._timeout, retry=read_retry(self._timeout)
+                ),
+            )
+            page = pager._response  # noqa: SLF001 - one page per call, as in the executions tracker
+            for job in page.custom_jobs:
+                found.append(
+                    VertexSeen(
+                        name=job.name,
+                        run_id=job.labels.get(RUN_LABEL),
+                        state=JobState.parse(aiplatform_v1.JobState(job.state).name),
+                        created=seconds(job.create_time) or 0.0,
+                        ended=seconds(job.end_time),
+                        error=job.error.message or None,
+                    )
+                )
+            token = page.next_page_token
+            if not token:
+                return found
