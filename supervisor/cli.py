@@ -1,30 +1,142 @@
-"""`launch-supervisor`: the daemon's command line."""
+"""`launch-supervisor`: run the daemon, check a config, read its status, resume a queue."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
-from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+import httpx
+import structlog
+
+from supervisor.clients import CredentialsError
+from supervisor.config import DEFAULT_PATH, ConfigError, load_config
+from supervisor.daemon import Daemon, version
+from supervisor.logs import configure
+
+DEFAULT_URL = "http://127.0.0.1:9464"
+log = structlog.get_logger("launch_supervisor")
 
 
-def _version() -> str:
+def _config_errors(exc: ConfigError) -> None:
+    click.echo(f"launch-supervisor: {exc.source} is not a valid configuration:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  - {problem}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), prog_name="launch-supervisor")
+def cli() -> None:
+    """Turn W&B Launch queue items into Vertex AI CustomJobs through Cloud Run executions."""
+
+
+@cli.command("check-config")
+@click.argument("path", type=click.Path(path_type=Path), default=DEFAULT_PATH)
+def check_config(path: Path) -> None:
+    """Validate PATH and print the effective configuration, secrets masked."""
     try:
-        return metadata.version("launch-supervisor")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+        config = load_config(path)
+    except ConfigError as exc:
+        _config_errors(exc)
+        sys.exit(2)
+    click.echo(json.dumps(config.masked(), indent=2))
 
 
-def main() -> None:
+async def _serve(daemon: Daemon, path: Path) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as received:
+                stopping = False
+                async for signum in received:
+                    if signum == signal.SIGHUP:
+                        _reload(daemon, path)
+                    elif stopping:
+                        log.warning("supervisor.killed", signal=signal.Signals(signum).name)
+                        os._exit(128 + signum)
+                    else:
+                        stopping = True
+                        daemon.stop(signal.Signals(signum).name)
+
+        tg.start_soon(signals, name="signals")
+        await daemon.run()
+        tg.cancel_scope.cancel()
+
+
+def _reload(daemon: Daemon, path: Path) -> None:
     try:
-        import click  # noqa: PLC0415 - the daemon's stack is an optional extra
-    except ImportError:
-        sys.exit(
-            "launch-supervisor: the daemon's dependencies are not installed; "
-            "run: pip install 'launch-supervisor[daemon]'"
-        )
+        config = load_config(path)
+    except ConfigError as exc:
+        log.error("config.reload_rejected", path=str(path), problems=exc.problems)
+        return
+    restart = daemon.reload(config)
+    log.info("config.reloaded", path=str(path), needs_restart=restart)
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-    @click.version_option(_version(), prog_name="launch-supervisor")
-    def cli() -> None:
-        """Turn W&B Launch queue items into Vertex AI CustomJobs through Cloud Run executions."""
 
-    cli()
+@cli.command()
+@click.option("--config", "path", type=click.Path(path_type=Path), default=DEFAULT_PATH, show_default=True)
+def run(path: Path) -> None:
+    """Run the daemon (SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload the config)."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _config_errors(exc)
+        sys.exit(2)
+    configure(config.log.format, config.log.level)
+    daemon = Daemon(config)
+    try:
+        anyio.run(_serve, daemon, path)
+    except CredentialsError as exc:
+        click.echo(f"launch-supervisor: {exc}", err=True)
+        sys.exit(1)
+
+
+def _get(url: str, path: str) -> Any:
+    try:
+        response = httpx.get(url.rstrip("/") + path, timeout=5)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the daemon at {url}: {exc}; is it running? (--url)") from exc
+    return response
+
+
+@cli.command()
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's HTTP address.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw /status JSON.")
+def status(url: str, as_json: bool) -> None:
+    """Show queues, executions in flight and breakers of a running daemon."""
+    data = _get(url, "/status").json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"launch-supervisor {data['version']}  ready={data['ready']}  up {data['uptime_s']:.0f}s")
+    click.echo(f"{'QUEUE':<24}{'PENDING':>8}{'IN FLIGHT':>10}  {'BREAKER':<10}POLLING")
+    for name, q in data["queues"].items():
+        flying = sum(q["in_flight"].values())
+        breaker = q["breaker"]["state"] + (f" ({q['breaker']['reason']})" if q["breaker"]["reason"] else "")
+        click.echo(f"{name:<24}{q['pending']:>8}{flying:>10}  {breaker:<10}{q['polling']}")
+    if data["executions"]:
+        click.echo("")
+        click.echo(f"{'EXECUTION':<40}{'QUEUE':<20}{'PHASE':<11}{'CATEGORY':<16}AGE")
+        for e in data["executions"][:20]:
+            short = e["name"].rsplit("/", 1)[-1]
+            click.echo(f"{short:<40}{e['queue']:<20}{e['phase']:<11}{e['category'] or '':<16}{e['age_s']:.0f}s")
+
+
+@cli.command()
+@click.argument("queue")
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's HTTP address (loopback).")
+def resume(queue: str, url: str) -> None:
+    """Close QUEUE's breaker so it dispatches again."""
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/resume/{queue}", timeout=5)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the daemon at {url}: {exc}") from exc
+    body = response.json()
+    if response.status_code != 200:
+        raise click.ClickException(body.get("error", response.text))
+    click.echo(f"{queue}: breaker closed (was {body['was']})")

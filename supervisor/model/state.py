@@ -179,7 +179,10 @@ class QueueState:
         item.claimed_by = execution.name
         item.claimed_at = now
         item.dispatched_at = execution.created
-        return [Fact("claimed", self.policy.name, execution.name, seconds=max(0.0, now - execution.created))]
+        return [
+            Fact("claimed", self.policy.name, execution.name, seconds=max(0.0, now - execution.created)),
+            Fact("queue_wait", self.policy.name, execution.name, seconds=max(0.0, execution.created - item.first_seen)),
+        ]
 
     def observe_executions(self, seen: Iterable[ExecutionSeen], now: float) -> list[Fact]:
         """A listing of the launcher job's executions."""
@@ -401,3 +404,34 @@ class QueueState:
             for item in oldest[: len(self.items) - self.policy.retention_max * 2]:
                 if item.state is not ItemState.PENDING:
                     del self.items[item.id]
+
+
+def observe_vertex(
+    known: dict[str, VertexJob], seen: Iterable[VertexSeen], queues: Iterable[QueueState], now: float
+) -> list[Fact]:
+    """Fold a CustomJob listing into `known`, link jobs to queue items, and note jobs that ended."""
+    facts: list[Fact] = []
+    queues = list(queues)
+    for obs in seen:
+        job = known.get(obs.name)
+        if job is None:
+            job = known[obs.name] = VertexJob(obs.name, obs.run_id, obs.state, obs.created)
+        was_terminal = job.state.terminal
+        job.state, job.ended, job.error = obs.state, obs.ended, obs.error
+        if job.queue is None:
+            for state in queues:
+                facts.extend(state.link_vertex(job, now))
+                if job.queue is not None:
+                    break
+        if job.state.terminal and not was_terminal and job.queue is not None:
+            ended = obs.ended or now
+            facts.append(
+                Fact("vertex_ended", job.queue, outcome=job.state.value, seconds=max(0.0, ended - job.created))
+            )
+    return facts
+
+
+def prune_vertex(known: dict[str, VertexJob], horizon: float) -> None:
+    """Forget ended jobs older than `horizon` (epoch seconds)."""
+    for name in [n for n, j in known.items() if j.state.terminal and (j.ended or j.created) < horizon]:
+        del known[name]

@@ -123,7 +123,7 @@ class CloudRunStandIn:
     # -- gRPC -------------------------------------------------------------------------------------
 
     async def _run_job(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await grpc_server.apply_fault(self.faults, "RunJob", context)
+        late = await grpc_server.apply_fault(self.faults, "RunJob", context)
         if request.name not in self.jobs:
             await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"Job {request.name} not found")
         assert self._tg is not None
@@ -158,6 +158,8 @@ class CloudRunStandIn:
         operation = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=False)
         operation.metadata.Pack(run_v2.Execution.pb(execution))
         self.operations[operation.name] = name
+        if late is not None:
+            await grpc_server.inflict(late, context)
         return operation
 
     async def _get_job(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

@@ -12,6 +12,9 @@ class Fault:
     """HTTP status (W&B) or grpc.StatusCode name (Google) to answer with."""
     delay: float = 0.0
     """Seconds to wait before answering (to trip client timeouts)."""
+    late: bool = False
+    """Do the work first, then delay or fail the answer: the call took effect but its answer is
+    lost, as when a deadline passes on the client while the server goes on."""
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import anyio
 import grpc
 from anyio.abc import TaskStatus
 
-from supervisor.sandbox.faults import Faults
+from supervisor.sandbox.faults import Fault, Faults
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -21,11 +21,17 @@ def unary(fn: Handler, request: Any, response: Any) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=deserialize, response_serializer=serialize)
 
 
-async def apply_fault(faults: Faults, method: str, context: grpc.aio.ServicerContext) -> None:
-    """Delay or fail this call if a fault is planned for `method`."""
+async def apply_fault(faults: Faults, method: str, context: grpc.aio.ServicerContext) -> Fault | None:
+    """Delay or fail this call if a fault is planned for `method`; a `late` fault is returned for
+    the handler to apply with `inflict` after doing its work."""
     fault = faults.take(method)
-    if fault is None:
-        return
+    if fault is None or fault.late:
+        return fault
+    await inflict(fault, context)
+    return None
+
+
+async def inflict(fault: Fault, context: grpc.aio.ServicerContext) -> None:
     if fault.delay:
         await anyio.sleep(fault.delay)
     if fault.status is not None:

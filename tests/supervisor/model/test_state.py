@@ -99,10 +99,10 @@ def test_a_claim_is_inferred_for_the_oldest_unclaimed_execution() -> None:
     state.dispatched(ex(1), "d1", 1.0, probe=False)
     state.dispatched(ex(2), "d2", 2.0, probe=False)
     facts = state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
-    assert [f.kind for f in facts] == ["claimed"]
+    assert [f.kind for f in facts] == ["claimed", "queue_wait"]
     assert state.executions[ex(1)].item_id == "a"
     assert state.executions[ex(1)].phase is Phase.CLAIMED
-    assert facts[0].seconds == 4.0
+    assert [f.seconds for f in facts] == [4.0, 1.0]  # claim latency from dispatch; wait from first seen
 
 
 def test_a_claimed_event_corrects_an_inferred_pairing() -> None:

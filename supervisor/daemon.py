@@ -1,0 +1,434 @@
+"""The daemon: the loops that observe, and the reconcile that decides and acts.
+
+Tasks, all named, in one task group (started in this order, readiness last):
+- the HTTP server;
+- per queue, a queue loop: poll the items (one GraphQL request), then reconcile;
+- per queue, an executions loop: list the launcher job's executions, fold them into the state;
+- one Vertex loop: list CustomJobs, link them to items, fail items whose job ended badly.
+
+Each loop waits its interval (jittered) or until woken: an observation that can change a decision
+wakes the queue loop, so dispatch follows within milliseconds, not a poll interval. Reconciles of a
+queue never overlap. A loop iteration that fails is logged and counted and the loop carries on: a
+malformed answer never stops the daemon. W&B 401/403 stops polling that queue (loudly), not the
+daemon.
+
+Stopping: no new dispatches, loops finish their current call (each call has its own deadline),
+bounded by `DRAIN_SECONDS`; then everything is cancelled. grpc.aio calls are never wrapped in a
+cancel scope (design 10): they end by their own `timeout=`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+from google.api_core.exceptions import GoogleAPICallError
+from prometheus_client import CollectorRegistry
+
+from supervisor.asgi import serve_asgi
+from supervisor.clients import Clients, build_clients
+from supervisor.config import Config, QueueConfig
+from supervisor.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownError
+from supervisor.http import make_app
+from supervisor.metrics import Metrics, Snapshot
+from supervisor.model.executions import IN_FLIGHT
+from supervisor.model.state import Fact, QueuePolicy, QueueState, observe_vertex, prune_vertex
+from supervisor.model.vertex import VertexJob
+from supervisor.sources.wandb import WandbAuthError, WandbError
+
+DRAIN_SECONDS = 10.0
+"""Longest wait for in-flight calls at shutdown; below systemd's TimeoutStopSec."""
+
+log = structlog.get_logger("launch_supervisor")
+
+
+def version() -> str:
+    try:
+        return metadata.version("launch-supervisor")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
+    b = queue.breaker
+    return QueuePolicy(
+        name=queue.name,
+        entity=config.entity_of(queue),
+        launcher_job=queue.launcher_job,
+        max_inflight=queue.max_inflight,
+        dispatch_budget=queue.dispatch_budget,
+        claim_timeout=queue.claim_timeout,
+        execution_timeout=queue.execution_timeout,
+        breaker_threshold=b.threshold,
+        breaker_window=b.window,
+        breaker_cooldown=b.cooldown,
+        breaker_max_cooldown=b.max_cooldown,
+        retention_seconds=config.retention.finished_seconds,
+        retention_max=config.retention.finished_max,
+    )
+
+
+class Daemon:
+    """One running supervisor."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: CollectorRegistry | None = None,
+        clients: Callable[[Config, Any], Clients] = build_clients,
+    ) -> None:
+        self.config = config
+        self.metrics = Metrics(version(), registry)
+        self.registry = self.metrics.registry
+        self.states: dict[str, QueueState] = {}
+        self.vertex_jobs: dict[str, VertexJob] = {}
+        self.stopped: dict[str, str] = {}
+        self.address: tuple[str, int] | None = None
+        self._build_clients = clients
+        self._clients: Clients | None = None
+        self._wake: dict[str, anyio.Event] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+        self._ticks: dict[str, float] = {}
+        self._stopping = anyio.Event()
+        self._loops = 0
+        self._loops_done = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._started = time.time()
+        self.metrics.watch(self._snapshot)
+        for queue in config.queues:
+            self._add_queue(queue)
+
+    # -- surface (HTTP) -------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(self.states, list(self.vertex_jobs.values()), self.stopped)
+
+    def is_ready(self) -> bool:
+        return self._clients is not None and all(s.polled and s.recovered for s in self.states.values())
+
+    def healthy(self) -> tuple[bool, str]:
+        now = time.monotonic()
+        poll = self.config.poll
+        limits = {"vertex": poll.vertex_interval}
+        for name in self.states:
+            if name not in self.stopped:
+                limits[f"queue:{name}"] = poll.queue_interval
+            limits[f"executions:{name}"] = poll.executions_interval
+        slack = 3 * max(self.config.wandb.request_timeout, self.config.gcp.request_timeout)
+        for loop, interval in limits.items():
+            last = self._ticks.get(loop)
+            if last is not None and now - last > 3 * interval + slack:
+                return False, f"{loop} has not ticked for {now - last:.0f}s"
+        return True, "ticking"
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        queues = {}
+        for name, state in self.states.items():
+            breaker = state.breaker
+            reopens = breaker.reopens_at()
+            queues[name] = {
+                "entity": state.policy.entity,
+                "launcher_job": state.policy.launcher_job,
+                "polling": self.stopped.get(name, "ok"),
+                "pending": sum(1 for i in state.items.values() if i.state.value == "PENDING"),
+                "in_flight": {p.value: sum(1 for e in state.executions.values() if e.phase is p) for p in IN_FLIGHT},
+                "breaker": {
+                    "state": breaker.state.value,
+                    "reason": breaker.reason,
+                    "cooldown_s": breaker.cooldown,
+                    "reopens_in_s": None if reopens is None else round(max(0.0, reopens - now), 1),
+                },
+            }
+        executions = sorted(
+            (e for s in self.states.values() for e in s.executions.values()), key=lambda e: e.created, reverse=True
+        )
+        return {
+            "version": version(),
+            "ready": self.is_ready(),
+            "uptime_s": round(now - self._started, 1),
+            "queues": queues,
+            "executions": [
+                {
+                    "name": e.name,
+                    "queue": e.queue,
+                    "phase": e.phase.value,
+                    "category": e.category,
+                    "rule": e.bailout_rule,
+                    "item_id": e.item_id,
+                    "vertex_job": e.vertex_job,
+                    "age_s": round(now - e.created, 1),
+                    "recovered": e.recovered,
+                }
+                for e in executions[:200]
+            ],
+            "vertex_jobs": [
+                {"name": j.name, "queue": j.queue, "state": j.state.value, "error": j.error}
+                for j in sorted(self.vertex_jobs.values(), key=lambda j: j.created, reverse=True)[:200]
+            ],
+        }
+
+    def resume(self, queue: str) -> str | None:
+        state = self.states.get(queue)
+        if state is None:
+            return None
+        previous = state.breaker.state.value
+        state.breaker.close()
+        log.warning("breaker.resumed", queue=queue, was=previous)
+        self._poke(queue)
+        return previous
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _add_queue(self, queue: QueueConfig) -> QueueState:
+        state = QueueState(policy_of(self.config, queue))
+        state.event_grace = 30.0 if self.config.pubsub.subscription else 0.0
+        self.states[queue.name] = state
+        self._wake[queue.name] = anyio.Event()
+        self._locks[queue.name] = anyio.Lock()
+        self.metrics.add_queue(queue.name)
+        return state
+
+    def _poke(self, queue: str) -> None:
+        event = self._wake.get(queue)
+        if event is not None:
+            event.set()
+
+    async def _wait(self, queue: str, interval: float) -> None:
+        """Sleep the jittered interval, or until the queue is poked (or the daemon stops)."""
+        jitter = self.config.poll.jitter
+        delay = interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - spreading polls, not security
+        event = self._wake[queue]
+        with anyio.move_on_after(delay):
+            await event.wait()
+        if event.is_set() and not self._stopping.is_set():
+            self._wake[queue] = anyio.Event()
+
+    def _facts(self, facts: list[Fact]) -> None:
+        for fact in facts:
+            self.metrics.fact(fact)
+            if fact.kind in ("breaker_opened", "breaker_closed"):
+                log.warning(f"breaker.{fact.kind.split('_')[1]}", queue=fact.queue, reason=fact.detail)
+            elif fact.kind == "bailout":
+                log.warning("execution.bailout", queue=fact.queue, execution=fact.execution, category=fact.category)
+            elif fact.kind == "adopted":
+                log.info("execution.adopted", queue=fact.queue, execution=fact.execution)
+            elif fact.kind in ("finished", "claimed", "submitted"):
+                log.info(f"execution.{fact.kind}", queue=fact.queue, execution=fact.execution, outcome=fact.outcome)
+
+    async def run(self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until `stop()`; reports the HTTP address once it listens."""
+        clients = self._build_clients(self.config, self.metrics.api_call)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                http = self.config.http
+                self.address = await tg.start(serve_asgi, make_app(self), http.host, http.port)
+                log.info("http.listening", address=f"{self.address[0]}:{self.address[1]}")
+                self._clients = clients
+                for name in self.states:
+                    self._start_queue(name)
+                self._spawn("vertex", self._vertex_loop)
+                task_status.started(self.address)
+                log.info("supervisor.started", version=version(), queues=list(self.states))
+                await self._stopping.wait()
+                with anyio.move_on_after(DRAIN_SECONDS) as drain:
+                    await self._loops_done.wait()
+                if drain.cancelled_caught:
+                    log.warning("supervisor.drain_timeout", seconds=DRAIN_SECONDS)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await clients.aclose()
+            log.info("supervisor.stopped")
+
+    def stop(self, reason: str) -> None:
+        """Stop dispatching and let the loops finish; `run` then returns."""
+        if self._stopping.is_set():
+            return
+        log.info("supervisor.stopping", reason=reason)
+        self._stopping.set()
+        for event in self._wake.values():
+            event.set()
+
+    def _spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        assert self._tg is not None
+        self._loops += 1
+
+        async def guarded() -> None:
+            try:
+                await loop()
+            finally:
+                self._loops -= 1
+                if self._loops == 0:
+                    self._loops_done.set()
+
+        self._tg.start_soon(guarded, name=name)
+
+    def _start_queue(self, name: str) -> None:
+        self._spawn(f"queue {name}", lambda: self._queue_loop(name))
+        self._spawn(f"executions {name}", lambda: self._executions_loop(name))
+
+    # -- loops ----------------------------------------------------------------------------------
+
+    async def _iteration(self, loop: str, step: Callable[[], Awaitable[None]]) -> None:
+        """One loop step; failures are logged and counted, never fatal."""
+        try:
+            await step()
+        except WandbAuthError:
+            raise
+        except (WandbError, GoogleAPICallError) as exc:
+            self.metrics.loop_failures.labels(loop.split(":", maxsplit=1)[0]).inc()
+            log.error("loop.failed", loop=loop, error=f"{type(exc).__name__}: {exc}")
+        except Exception:
+            self.metrics.loop_failures.labels(loop.split(":", maxsplit=1)[0]).inc()
+            log.exception("loop.failed", loop=loop)
+        self._ticks[loop] = time.monotonic()
+
+    async def _queue_loop(self, name: str) -> None:
+        assert self._clients is not None
+        wandb = self._clients.wandb
+
+        async def step() -> None:
+            state = self.states[name]
+            items = await wandb.list_items(state.policy.entity, name)
+            self._facts(state.observe_items(items, time.time()))
+            self.metrics.last_poll.labels("wandb").set(time.time())
+            await self._reconcile(name)
+
+        while not self._stopping.is_set() and name in self.states:
+            try:
+                await self._iteration(f"queue:{name}", step)
+            except WandbAuthError as exc:
+                self.stopped[name] = "auth"
+                log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
+                return
+            await self._wait(name, self.config.poll.queue_interval)
+
+    async def _executions_loop(self, name: str) -> None:
+        assert self._clients is not None
+        tracker = self._clients.executions
+
+        async def step() -> None:
+            state = self.states[name]
+            horizon = time.time() - self.config.retention.finished_seconds
+            seen = await tracker.list(state.policy.launcher_job, horizon)
+            now = time.time()
+            self._facts(state.observe_executions(seen, now))
+            self._facts(state.settle(now))
+            state.prune(now)
+            self.metrics.last_poll.labels("cloudrun").set(now)
+            self._poke(name)
+
+        while not self._stopping.is_set() and name in self.states:
+            await self._iteration(f"executions:{name}", step)
+            with anyio.move_on_after(self.config.poll.executions_interval):
+                await self._stopping.wait()
+
+    async def _vertex_loop(self) -> None:
+        assert self._clients is not None
+        clients = self._clients
+
+        async def step() -> None:
+            since = time.time() - self.config.gcp.vertex_lookback
+            seen = await clients.vertex.list(since)
+            now = time.time()
+            self._facts(observe_vertex(self.vertex_jobs, seen, self.states.values(), now))
+            self.metrics.last_poll.labels("vertex").set(now)
+            for name, state in self.states.items():
+                for action in state.hung_items(self.vertex_jobs.values()):
+                    if await clients.wandb.fail_item(action.item_id, action.message, "run"):
+                        state.item_failed(action.item_id)
+                        self.metrics.items_failed.labels(name, "vertex_job_ended").inc()
+                        log.warning(
+                            "item.failed_by_supervisor",
+                            queue=name,
+                            item=action.item_id,
+                            vertex_job=action.vertex_job,
+                            message=action.message,
+                        )
+                self._poke(name)
+            prune_vertex(self.vertex_jobs, since)
+
+        while not self._stopping.is_set():
+            await self._iteration("vertex", step)
+            with anyio.move_on_after(self.config.poll.vertex_interval):
+                await self._stopping.wait()
+
+    async def _reconcile(self, name: str) -> None:
+        """Decide and act for one queue; never two at once for the same queue."""
+        assert self._clients is not None
+        async with self._locks[name]:
+            started = time.monotonic()
+            state = self.states[name]
+            decision = state.decide(time.time())
+            self.metrics.reconcile_duration.observe(time.monotonic() - started)
+            if decision.start == 0 or self._stopping.is_set():
+                return
+            policy = state.policy
+            for _ in range(decision.start):
+                if self._stopping.is_set():
+                    return
+                dispatch_id = uuid.uuid4().hex
+                try:
+                    execution = await self._clients.dispatcher.run(
+                        policy.launcher_job, name, policy.entity, dispatch_id, policy.execution_timeout
+                    )
+                except DispatchUnknownError as exc:
+                    state.dispatch_unknown(time.time())
+                    self.metrics.dispatches.labels(name, "unknown").inc()
+                    log.warning("dispatch.unknown", queue=name, dispatch_id=dispatch_id, error=str(exc))
+                    return
+                except DispatchRefusedError as exc:
+                    self.metrics.dispatches.labels(name, "refused").inc()
+                    log.error("dispatch.refused", queue=name, dispatch_id=dispatch_id, error=str(exc))
+                    return
+                state.dispatched(execution, dispatch_id, time.time(), probe=decision.probe)
+                self.metrics.dispatches.labels(name, "started").inc()
+                log.info(
+                    "dispatch.started",
+                    queue=name,
+                    execution=execution,
+                    dispatch_id=dispatch_id,
+                    probe=decision.probe,
+                    pending=decision.pending,
+                )
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply a new configuration's queues and intervals; returns what needs a restart instead."""
+        needs_restart = [
+            section
+            for section in ("wandb", "gcp", "http", "pubsub")
+            if getattr(config, section) != getattr(self.config, section)
+        ]
+        old = {q.name for q in self.config.queues}
+        self.config = config.model_copy(update={section: getattr(self.config, section) for section in needs_restart})
+        for queue in config.queues:
+            state = self.states.get(queue.name)
+            if state is None:
+                self._add_queue(queue)
+                if self._tg is not None:
+                    self._start_queue(queue.name)
+                log.info("queue.added", queue=queue.name)
+                continue
+            state.policy = policy_of(self.config, queue)
+            b = state.breaker
+            b.threshold, b.window = queue.breaker.threshold, queue.breaker.window
+            b.base_cooldown, b.max_cooldown = queue.breaker.cooldown, queue.breaker.max_cooldown
+            if self.stopped.pop(queue.name, None) is not None and self._tg is not None:
+                self._spawn(f"queue {queue.name}", lambda name=queue.name: self._queue_loop(name))  # type: ignore[misc]
+                log.info("queue.polling_resumed", queue=queue.name)
+        for name in old - {q.name for q in config.queues}:
+            del self.states[name]  # its loops see it gone and end
+            self._poke(name)
+            log.info("queue.removed", queue=name)
+        return needs_restart

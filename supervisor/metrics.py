@@ -1,0 +1,201 @@
+"""Every Prometheus metric of the daemon, in one place (design 8).
+
+Counters and histograms are updated as facts happen. Gauges that mirror state (pending items,
+executions in flight by phase, Vertex jobs by state, breaker state) are produced at scrape time by a
+collector that reads the live state, so they cannot drift from it. Every (queue, category) and
+(queue, outcome) series exists from the start, so the first bailout shows up in `increase()`.
+No item ids, run ids or execution names are ever label values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from supervisor.model.breaker import CATEGORIES, BreakerState
+from supervisor.model.executions import IN_FLIGHT, Phase
+from supervisor.model.state import Fact, QueueState
+from supervisor.model.vertex import JobState, VertexJob
+
+PREFIX = "launch_supervisor_"
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
+DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400, 172800)
+API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+DETECTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10)
+OUTCOMES = tuple(p.value for p in Phase if p.finished)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the state gauges read at scrape time."""
+
+    queues: dict[str, QueueState]
+    vertex_jobs: list[VertexJob]
+    stopped: dict[str, str]
+    """queue → why its polling stopped (auth)."""
+
+
+class _StateCollector(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        pending = GaugeMetricFamily(f"{PREFIX}queue_pending_items", "Items PENDING at the last poll.", labels=["queue"])
+        in_flight = GaugeMetricFamily(
+            f"{PREFIX}executions_in_flight", "Executions not finished, by phase.", labels=["queue", "phase"]
+        )
+        breaker = GaugeMetricFamily(
+            f"{PREFIX}breaker_open", "1 while the queue's breaker is open or half-open.", labels=["queue"]
+        )
+        stopped = GaugeMetricFamily(
+            f"{PREFIX}queue_polling_stopped",
+            "1 when polling a queue stopped (reason: auth).",
+            labels=["queue", "reason"],
+        )
+        vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
+        for name, state in snap.queues.items():
+            pending.add_metric([name], sum(1 for i in state.items.values() if i.state.value == "PENDING"))
+            for phase in IN_FLIGHT:
+                count = sum(1 for e in state.executions.values() if e.phase is phase)
+                in_flight.add_metric([name, phase.value], count)
+            breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
+            stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)
+            for job_state in JobState:
+                count = sum(1 for j in snap.vertex_jobs if j.queue == name and j.state is job_state)
+                if count or job_state in (JobState.RUNNING, JobState.PENDING, JobState.QUEUED):
+                    vertex.add_metric([name, job_state.value], count)
+        yield from (pending, in_flight, breaker, stopped, vertex)
+
+
+class Metrics:
+    """The daemon's metrics on their own registry (tests read a fresh one per daemon)."""
+
+    def __init__(self, version: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.dispatches = Counter(
+            f"{PREFIX}dispatches", "Executions started, by result.", ["queue", "result"], registry=r
+        )
+        self.bailouts = Counter(f"{PREFIX}bailouts", "Executions that bailed out.", ["queue", "category"], registry=r)
+        self.finished = Counter(
+            f"{PREFIX}executions_finished", "Executions finished, by outcome.", ["queue", "outcome"], registry=r
+        )
+        self.queue_wait = Histogram(
+            f"{PREFIX}queue_wait_seconds",
+            "Item first seen pending until the execution that took it was dispatched.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.claim_latency = Histogram(
+            f"{PREFIX}claim_latency_seconds",
+            "Execution dispatched until it claimed an item.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.submit_latency = Histogram(
+            f"{PREFIX}submit_latency_seconds",
+            "Item first seen until its CustomJob existed.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.execution_duration = Histogram(
+            f"{PREFIX}execution_duration_seconds",
+            "Execution dispatched until finished.",
+            ["queue", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.bailout_detection = Histogram(
+            f"{PREFIX}bailout_detection_seconds",
+            "Fatal line read until the agent was signalled, as the watchdog measured it.",
+            ["queue"],
+            buckets=DETECTION_BUCKETS,
+            registry=r,
+        )
+        self.vertex_duration = Histogram(
+            f"{PREFIX}vertex_job_duration_seconds",
+            "CustomJob created until it ended, by end state.",
+            ["queue", "state"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.items_failed = Counter(
+            f"{PREFIX}items_failed_by_supervisor",
+            "Items failed with failRunQueueItem so they do not hang.",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.api_requests = Counter(
+            f"{PREFIX}api_requests", "API calls by result code.", ["api", "method", "code"], registry=r
+        )
+        self.api_duration = Histogram(
+            f"{PREFIX}api_request_duration_seconds",
+            "API call durations.",
+            ["api", "method"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        self.pubsub_messages = Counter(
+            f"{PREFIX}pubsub_messages", "Pub/Sub messages by type and result.", ["type", "result"], registry=r
+        )
+        self.last_poll = Gauge(
+            f"{PREFIX}last_successful_poll_timestamp_seconds",
+            "When each source last answered a poll.",
+            ["source"],
+            registry=r,
+        )
+        self.loop_failures = Counter(
+            f"{PREFIX}loop_failures", "Loop iterations that failed and were retried later.", ["loop"], registry=r
+        )
+        for loop in ("queue", "executions", "vertex"):
+            self.loop_failures.labels(loop)
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}reconcile_duration_seconds", "One reconcile of one queue.", buckets=API_BUCKETS, registry=r
+        )
+        self.build_info = Gauge(f"{PREFIX}build_info", "The running version.", ["version"], registry=r)
+        self.build_info.labels(version).set(1)
+
+    def watch(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.registry.register(_StateCollector(snapshot))
+
+    def add_queue(self, queue: str) -> None:
+        """Create every series of a queue at zero."""
+        for category in CATEGORIES:
+            self.bailouts.labels(queue, category)
+        for outcome in OUTCOMES:
+            self.finished.labels(queue, outcome)
+        for result in ("started", "refused", "unknown"):
+            self.dispatches.labels(queue, result)
+        self.items_failed.labels(queue, "vertex_job_ended")
+        for histogram in (self.queue_wait, self.claim_latency, self.submit_latency, self.bailout_detection):
+            histogram.labels(queue)
+
+    def api_call(self, api: str, method: str, code: str, seconds: float) -> None:
+        self.api_requests.labels(api, method, code).inc()
+        self.api_duration.labels(api, method).observe(seconds)
+
+    def fact(self, fact: Fact) -> None:
+        """Record one fact from the model."""
+        q = fact.queue
+        if fact.kind == "claimed" and fact.seconds is not None:
+            self.claim_latency.labels(q).observe(fact.seconds)
+        elif fact.kind == "submitted" and fact.seconds is not None:
+            self.submit_latency.labels(q).observe(fact.seconds)
+        elif fact.kind == "finished" and fact.outcome:
+            self.finished.labels(q, fact.outcome).inc()
+            if fact.seconds is not None:
+                self.execution_duration.labels(q, fact.outcome).observe(fact.seconds)
+        elif fact.kind == "bailout" and fact.category:
+            self.bailouts.labels(q, fact.category).inc()
+        elif fact.kind == "queue_wait" and fact.seconds is not None:
+            self.queue_wait.labels(q).observe(fact.seconds)
+        elif fact.kind == "vertex_ended" and fact.outcome and fact.seconds is not None:
+            self.vertex_duration.labels(q, fact.outcome).observe(fact.seconds)

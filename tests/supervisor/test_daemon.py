@@ -1,0 +1,288 @@
+"""The daemon over the stand-ins: dispatch, claim timeout, breaker, restart, hung items, surface."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from supervisor.config import Config
+from supervisor.daemon import Daemon
+from supervisor.sandbox.cloudrun_server import ExecutionHandle
+from supervisor.sandbox.faults import Fault
+from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def running(config: Config) -> AsyncIterator[tuple[Daemon, str]]:
+    daemon = Daemon(config)
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(daemon.run)
+        try:
+            yield daemon, f"http://{host}:{port}"
+        finally:
+            daemon.stop("test over")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+    with anyio.fail_after(timeout, shield=False):
+        while not predicate():
+            await anyio.sleep(0.02)
+    assert predicate(), what
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+async def scrape(url: str) -> str:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(url + "/metrics")).text
+
+
+async def until_metric(url: str, name: str, value: float, timeout: float = 15.0, **labels: str) -> None:
+    with anyio.fail_after(timeout):
+        while metric(await scrape(url), name, **labels) != value:
+            await anyio.sleep(0.05)
+
+
+def executions_of(stack: Stack, queue: str = "q") -> list[str]:
+    return [n for n in stack.cloudrun.executions if n.startswith(launcher_job(queue) + "/")]
+
+
+def claimed(stack: Stack) -> list[Any]:
+    return [i for i in stack.wandb.items.values() if i.state == "CLAIMED"]
+
+
+async def test_a_burst_gets_exactly_one_execution_per_pending_item() -> None:
+    """Six items at once, room for ten: six executions, six CustomJobs, nothing more."""
+    async with stand_ins(["q"]) as stack:
+        for _ in range(6):
+            stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config("max_inflight = 10")) as (daemon, url):
+            await until(lambda: len(stack.vertex.jobs) == 6, what="six CustomJobs")
+            await anyio.sleep(1.0)  # several more ticks: still nothing new
+            assert len(executions_of(stack)) == 6
+            assert len(claimed(stack)) == 6
+            runs = [j.job.labels["wandb-run-id"] for j in stack.vertex.jobs.values()]
+            assert sorted(runs) == sorted(i.run_id for i in claimed(stack))
+            stack.wandb.enqueue(ENTITY, "q")
+            await until(lambda: len(executions_of(stack)) == 7, what="one more for the new item")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_dispatches_total", queue="q", result="started") == 7
+            assert daemon.is_ready()
+
+
+async def test_max_inflight_and_budget_hold() -> None:
+    """Executions in flight never exceed max_inflight."""
+
+    class Slow(SimulatedLauncher):
+        async def run(self, handle: ExecutionHandle) -> None:
+            await anyio.sleep(0.6)
+            await super().run(handle)
+
+    async with stand_ins(["q"], behaviour=Slow) as stack:
+        for _ in range(5):
+            stack.wandb.enqueue(ENTITY, "q")
+        peak = 0
+        async with running(stack.config("max_inflight = 2")):
+            while len(stack.vertex.jobs) < 5:
+                flying = sum(1 for n in executions_of(stack) if stack.cloudrun.status(n) in ("pending", "running"))
+                peak = max(peak, flying)
+                await anyio.sleep(0.02)
+        assert peak == 2
+        assert len(executions_of(stack)) == 5
+
+
+async def test_claim_timeout_lets_another_execution_start() -> None:
+    """An execution that never claims stops covering the item after claim_timeout."""
+
+    class Stuck(SimulatedLauncher):
+        calls = 0
+
+        async def run(self, handle: ExecutionHandle) -> None:
+            Stuck.calls += 1
+            if Stuck.calls == 1:
+                handle.running()
+                await anyio.sleep_forever()
+            await super().run(handle)
+
+    async with stand_ins(["q"], behaviour=Stuck) as stack:
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config("claim_timeout = 1.5")):
+            await until(lambda: len(executions_of(stack)) == 1)
+            await anyio.sleep(1.0)
+            assert len(executions_of(stack)) == 1
+            await until(lambda: len(stack.vertex.jobs) == 1, what="the second execution submits")
+            assert len(executions_of(stack)) == 2
+
+
+async def test_breaker_opens_probes_closes_and_reopens() -> None:
+    """Bailouts open the breaker; after the cooldown one probe runs; success closes, failure reopens."""
+    outcomes = iter(["bailout", "bailout", "bailout", "submit", "bailout"])
+
+    def plan(n: int) -> Plan:
+        return Plan(outcome=next(outcomes, "submit"))
+
+    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=plan)) as stack:
+        for _ in range(2):
+            stack.wandb.enqueue(ENTITY, "q")
+        settings = "max_inflight = 1\n[queues.breaker]\nthreshold = 2\ncooldown = 1.0\nmax_cooldown = 4.0"
+        async with running(stack.config(settings)) as (daemon, url):
+            state = daemon.states["q"]
+            await until(lambda: state.breaker.state.value == "open", what="breaker open after 2 bailouts")
+            assert metric(await scrape(url), "launch_supervisor_breaker_open", queue="q") == 1
+            opened = len(executions_of(stack))
+            assert opened == 2
+            stack.wandb.enqueue(ENTITY, "q")
+            await anyio.sleep(0.5)
+            assert len(executions_of(stack)) == opened  # open: nothing starts
+            # half-open: one probe, which bails out (third plan) → reopened with a doubled cooldown
+            await until(lambda: state.breaker.cooldown == 2.0, what="reopened after the probe")
+            assert len(executions_of(stack)) == opened + 1
+            # next probe submits (fourth plan) → closed
+            stack.wandb.enqueue(ENTITY, "q")
+            await until(lambda: state.breaker.state.value == "closed", timeout=20, what="closed by a good probe")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="crash") == 3
+            assert metric(text, "launch_supervisor_breaker_open", queue="q") == 0
+
+
+async def test_resume_closes_an_open_breaker_over_http() -> None:
+    """POST /resume/QUEUE from loopback closes the breaker; unknown queues are 404."""
+    async with stand_ins(["q"]) as stack, running(stack.config()) as (daemon, url):
+        daemon.states["q"].breaker.bailout(0.0, "permission")
+        async with httpx.AsyncClient() as client:
+            response = await client.post(url + "/resume/q")
+            assert response.json() == {"queue": "q", "breaker": "closed", "was": "open"}
+            assert (await client.post(url + "/resume/nope")).status_code == 404
+        assert daemon.states["q"].breaker.state.value == "closed"
+
+
+async def test_restart_with_executions_in_flight_dispatches_no_duplicate() -> None:
+    """A new daemon adopts the executions still running and starts nothing for items they cover."""
+
+    class Slow(SimulatedLauncher):
+        async def run(self, handle: ExecutionHandle) -> None:
+            handle.running()
+            await anyio.sleep(2.5)
+            await super().run(handle)
+
+    async with stand_ins(["q"], behaviour=Slow) as stack:
+        for _ in range(3):
+            stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()):
+            await until(lambda: len(executions_of(stack)) == 3)
+        async with running(stack.config()) as (daemon, _url):
+            await until(daemon.is_ready)
+            assert sum(1 for e in daemon.states["q"].executions.values() if e.recovered) == 3
+            await until(lambda: len(stack.vertex.jobs) == 3, what="the first three submit")
+            await anyio.sleep(0.5)
+            assert len(executions_of(stack)) == 3
+
+
+async def test_an_item_whose_customjob_failed_is_failed_exactly_once() -> None:
+    """The CustomJob ends FAILED while its item is CLAIMED: failRunQueueItem once, with Vertex's message."""
+    plan = Plan(vertex_error="The replica workerpool0-0 exited with a non-zero status of 137.")
+    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=lambda n: plan)) as stack:
+        item = stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()) as (_daemon, url):
+            await until(lambda: stack.wandb.items[item].state == "FAILED", what="item failed by the supervisor")
+            await anyio.sleep(1.0)  # several more Vertex polls
+            assert stack.wandb.items[item].failures == [(plan.vertex_error, "run")]
+            assert stack.wandb.faults.calls["failRunQueueItem"] == 1
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_items_failed_by_supervisor_total", queue="q") == 1
+            assert metric(text, "launch_supervisor_vertex_jobs", queue="q", state="FAILED") == 1
+
+
+async def test_status_and_metrics_surface() -> None:
+    """/status lists queues, executions and Vertex jobs; /metrics has every series, no ids as labels."""
+    async with stand_ins(["q"]) as stack:
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()) as (daemon, url):
+            await until(lambda: len(stack.vertex.jobs) == 1)
+            await until(lambda: any(e.phase.finished for e in daemon.states["q"].executions.values()))
+            async with httpx.AsyncClient() as client:
+                status = (await client.get(url + "/status")).json()
+                assert (await client.get(url + "/readyz")).status_code == 200
+                assert (await client.get(url + "/healthz")).json()["ok"] is True
+            assert status["queues"]["q"]["breaker"]["state"] == "closed"
+            assert status["executions"][0]["phase"] == "succeeded"
+            assert status["vertex_jobs"][0]["queue"] == "q"
+            assert stack.api_key not in str(status)
+            text = await scrape(url)
+            for name in (
+                "launch_supervisor_claim_latency_seconds_count",
+                "launch_supervisor_submit_latency_seconds_count",
+                "launch_supervisor_queue_wait_seconds_count",
+            ):
+                assert metric(text, name, queue="q") == 1
+            assert metric(text, "launch_supervisor_executions_finished_total", queue="q", outcome="succeeded") == 1
+            assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="permission") == 0
+            assert metric(text, "launch_supervisor_api_requests_total", api="cloudrun", method="RunJob", code="OK") == 1
+            assert "launch_supervisor_build_info" in text
+            assert "executions/" not in text
+            assert 'le="14400.0"' in text
+
+
+async def test_auth_errors_stop_that_queue_not_the_daemon() -> None:
+    """A 401 from W&B stops polling the queue, loudly, and the daemon stays healthy."""
+    async with stand_ins(["q"]) as stack:
+        stack.wandb.api_key = "rotated-away"
+        async with running(stack.config()) as (daemon, url):
+            await until(lambda: daemon.stopped.get("q") == "auth")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_queue_polling_stopped", queue="q", reason="auth") == 1
+            calls = stack.wandb.faults.calls["runQueueItems"]
+            await anyio.sleep(0.6)
+            assert stack.wandb.faults.calls["runQueueItems"] == calls
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(url + "/healthz")).json()["ok"] is True
+
+
+async def test_errors_and_timeouts_from_every_api_are_survived() -> None:
+    """5xx and slow answers from W&B, Cloud Run and Vertex: counted, then work resumes."""
+    async with stand_ins(["q"]) as stack:
+        stack.wandb.faults.add("runQueueItems", Fault(status=503), times=6)
+        stack.wandb.faults.add("runQueueItems", Fault(delay=3.0), times=3)
+        stack.cloudrun.faults.add("ListExecutions", Fault(status="UNAVAILABLE"), times=10)
+        stack.vertex.faults.add("ListCustomJobs", Fault(status="INTERNAL"), times=10)
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()) as (daemon, url):
+            await until(lambda: len(stack.vertex.jobs) == 1, timeout=30, what="dispatch after the faults")
+            await until(lambda: daemon.vertex_jobs != {}, timeout=30, what="Vertex listing recovers")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_loop_failures_total", loop="queue") >= 1
+            assert (
+                metric(text, "launch_supervisor_api_requests_total", api="wandb", method="GetRunQueueItems", code="503")
+                >= 3
+            )
+            assert len(executions_of(stack)) == 1
+
+
+async def test_an_unknown_run_job_result_is_not_retried_blindly() -> None:
+    """RunJob times out but the execution was created: the next listing adopts it; no second one."""
+
+    async with stand_ins(["q"]) as stack:
+        stack.cloudrun.faults.add("RunJob", Fault(delay=3.0, late=True))  # created; answer after the 2 s deadline
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()) as (daemon, url):
+            await until_metric(url, "launch_supervisor_dispatches_total", 1, queue="q", result="unknown")
+            await until(lambda: daemon.states["q"].uncertain_since is None, what="a listing settled it")
+            await anyio.sleep(0.5)
+            assert len(executions_of(stack)) == 1
+            assert stack.cloudrun.faults.calls["RunJob"] == 1
+            assert len(stack.vertex.jobs) == 1
