@@ -196,12 +196,18 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _unique_queues(self) -> Config:
-        seen: set[tuple[str, str]] = set()
+        names: set[str] = set()
+        jobs: dict[str, str] = {}
         for queue in self.queues:
-            key = (self.entity_of(queue), queue.name)
-            if key in seen:
-                raise ValueError(f"queue {queue.name!r} of entity {key[0]!r} is listed twice")
-            seen.add(key)
+            if queue.name in names:
+                raise ValueError(f"queue {queue.name!r} is listed twice; queue names must be unique")
+            names.add(queue.name)
+            if queue.launcher_job in jobs:
+                raise ValueError(
+                    f"queues {jobs[queue.launcher_job]!r} and {queue.name!r} share launcher_job {queue.launcher_job}; "
+                    "give each queue its own Cloud Run job, so executions found on restart belong to one queue"
+                )
+            jobs[queue.launcher_job] = queue.name
         return self
 
     def entity_of(self, queue: QueueConfig) -> str:
