@@ -94,6 +94,8 @@ class Daemon:
         self._build_clients = clients
         self._clients: Clients | None = None
         self._wake: dict[str, anyio.Event] = {}
+        self._poll_now: set[str] = set()
+        """Queues whose next wake-up must poll W&B too (not only reconcile)."""
         self._locks: dict[str, anyio.Lock] = {}
         self._ticks: dict[str, float] = {}
         self._stopping = anyio.Event()
@@ -196,17 +198,22 @@ class Daemon:
         self.metrics.add_queue(queue.name)
         return state
 
-    def _poke(self, queue: str) -> None:
+    def _poke(self, queue: str, poll: bool = False) -> None:
+        """Wake the queue loop: to reconcile now, and with `poll` to list the queue first."""
+        if poll:
+            self._poll_now.add(queue)
         event = self._wake.get(queue)
         if event is not None:
             event.set()
 
-    async def _wait(self, queue: str, interval: float) -> None:
-        """Sleep the jittered interval, or until the queue is poked (or the daemon stops)."""
+    def _jittered(self, interval: float) -> float:
         jitter = self.config.poll.jitter
-        delay = interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - spreading polls, not security
+        return interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - spreading polls, not security
+
+    async def _wait(self, queue: str, until: float) -> None:
+        """Sleep until the monotonic time `until`, or until the queue is poked (or the daemon stops)."""
         event = self._wake[queue]
-        with anyio.move_on_after(delay):
+        with anyio.move_on_after(max(0.0, until - time.monotonic())):
             await event.wait()
         if event.is_set() and not self._stopping.is_set():
             self._wake[queue] = anyio.Event()
@@ -296,11 +303,18 @@ class Daemon:
         assert self._clients is not None
         wandb = self._clients.wandb
 
+        next_poll = 0.0
+
         async def step() -> None:
+            nonlocal next_poll
             state = self.states[name]
-            items = await wandb.list_items(state.policy.entity, name)
-            self._facts(state.observe_items(items, time.time()))
-            self.metrics.last_poll.labels("wandb").set(time.time())
+            if time.monotonic() >= next_poll or name in self._poll_now:
+                # One GraphQL request per queue per tick; other wake-ups only reconcile.
+                self._poll_now.discard(name)
+                next_poll = time.monotonic() + self._jittered(self.config.poll.queue_interval)
+                items = await wandb.list_items(state.policy.entity, name)
+                self._facts(state.observe_items(items, time.time()))
+                self.metrics.last_poll.labels("wandb").set(time.time())
             await self._reconcile(name)
 
         while not self._stopping.is_set() and name in self.states:
@@ -310,7 +324,9 @@ class Daemon:
                 self.stopped[name] = "auth"
                 log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
                 return
-            await self._wait(name, self.config.poll.queue_interval)
+            if next_poll == 0.0:  # the first poll failed: try again after an interval
+                next_poll = time.monotonic() + self._jittered(self.config.poll.queue_interval)
+            await self._wait(name, next_poll)
 
     async def _executions_loop(self, name: str) -> None:
         assert self._clients is not None
