@@ -98,6 +98,8 @@ class Daemon:
         """Queues whose next wake-up must poll W&B too (not only reconcile)."""
         self._locks: dict[str, anyio.Lock] = {}
         self._ticks: dict[str, float] = {}
+        self._errors: dict[str, str] = {}
+        """The last error of each loop, so a persisting one is logged once."""
         self._stopping = anyio.Event()
         self._loops = 0
         self._loops_done = anyio.Event()
@@ -287,16 +289,25 @@ class Daemon:
 
     async def _iteration(self, loop: str, step: Callable[[], Awaitable[None]]) -> None:
         """One loop step; failures are logged and counted, never fatal."""
+        kind = loop.split(":", maxsplit=1)[0]
         try:
             await step()
         except WandbAuthError:
             raise
         except (WandbError, GoogleAPICallError) as exc:
-            self.metrics.loop_failures.labels(loop.split(":", maxsplit=1)[0]).inc()
-            log.error("loop.failed", loop=loop, error=f"{type(exc).__name__}: {exc}")
+            self.metrics.loop_failures.labels(kind).inc()
+            error = f"{type(exc).__name__}: {exc}"
+            # The same error every tick would flood the journal: log it when it starts or changes.
+            if self._errors.get(loop) != error:
+                log.error("loop.failed", loop=loop, error=error)
+            self._errors[loop] = error
         except Exception:
-            self.metrics.loop_failures.labels(loop.split(":", maxsplit=1)[0]).inc()
+            self.metrics.loop_failures.labels(kind).inc()
             log.exception("loop.failed", loop=loop)
+            self._errors[loop] = "unexpected"
+        else:
+            if self._errors.pop(loop, None) is not None:
+                log.info("loop.recovered", loop=loop)
         self._ticks[loop] = time.monotonic()
 
     async def _queue_loop(self, name: str) -> None:
@@ -305,27 +316,25 @@ class Daemon:
 
         next_poll = 0.0
 
-        async def step() -> None:
-            nonlocal next_poll
+        async def poll() -> None:
             state = self.states[name]
+            items = await wandb.list_items(state.policy.entity, name)
+            self._facts(state.observe_items(items, time.time()))
+            self.metrics.last_poll.labels("wandb").set(time.time())
+
+        while not self._stopping.is_set() and name in self.states:
             if time.monotonic() >= next_poll or name in self._poll_now:
                 # One GraphQL request per queue per tick; other wake-ups only reconcile.
                 self._poll_now.discard(name)
                 next_poll = time.monotonic() + self._jittered(self.config.poll.queue_interval)
-                items = await wandb.list_items(state.policy.entity, name)
-                self._facts(state.observe_items(items, time.time()))
-                self.metrics.last_poll.labels("wandb").set(time.time())
-            await self._reconcile(name)
-
-        while not self._stopping.is_set() and name in self.states:
-            try:
-                await self._iteration(f"queue:{name}", step)
-            except WandbAuthError as exc:
-                self.stopped[name] = "auth"
-                log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
-                return
-            if next_poll == 0.0:  # the first poll failed: try again after an interval
-                next_poll = time.monotonic() + self._jittered(self.config.poll.queue_interval)
+                try:
+                    await self._iteration(f"queue:{name}", poll)
+                except WandbAuthError as exc:
+                    self.stopped[name] = "auth"
+                    log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
+                    return
+            if name in self.states:
+                await self._iteration(f"reconcile:{name}", lambda: self._reconcile(name))
             await self._wait(name, next_poll)
 
     async def _executions_loop(self, name: str) -> None:

@@ -155,7 +155,7 @@ class Metrics:
         self.loop_failures = Counter(
             f"{PREFIX}loop_failures", "Loop iterations that failed and were retried later.", ["loop"], registry=r
         )
-        for loop in ("queue", "executions", "vertex"):
+        for loop in ("queue", "reconcile", "executions", "vertex"):
             self.loop_failures.labels(loop)
         self.reconcile_duration = Histogram(
             f"{PREFIX}reconcile_duration_seconds", "One reconcile of one queue.", buckets=API_BUCKETS, registry=r

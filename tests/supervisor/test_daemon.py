@@ -286,3 +286,18 @@ async def test_an_unknown_run_job_result_is_not_retried_blindly() -> None:
             assert len(executions_of(stack)) == 1
             assert stack.cloudrun.faults.calls["RunJob"] == 1
             assert len(stack.vertex.jobs) == 1
+
+
+async def test_a_persisting_error_is_logged_once_then_its_recovery() -> None:
+    """A queue missing for many ticks: one loop.failed, every tick counted, one loop.recovered."""
+    from structlog.testing import capture_logs
+
+    async with stand_ins(["q"]) as stack:
+        with capture_logs() as logs:
+            async with running(stack.config()) as (_daemon, url):
+                await until_metric(url, "launch_supervisor_loop_failures_total", 4, loop="queue")
+                stack.wandb.enqueue(ENTITY, "q")
+                await until(lambda: any(e["event"] == "loop.recovered" for e in logs), what="recovery logged")
+        failed = [e for e in logs if e["event"] == "loop.failed" and e["loop"] == "queue:q"]
+        assert len(failed) == 1
+        assert "does not exist" in failed[0]["error"]
