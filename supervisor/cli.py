@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -140,3 +141,29 @@ def resume(queue: str, url: str) -> None:
     if response.status_code != 200:
         raise click.ClickException(body.get("error", response.text))
     click.echo(f"{queue}: breaker closed (was {body['was']})")
+
+
+@cli.command()
+@click.option("--queue", required=True, help="The queue an item was added to.")
+@click.option("--entity", default=None, help="The queue's entity (informational).")
+@click.option("--item-id", default=None, help="The new item's id (informational).")
+@click.option(
+    "--topic",
+    envvar="LAUNCH_SUPERVISOR_NOTIFY_TOPIC",
+    required=True,
+    help="projects/P/topics/T the daemon's subscription reads [LAUNCH_SUPERVISOR_NOTIFY_TOPIC].",
+)
+def notify(queue: str, entity: str | None, item_id: str | None, topic: str) -> None:
+    """Tell the daemon an item was enqueued, so it dispatches now instead of at the next poll."""
+    if not re.fullmatch(r"projects/[^/\s]+/topics/[^/\s]+", topic):
+        raise click.BadParameter("must look like projects/PROJECT/topics/TOPIC", param_hint="--topic")
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # noqa: PLC0415 - only this command needs it
+
+    body = {"event": "queue.item_added", "schema": "launch-supervisor/1", "queue": queue}
+    body.update({k: v for k, v in (("entity", entity), ("item_id", item_id)) if v})
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        message_id = publisher.publish(topic, json.dumps(body).encode(), type="queue.item_added").result(timeout=30)
+    except Exception as exc:
+        raise click.ClickException(f"publishing to {topic} failed: {type(exc).__name__}: {exc}") from exc
+    click.echo(f"notified {topic}: queue.item_added for {queue} (message {message_id})")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from google.api_core.exceptions import GoogleAPICallError
 from prometheus_client import CollectorRegistry
 
@@ -38,13 +40,22 @@ from supervisor.config import Config, QueueConfig
 from supervisor.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownError
 from supervisor.http import make_app
 from supervisor.metrics import Metrics, Snapshot
+from supervisor.model.events import EXECUTION_HINT, ITEM_ADDED, VERTEX_HINT, Event, Malformed, parse
 from supervisor.model.executions import IN_FLIGHT
 from supervisor.model.state import Fact, QueuePolicy, QueueState, observe_vertex, prune_vertex
 from supervisor.model.vertex import VertexJob
+from supervisor.sources.pubsub import MAX_MESSAGES, EventSubscriber, Received
 from supervisor.sources.wandb import WandbAuthError, WandbError
 
 DRAIN_SECONDS = 10.0
 """Longest wait for in-flight calls at shutdown; below systemd's TimeoutStopSec."""
+SEEN_EVENTS = 20_000
+"""Event keys remembered for idempotency (a redelivery older than this many events is rare)."""
+HINT_POLL_GAP = 0.1
+"""Hints poll the queue at most this often (seconds): a burst of hints coalesces into a few polls."""
+BUFFERED_EVENTS = 1_000
+BUFFER_SECONDS = 600.0
+"""Events about executions not yet known wait this long for the execution to appear."""
 
 log = structlog.get_logger("launch_supervisor")
 
@@ -100,6 +111,11 @@ class Daemon:
         self._ticks: dict[str, float] = {}
         self._errors: dict[str, str] = {}
         """The last error of each loop, so a persisting one is logged once."""
+        self._naps: dict[str, anyio.Event] = {}
+        """Wake-ups for the executions and Vertex loops (hints from Pub/Sub)."""
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._buffered: list[tuple[float, Event]] = []
+        self._malformed_kinds: set[str] = set()
         self._stopping = anyio.Event()
         self._loops = 0
         self._loops_done = anyio.Event()
@@ -245,6 +261,8 @@ class Daemon:
                 for name in self.states:
                     self._start_queue(name)
                 self._spawn("vertex", self._vertex_loop)
+                if self.config.pubsub.subscription:
+                    self._spawn("events", self._events_loop)
                 task_status.started(self.address)
                 log.info("supervisor.started", version=version(), queues=list(self.states))
                 await self._stopping.wait()
@@ -264,7 +282,20 @@ class Daemon:
             return
         log.info("supervisor.stopping", reason=reason)
         self._stopping.set()
-        for event in self._wake.values():
+        for event in [*self._wake.values(), *self._naps.values()]:
+            event.set()
+
+    async def _nap(self, key: str, seconds: float) -> None:
+        """Sleep `seconds`, or until a hint wakes this loop (or the daemon stops)."""
+        event = self._naps.setdefault(key, anyio.Event())
+        with anyio.move_on_after(seconds):
+            await event.wait()
+        if not self._stopping.is_set():
+            self._naps[key] = anyio.Event()
+
+    def _wake_loop(self, key: str) -> None:
+        event = self._naps.get(key)
+        if event is not None:
             event.set()
 
     def _spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -314,7 +345,7 @@ class Daemon:
         assert self._clients is not None
         wandb = self._clients.wandb
 
-        next_poll = 0.0
+        next_poll = last_poll = 0.0
 
         async def poll() -> None:
             state = self.states[name]
@@ -323,10 +354,12 @@ class Daemon:
             self.metrics.last_poll.labels("wandb").set(time.time())
 
         while not self._stopping.is_set() and name in self.states:
-            if time.monotonic() >= next_poll or name in self._poll_now:
+            hinted = name in self._poll_now and time.monotonic() >= last_poll + HINT_POLL_GAP
+            if time.monotonic() >= next_poll or hinted:
                 # One GraphQL request per queue per tick; other wake-ups only reconcile.
                 self._poll_now.discard(name)
-                next_poll = time.monotonic() + self._jittered(self.config.poll.queue_interval)
+                last_poll = time.monotonic()
+                next_poll = last_poll + self._jittered(self.config.poll.queue_interval)
                 try:
                     await self._iteration(f"queue:{name}", poll)
                 except WandbAuthError as exc:
@@ -335,7 +368,7 @@ class Daemon:
                     return
             if name in self.states:
                 await self._iteration(f"reconcile:{name}", lambda: self._reconcile(name))
-            await self._wait(name, next_poll)
+            await self._wait(name, min(next_poll, last_poll + HINT_POLL_GAP) if name in self._poll_now else next_poll)
 
     async def _executions_loop(self, name: str) -> None:
         assert self._clients is not None
@@ -350,12 +383,12 @@ class Daemon:
             self._facts(state.settle(now))
             state.prune(now)
             self.metrics.last_poll.labels("cloudrun").set(now)
+            self._retry_buffered()
             self._poke(name)
 
         while not self._stopping.is_set() and name in self.states:
             await self._iteration(f"executions:{name}", step)
-            with anyio.move_on_after(self.config.poll.executions_interval):
-                await self._stopping.wait()
+            await self._nap(f"executions:{name}", self.config.poll.executions_interval)
 
     async def _vertex_loop(self) -> None:
         assert self._clients is not None
@@ -384,8 +417,7 @@ class Daemon:
 
         while not self._stopping.is_set():
             await self._iteration("vertex", step)
-            with anyio.move_on_after(self.config.poll.vertex_interval):
-                await self._stopping.wait()
+            await self._nap("vertex", self.config.poll.vertex_interval)
 
     async def _reconcile(self, name: str) -> None:
         """Decide and act for one queue; never two at once for the same queue."""
@@ -425,6 +457,133 @@ class Daemon:
                     probe=decision.probe,
                     pending=decision.pending,
                 )
+
+    # -- events (Pub/Sub) -----------------------------------------------------------------------
+
+    async def _events_loop(self) -> None:
+        subscription = self.config.pubsub.subscription
+        assert subscription is not None
+        send, receive = anyio.create_memory_object_stream[Received](MAX_MESSAGES)
+        with send, receive:
+            await self._consume_events(subscription, send, receive)
+
+    async def _consume_events(
+        self, subscription: str, send: MemoryObjectSendStream[Received], receive: MemoryObjectReceiveStream[Received]
+    ) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(EventSubscriber(subscription).run, send, name="events subscriber")  # closes `send`
+            with anyio.CancelScope() as consuming:
+                tg.start_soon(self._cancel_on_stop, consuming, name="events stop")
+                async for received in receive:
+                    self.handle_message(received.data, received.attributes)
+                    received.ack()
+            # Stopping. Hand back what arrived but was not handled, while the client can still nack;
+            # closing the stream makes callbacks still under way nack theirs too.
+            while True:
+                try:
+                    receive.receive_nowait().nack()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            receive.close()
+            tg.cancel_scope.cancel()
+
+    async def _cancel_on_stop(self, scope: anyio.CancelScope) -> None:
+        await self._stopping.wait()
+        scope.cancel()
+
+    def handle_message(self, data: bytes, attributes: dict[str, str]) -> str:
+        """Apply one message; returns (and counts) what became of it. Never raises."""
+        parsed = parse(data, attributes)
+        if isinstance(parsed, Malformed):
+            self.metrics.pubsub_messages.labels("malformed", parsed.kind).inc()
+            if parsed.kind not in self._malformed_kinds:  # once per kind: a flood must not flood the log
+                self._malformed_kinds.add(parsed.kind)
+                log.warning("pubsub.malformed", kind=parsed.kind, reason=parsed.reason)
+            return parsed.kind
+        key = parsed.key
+        if key is not None and key in self._seen:
+            result = "duplicate"
+        else:
+            try:
+                result = self._apply_event(parsed)
+            except Exception:
+                log.exception("pubsub.apply_failed", type=parsed.type)  # a message never stops the daemon
+                result = "failed"
+            if result == "applied" and key is not None:
+                self._remember(key)
+        self.metrics.pubsub_messages.labels(parsed.type, result).inc()
+        return result
+
+    def _find_execution(self, short: str, queue: str | None) -> tuple[QueueState, str] | None:
+        states = [self.states[queue]] if queue in self.states else list(self.states.values())
+        suffix = "/executions/" + short.rsplit("/", 1)[-1]
+        for state in states:
+            for name in state.executions:
+                if name == short or name.endswith(suffix):
+                    return state, name
+        return None
+
+    def _apply_event(self, event: Event) -> str:
+        if event.type == ITEM_ADDED:
+            if event.queue not in self.states:
+                return "unknown_queue"
+            self._poke(event.queue, poll=True)
+            return "applied"
+        if event.type == EXECUTION_HINT:
+            for name, state in self.states.items():
+                if event.job is None or state.policy.launcher_job.endswith("/jobs/" + event.job):
+                    self._wake_loop(f"executions:{name}")
+            return "applied"
+        if event.type == VERTEX_HINT:
+            self._wake_loop("vertex")
+            return "applied"
+        assert event.execution is not None
+        found = self._find_execution(event.execution, event.queue)
+        if found is None:
+            if len(self._buffered) < BUFFERED_EVENTS:
+                self._buffered.append((time.monotonic() + BUFFER_SECONDS, event))
+                return "buffered"
+            return "unknown_execution"
+        state, name = found
+        now = time.time()
+        facts: list[Fact] = []
+        if event.type == "watchdog.claimed" and event.item_id:
+            facts = state.event_claimed(name, event.item_id, now)
+        elif event.type == "watchdog.submitted" and event.custom_job:
+            facts = state.event_submitted(name, event.custom_job, now)
+        elif event.type == "watchdog.bailout" and event.rule and event.category:
+            facts = state.event_bailout(name, event.rule, event.category, now)
+            if event.detection_ms is not None:
+                self.metrics.bailout_detection.labels(state.policy.name).observe(event.detection_ms / 1000)
+        elif event.type == "watchdog.idle_exit":
+            state.event_idle(name)
+        elif event.type == "watchdog.exited":
+            self._wake_loop(f"executions:{state.policy.name}")
+        self._facts(facts)
+        self._poke(state.policy.name)
+        return "applied"
+
+    def _retry_buffered(self) -> None:
+        """Apply buffered events whose execution is now known; drop the expired."""
+        if not self._buffered:
+            return
+        waiting, self._buffered = self._buffered, []
+        now = time.monotonic()
+        for expires, event in waiting:
+            if expires < now:
+                self.metrics.pubsub_messages.labels(event.type, "expired").inc()
+                continue
+            assert event.execution is not None
+            key = event.key
+            if self._find_execution(event.execution, event.queue) is None:
+                self._buffered.append((expires, event))
+            elif key is not None and key not in self._seen and self._apply_event(event) == "applied":
+                self._remember(key)
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._seen[key] = None
+        while len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
 
     # -- reload ---------------------------------------------------------------------------------
 

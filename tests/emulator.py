@@ -53,8 +53,8 @@ def _accepting(port: int) -> bool:
 class Emulator:
     """One running emulator process group."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         self._log = (data_dir / "emulator.log").open("w")
         self.proc = subprocess.Popen(
@@ -96,8 +96,8 @@ class Emulator:
 
 
 @contextlib.contextmanager
-def running_emulator(data_dir: Path) -> Iterator[Emulator]:
-    emulator = Emulator(data_dir)
+def running_emulator(data_dir: Path, port: int | None = None) -> Iterator[Emulator]:
+    emulator = Emulator(data_dir, port)
     try:
         yield emulator
     finally:

@@ -288,6 +288,8 @@ class QueueState:
             other = self.executions.get(item.claimed_by)
             if other is not None and other.item_id == item_id:
                 other.item_id = None
+        if execution.vertex_job and not item.vertex_job:  # `submitted` arrived first
+            item.vertex_job = execution.vertex_job
         return self._claim(execution, item, now)
 
     def event_submitted(self, execution_name: str, custom_job: str, now: float) -> list[Fact]:

@@ -53,8 +53,14 @@ async def scrape(url: str) -> str:
 
 
 async def until_metric(url: str, name: str, value: float, timeout: float = 15.0, **labels: str) -> None:
+    """Wait until the sample has `value`; a series that does not exist yet counts as not there yet."""
     with anyio.fail_after(timeout):
-        while metric(await scrape(url), name, **labels) != value:
+        while True:
+            try:
+                if metric(await scrape(url), name, **labels) == value:
+                    return
+            except AssertionError:
+                pass
             await anyio.sleep(0.05)
 
 

@@ -1,0 +1,138 @@
+"""Events from Pub/Sub (design 6), parsed into plain records. Pure: bytes in, a record out.
+
+A message is one of:
+- a watchdog event, published directly (`--events-topic`): JSON with `event: "watchdog.…"`;
+- a Cloud Logging `LogEntry` routed by a log sink: a watchdog event line arrives as its
+  `jsonPayload`; entries about Cloud Run executions or Vertex CustomJobs are hints to look again;
+- `queue.item_added` from an enqueuer that wants instant dispatch.
+Anything else is `Malformed`, with a kind for the counter and a reason for the log. Parsing never
+raises: a daemon must not stop on a bad message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+WATCHDOG_TYPES = frozenset(
+    {
+        "watchdog.started",
+        "watchdog.claimed",
+        "watchdog.submitted",
+        "watchdog.bailout",
+        "watchdog.idle_exit",
+        "watchdog.exited",
+    }
+)
+ITEM_ADDED = "queue.item_added"
+EXECUTION_HINT = "log.cloudrun_execution"
+VERTEX_HINT = "log.vertex_job"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    execution: str | None = None
+    """The execution's short name (CLOUD_RUN_EXECUTION), or a full resource name."""
+    queue: str | None = None
+    entity: str | None = None
+    item_id: str | None = None
+    custom_job: str | None = None
+    rule: str | None = None
+    category: str | None = None
+    detection_ms: float | None = None
+    job: str | None = None
+    """For Cloud Run hints: the launcher job's short name."""
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        """Idempotency key: one effect per (execution, type) for watchdog events, per item for
+        item-added hints that name one; other hints only wake loops, which is harmless to repeat."""
+        if self.type in WATCHDOG_TYPES:
+            return (self.execution or "", self.type)
+        if self.type == ITEM_ADDED and self.item_id:
+            return (self.item_id, self.type)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    kind: str
+    """not_json | not_object | unknown_type | missing_field"""
+    reason: str
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
+    kind = payload.get("event")
+    if kind not in WATCHDOG_TYPES:
+        return Malformed("unknown_type", f"unknown watchdog event {kind!r}")
+    execution = _text(payload.get("execution"))
+    if execution is None:
+        return Malformed("missing_field", f"{kind} without `execution` (not running on Cloud Run?)")
+    detection = payload.get("detection_ms")
+    event = Event(
+        type=str(kind),
+        execution=execution,
+        queue=_text(payload.get("queue")),
+        entity=_text(payload.get("entity")),
+        item_id=_text(payload.get("item_id")),
+        custom_job=_text(payload.get("custom_job")),
+        rule=_text(payload.get("rule")),
+        category=_text(payload.get("category")),
+        detection_ms=float(detection) if isinstance(detection, int | float) else None,
+    )
+    required = {"watchdog.claimed": event.item_id, "watchdog.submitted": event.custom_job}
+    if kind in required and required[str(kind)] is None:
+        return Malformed(
+            "missing_field", f"{kind} without its {'item_id' if kind.endswith('claimed') else 'custom_job'}"
+        )
+    if kind == "watchdog.bailout" and (event.rule is None or event.category is None):
+        return Malformed("missing_field", "watchdog.bailout without rule or category")
+    return event
+
+
+def _log_entry(entry: dict[str, Any]) -> Event | Malformed:
+    payload = entry.get("jsonPayload")
+    if isinstance(payload, dict) and str(payload.get("event", "")).startswith("watchdog."):
+        if not payload.get("execution"):
+            labels = entry.get("labels") or {}
+            resource = (entry.get("resource") or {}).get("labels") or {}
+            execution = labels.get("run.googleapis.com/execution_name") or resource.get("execution_name")
+            payload = {**payload, "execution": execution}
+        return _watchdog(payload)
+    resource = entry.get("resource") or {}
+    resource_type = resource.get("type")
+    labels = resource.get("labels") or {}
+    if resource_type == "cloud_run_job":
+        return Event(EXECUTION_HINT, job=_text(labels.get("job_name")))
+    proto = entry.get("protoPayload")
+    service = proto.get("serviceName") if isinstance(proto, dict) else None
+    if resource_type == "ml_job" or service == "aiplatform.googleapis.com":
+        return Event(VERTEX_HINT)
+    return Malformed("unknown_type", f"log entry of resource type {resource_type!r} is not one the supervisor uses")
+
+
+def parse(data: bytes, attributes: dict[str, str] | None = None) -> Event | Malformed:
+    """One Pub/Sub message body (and attributes) as an Event, or why not."""
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return Malformed("not_json", f"body is not JSON ({len(data)} bytes)")
+    if not isinstance(body, dict):
+        return Malformed("not_object", f"body is a JSON {type(body).__name__}, not an object")
+    kind = body.get("event") or body.get("type") or (attributes or {}).get("type")
+    if kind == ITEM_ADDED:
+        queue = _text(body.get("queue"))
+        if queue is None:
+            return Malformed("missing_field", "queue.item_added without `queue`")
+        return Event(ITEM_ADDED, queue=queue, entity=_text(body.get("entity")), item_id=_text(body.get("item_id")))
+    if isinstance(kind, str) and kind.startswith("watchdog."):
+        return _watchdog(body)
+    if "logName" in body or "jsonPayload" in body or "protoPayload" in body:
+        return _log_entry(body)
+    return Malformed("unknown_type", f"message type {kind!r} is not one the supervisor uses")
