@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import string
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class CloudRunStandIn:
         self.handles: dict[str, ExecutionHandle] = {}
         self.operations: dict[str, str] = {}
         self.faults = Faults()
+        self.run_job_times: list[float] = []
+        """time.monotonic() at the arrival of each RunJob (for latency measurements)."""
         self._tg: TaskGroup | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -123,6 +126,7 @@ class CloudRunStandIn:
     # -- gRPC -------------------------------------------------------------------------------------
 
     async def _run_job(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.run_job_times.append(time.monotonic())
         late = await grpc_server.apply_fault(self.faults, "RunJob", context)
         if request.name not in self.jobs:
             await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"Job {request.name} not found")
