@@ -158,7 +158,7 @@ class Daemon:
                 "entity": state.policy.entity,
                 "launcher_job": state.policy.launcher_job,
                 "polling": self.stopped.get(name, "ok"),
-                "pending": sum(1 for i in state.items.values() if i.state.value == "PENDING"),
+                "pending": state.pending_count(),
                 "in_flight": {p.value: sum(1 for e in state.executions.values() if e.phase is p) for p in IN_FLIGHT},
                 "breaker": {
                     "state": breaker.state.value,
@@ -379,8 +379,11 @@ class Daemon:
             horizon = time.time() - self.config.retention.finished_seconds
             seen = await tracker.list(state.policy.launcher_job, horizon)
             now = time.time()
+            finished_before = state.finished_at
             self._facts(state.observe_executions(seen, now))
             self._facts(state.settle(now))
+            if state.finished_at > finished_before:  # the item view is stale until the next listing
+                self._poke(name, poll=True)
             state.prune(now)
             self.metrics.last_poll.labels("cloudrun").set(now)
             self._retry_buffered()

@@ -59,7 +59,7 @@ class _StateCollector(Collector):
         )
         vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
         for name, state in snap.queues.items():
-            pending.add_metric([name], sum(1 for i in state.items.values() if i.state.value == "PENDING"))
+            pending.add_metric([name], state.pending_count())
             for phase in IN_FLIGHT:
                 count = sum(1 for e in state.executions.values() if e.phase is phase)
                 in_flight.add_metric([name, phase.value], count)

@@ -136,6 +136,11 @@ class QueueState:
     """Executions in flight before this process started have been listed and adopted."""
     uncertain_since: float | None = None
     """A RunJob whose result is unknown: no dispatching until the executions are listed again."""
+    items_seen_at: float = 0.0
+    """When the items were last listed."""
+    finished_at: float = 0.0
+    """When an execution was last seen finishing. It may have claimed an item the last listing still
+    shows as pending: until the items are listed again, that pending count is not to be trusted."""
     event_grace: float = 0.0
     """How long a failed execution waits for its watchdog's bailout event before it counts as
     `crash` (0 when no events are configured)."""
@@ -164,6 +169,7 @@ class QueueState:
             if was_pending and obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_by is None:
                 facts.extend(self._infer_claim(item, now))
         self.polled = True
+        self.items_seen_at = now
         return facts
 
     def _infer_claim(self, item: Item, now: float) -> list[Fact]:
@@ -220,6 +226,8 @@ class QueueState:
             return []
         if execution.finished is None:
             execution.finished = obs.finished or now
+            # A listing made after the execution ended already shows what it claimed.
+            self.finished_at = max(self.finished_at, execution.finished)
         return self._count_finish(execution, now)
 
     def _count_finish(self, execution: Execution, now: float) -> list[Fact]:
@@ -333,7 +341,7 @@ class QueueState:
         self.breaker.tick(now)
         while self.dispatch_times and self.dispatch_times[0] <= now - BUDGET_PERIOD:
             self.dispatch_times.popleft()
-        pending = sum(1 for i in self.items.values() if i.state is ItemState.PENDING)
+        pending = self.pending_count()
         in_flight = [e for e in self.executions.values() if e.in_flight]
         unclaimed = sum(1 for e in in_flight if not e.has_claimed and now - e.created < self.policy.claim_timeout)
         want = max(0, pending - unclaimed)
@@ -347,6 +355,8 @@ class QueueState:
             terms["starting"] = 0
         if self.uncertain_since is not None:
             terms["uncertain"] = 0
+        if self.finished_at > self.items_seen_at:
+            terms["stale"] = 0
         why = min(terms, key=lambda k: terms[k])
         start = terms[why]
         return Decision(
@@ -358,6 +368,11 @@ class QueueState:
             in_flight=len(in_flight),
             why=why,
         )
+
+    def pending_count(self) -> int:
+        """Items PENDING in the latest listing. An item missing from it (the listing is capped, or the
+        item is gone) keeps its last known state but must never be counted as waiting work."""
+        return sum(1 for i in self.items.values() if i.state is ItemState.PENDING and i.last_seen >= self.items_seen_at)
 
     def dispatched(self, name: str, dispatch_id: str, now: float, probe: bool) -> None:
         self.executions[name] = Execution(name, self.policy.name, created=now, dispatch_id=dispatch_id, probe=probe)

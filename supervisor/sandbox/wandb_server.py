@@ -148,7 +148,10 @@ def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     items = server.queue_items(str(v.get("entityName")), queue)
     if not items and queue not in server.known_queues:
         return {"project": {"runQueue": None}}
-    visible = [i for i in items if i.state in ("PENDING", "LEASED", "CLAIMED")][:100]
+    # Waiting work first, so a long history of claimed items never hides a pending one.
+    order = {"PENDING": 0, "LEASED": 1, "CLAIMED": 2}
+    listed = sorted((i for i in items if i.state in order), key=lambda i: (order[i.state], i.created))
+    visible = listed[:100]
     edges = [{"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}} for i in visible]
     return {"project": {"runQueue": {"runQueueItems": {"edges": edges}}}}
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from supervisor.config import parse_config  # noqa: E402
 from supervisor.daemon import Daemon  # noqa: E402
 from supervisor.logs import configure  # noqa: E402
+from supervisor.sandbox.simulated import SimulatedLauncher  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
 from tests.emulator import PROJECT, running_emulator  # noqa: E402
 
@@ -48,9 +49,11 @@ async def measure(host: str, trials: int, baseline_trials: int) -> tuple[list[fl
     subscriber.create_subscription(name=subscription, topic=topic)
     subscriber.close()
     hint = json.dumps({"event": "queue.item_added", "queue": "q"}).encode()
-    async with stand_ins(["q"]) as stack:
+    # Launchers that do not linger for work: an idle one would take the next trial's item itself.
+    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, idle_timeout=0.0)) as stack:
         stack.wandb.known_queues.add("q")
-        toml = stack.config_toml("max_inflight = 100", f'\n[pubsub]\nsubscription = "{subscription}"\n')
+        settings = "max_inflight = 100\ndispatch_budget = 100000"  # the default budget would throttle the burst
+        toml = stack.config_toml(settings, f'\n[pubsub]\nsubscription = "{subscription}"\n')
         toml = toml.replace("queue_interval = 0.2", "queue_interval = 5")
         daemon = Daemon(parse_config(toml, "bench", {"WANDB_API_KEY": stack.api_key}))
         async with anyio.create_task_group() as tg:
@@ -60,19 +63,38 @@ async def measure(host: str, trials: int, baseline_trials: int) -> tuple[list[fl
             await anyio.sleep(1.0)
 
             async def one(publish: bool) -> float:
+                # Start from quiet: an execution still starting would take this item without a RunJob.
+                running = ("pending", "running")
+                while any(stack.cloudrun.status(n) in running for n in stack.cloudrun.executions):
+                    await anyio.sleep(0.01)
+                if not publish:
+                    await anyio.sleep(1.0)  # past the poll a finished execution triggers: polling only
                 before = len(stack.cloudrun.run_job_times)
                 stack.wandb.enqueue(ENTITY, "q")
                 started = time.monotonic()
                 if publish:
                     await anyio.to_thread.run_sync(lambda: publisher.publish(topic, hint).result(30))
-                while len(stack.cloudrun.run_job_times) == before:
-                    await anyio.sleep(0.001)
+                with anyio.move_on_after(20) as waited:
+                    while len(stack.cloudrun.run_job_times) == before:
+                        await anyio.sleep(0.001)
+                if waited.cancelled_caught:
+                    state = daemon.states["q"]
+                    flying = [(e.name[-5:], e.phase.value, e.item_id) for e in state.executions.values() if e.in_flight]
+                    items = {
+                        i.id[-6:]: (i.state.value, i.claimed_by and i.claimed_by[-5:]) for i in state.items.values()
+                    }
+                    stand_in = {i.id[-6:]: i.state for i in stack.wandb.items.values() if i.state != "CLAIMED"}
+                    raise SystemExit(f"no RunJob: decision {state.decide(time.time())}\n{flying}\n{items}\n{stand_in}")
                 return stack.cloudrun.run_job_times[before] - started
 
-            hinted = []
-            for _ in range(trials):
-                hinted.append(await one(True))
-                print(f"hint {hinted[-1] * 1e3:.1f} ms", file=sys.stderr, flush=True)
+            hinted = [await one(True) for _ in range(trials)]
+            polls, runs = stack.wandb.faults.calls["runQueueItems"], len(stack.cloudrun.run_job_times)
+            await anyio.sleep(3)
+            print(
+                f"idle 3 s after the hints: {stack.wandb.faults.calls['runQueueItems'] - polls} polls, "
+                f"{len(stack.cloudrun.run_job_times) - runs} RunJobs, poll_now={daemon._poll_now}",  # noqa: SLF001
+                file=sys.stderr,
+            )
             polled = [await one(False) for _ in range(baseline_trials)]
             daemon.stop("bench over")
     return hinted, polled

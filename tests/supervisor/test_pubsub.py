@@ -295,3 +295,25 @@ async def test_a_real_watchdog_publishes_and_the_daemon_learns_the_category(even
             )
             record = next(iter(daemon.states["q"].executions.values()))
             assert (record.bailout_rule, record.item_id) == ("permission_denied", item_ids[0])
+
+
+async def test_notify_command_wakes_a_running_daemon(events: Bus, pubsub_emulator: Emulator) -> None:
+    """`launch-supervisor notify` publishes queue.item_added; the daemon dispatches on it."""
+    import os
+
+    async with stand_ins(["q"]) as stack:
+        stack.wandb.known_queues.add("q")
+        async with running(events.config(stack)) as (daemon, _url):
+            await until(daemon.is_ready)
+            await anyio.sleep(1.0)
+            stack.wandb.enqueue(ENTITY, "q")
+            env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator.host}
+            result = await anyio.run_process(
+                ["launch-supervisor", "notify", "--topic", events.topic, "--queue", "q"], env=env, check=False
+            )
+            assert result.returncode == 0, result.stderr.decode()
+            assert f"notified {events.topic}: queue.item_added for q" in result.stdout.decode()
+            await until(lambda: len(executions_of(stack)) == 1, timeout=5, what="dispatch on notify")
+            bad = await anyio.run_process(["launch-supervisor", "notify", "--topic", "t", "--queue", "q"], check=False)
+            assert bad.returncode == 2
+            assert "must look like projects/PROJECT/topics/TOPIC" in bad.stderr.decode()

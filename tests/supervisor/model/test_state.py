@@ -168,6 +168,7 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
     assert "breaker_opened" in [f.kind for f in facts]
     assert state.breaker.state is BreakerState.OPEN
     assert (state.decide(30.0).start, state.decide(30.0).why) == (0, "breaker")
+    state.observe_items(pending("a", "b", "c"), 60.0)  # the next poll, after those executions ended
     decision = state.decide(61.0)
     assert state.breaker.state is BreakerState.HALF_OPEN
     assert (decision.start, decision.probe) == (1, True)
@@ -258,3 +259,27 @@ def test_retention_bounds_memory(count: int) -> None:
     assert len(state.executions) == min(count, 50)
     state.prune(count + 200.0)
     assert state.executions == {}
+
+
+def test_items_missing_from_the_latest_listing_are_not_pending() -> None:
+    """An item last seen PENDING that drops out of a (capped) listing never counts as waiting work."""
+    state = ready()
+    state.observe_items(pending("a", "b"), 0.0)
+    assert state.pending_count() == 2
+    state.observe_items(pending("b"), 1.0)
+    assert state.pending_count() == 1
+    assert state.decide(1.0).start == 1
+
+
+def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing() -> None:
+    """An execution that ended after the last listing may have claimed a 'pending' item: hold."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.observe_executions([ExecutionSeen(ex(1), "succeeded", 0.0, 0.1, 2.0)], 2.5)
+    decision = state.decide(2.5)
+    assert (decision.start, decision.why) == (0, "stale")
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 3.0)
+    assert state.decide(3.0).start == 0  # nothing pending any more: no wasted execution
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 4.0)
+    assert state.decide(4.0).start == 1
