@@ -16,7 +16,7 @@ import httpx
 import structlog
 
 from supervisor.clients import CredentialsError
-from supervisor.config import DEFAULT_PATH, ConfigError, load_config
+from supervisor.config import DEFAULT_PATH, Config, ConfigError, load_config
 from supervisor.daemon import Daemon, version
 from supervisor.logs import configure
 
@@ -24,10 +24,15 @@ DEFAULT_URL = "http://127.0.0.1:9464"
 log = structlog.get_logger("launch_supervisor")
 
 
-def _config_errors(exc: ConfigError) -> None:
-    click.echo(f"launch-supervisor: {exc.source} is not a valid configuration:", err=True)
-    for problem in exc.problems:
-        click.echo(f"  - {problem}", err=True)
+def _load_or_exit(path: Path) -> Config:
+    """The configuration at `path`, or every problem printed and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(f"launch-supervisor: {exc.source} is not a valid configuration:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,11 +45,7 @@ def cli() -> None:
 @click.argument("path", type=click.Path(path_type=Path), default=DEFAULT_PATH)
 def check_config(path: Path) -> None:
     """Validate PATH and print the effective configuration, secrets masked."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _config_errors(exc)
-        sys.exit(2)
+    config = _load_or_exit(path)
     click.echo(json.dumps(config.masked(), indent=2))
 
 
@@ -83,11 +84,7 @@ def _reload(daemon: Daemon, path: Path) -> None:
 @click.option("--config", "path", type=click.Path(path_type=Path), default=DEFAULT_PATH, show_default=True)
 def run(path: Path) -> None:
     """Run the daemon (SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload the config)."""
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        _config_errors(exc)
-        sys.exit(2)
+    config = _load_or_exit(path)
     configure(config.log.format, config.log.level)
     daemon = Daemon(config)
     try:
