@@ -41,7 +41,6 @@ from supervisor.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownEr
 from supervisor.http import make_app
 from supervisor.metrics import Metrics, Snapshot
 from supervisor.model.events import EXECUTION_HINT, ITEM_ADDED, VERTEX_HINT, Event, Malformed, parse
-from supervisor.model.executions import IN_FLIGHT
 from supervisor.model.state import Fact, QueuePolicy, QueueState, observe_vertex, prune_vertex
 from supervisor.model.vertex import VertexJob
 from supervisor.sources.pubsub import MAX_MESSAGES, EventSubscriber, Received
@@ -104,7 +103,6 @@ class Daemon:
         self.address: tuple[str, int] | None = None
         self._build_clients = clients
         self._clients: Clients | None = None
-        self._wake: dict[str, anyio.Event] = {}
         self._poll_now: set[str] = set()
         """Queues whose next wake-up must poll W&B too (not only reconcile)."""
         self._locks: dict[str, anyio.Lock] = {}
@@ -112,7 +110,7 @@ class Daemon:
         self._errors: dict[str, str] = {}
         """The last error of each loop, so a persisting one is logged once."""
         self._naps: dict[str, anyio.Event] = {}
-        """Wake-ups for the executions and Vertex loops (hints from Pub/Sub)."""
+        """Wake-ups of every loop, by loop name ("queue:q", "executions:q", "vertex")."""
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._buffered: list[tuple[float, Event]] = []
         self._malformed_kinds: set[str] = set()
@@ -159,7 +157,7 @@ class Daemon:
                 "launcher_job": state.policy.launcher_job,
                 "polling": self.stopped.get(name, "ok"),
                 "pending": state.pending_count(),
-                "in_flight": {p.value: sum(1 for e in state.executions.values() if e.phase is p) for p in IN_FLIGHT},
+                "in_flight": {phase.value: count for phase, count in state.in_flight_by_phase().items()},
                 "breaker": {
                     "state": breaker.state.value,
                     "reason": breaker.reason,
@@ -211,7 +209,6 @@ class Daemon:
         state = QueueState(policy_of(self.config, queue))
         state.event_grace = 30.0 if self.config.pubsub.subscription else 0.0
         self.states[queue.name] = state
-        self._wake[queue.name] = anyio.Event()
         self._locks[queue.name] = anyio.Lock()
         self.metrics.add_queue(queue.name)
         return state
@@ -220,21 +217,11 @@ class Daemon:
         """Wake the queue loop: to reconcile now, and with `poll` to list the queue first."""
         if poll:
             self._poll_now.add(queue)
-        event = self._wake.get(queue)
-        if event is not None:
-            event.set()
+        self._wake_loop(f"queue:{queue}")
 
     def _jittered(self, interval: float) -> float:
         jitter = self.config.poll.jitter
         return interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311 - spreading polls, not security
-
-    async def _wait(self, queue: str, until: float) -> None:
-        """Sleep until the monotonic time `until`, or until the queue is poked (or the daemon stops)."""
-        event = self._wake[queue]
-        with anyio.move_on_after(max(0.0, until - time.monotonic())):
-            await event.wait()
-        if event.is_set() and not self._stopping.is_set():
-            self._wake[queue] = anyio.Event()
 
     def _facts(self, facts: list[Fact]) -> None:
         for fact in facts:
@@ -282,21 +269,20 @@ class Daemon:
             return
         log.info("supervisor.stopping", reason=reason)
         self._stopping.set()
-        for event in [*self._wake.values(), *self._naps.values()]:
+        for event in self._naps.values():
             event.set()
 
     async def _nap(self, key: str, seconds: float) -> None:
-        """Sleep `seconds`, or until a hint wakes this loop (or the daemon stops)."""
+        """Sleep `seconds`, or until the loop is woken (or the daemon stops); a wake-up that came
+        while the loop was busy ends the next nap at once."""
         event = self._naps.setdefault(key, anyio.Event())
-        with anyio.move_on_after(seconds):
+        with anyio.move_on_after(max(0.0, seconds)):
             await event.wait()
         if not self._stopping.is_set():
             self._naps[key] = anyio.Event()
 
     def _wake_loop(self, key: str) -> None:
-        event = self._naps.get(key)
-        if event is not None:
-            event.set()
+        self._naps.setdefault(key, anyio.Event()).set()
 
     def _spawn(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         assert self._tg is not None
@@ -368,7 +354,8 @@ class Daemon:
                     return
             if name in self.states:
                 await self._iteration(f"reconcile:{name}", lambda: self._reconcile(name))
-            await self._wait(name, min(next_poll, last_poll + HINT_POLL_GAP) if name in self._poll_now else next_poll)
+            until = min(next_poll, last_poll + HINT_POLL_GAP) if name in self._poll_now else next_poll
+            await self._nap(f"queue:{name}", until - time.monotonic())
 
     async def _executions_loop(self, name: str) -> None:
         assert self._clients is not None

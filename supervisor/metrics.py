@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
-from supervisor.model.executions import IN_FLIGHT, Phase
+from supervisor.model.executions import Phase
 from supervisor.model.state import Fact, QueueState
 from supervisor.model.vertex import JobState, VertexJob
 
@@ -60,8 +60,7 @@ class _StateCollector(Collector):
         vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
         for name, state in snap.queues.items():
             pending.add_metric([name], state.pending_count())
-            for phase in IN_FLIGHT:
-                count = sum(1 for e in state.executions.values() if e.phase is phase)
+            for phase, count in state.in_flight_by_phase().items():
                 in_flight.add_metric([name, phase.value], count)
             breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
             stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)

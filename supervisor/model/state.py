@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from supervisor.model.breaker import Breaker
-from supervisor.model.executions import Execution, Phase
+from supervisor.model.executions import IN_FLIGHT, Execution, Phase
 from supervisor.model.items import Item, ItemState
 from supervisor.model.vertex import HANGING, JobState, VertexJob
 
@@ -368,6 +368,14 @@ class QueueState:
             in_flight=len(in_flight),
             why=why,
         )
+
+    def in_flight_by_phase(self) -> dict[Phase, int]:
+        """Executions not finished, counted by phase (every in-flight phase present)."""
+        counts = dict.fromkeys(IN_FLIGHT, 0)
+        for execution in self.executions.values():
+            if execution.phase in counts:
+                counts[execution.phase] += 1
+        return counts
 
     def pending_count(self) -> int:
         """Items PENDING in the latest listing. An item missing from it (the listing is capped, or the

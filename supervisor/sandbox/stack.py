@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -37,7 +37,6 @@ class Stack:
     queues: list[str]
     api_key: str
     launcher: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def config_toml(self, queue_settings: str = "", extra: str = "") -> str:
         queues = "".join(
