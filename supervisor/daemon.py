@@ -391,15 +391,17 @@ class Daemon:
             self._facts(observe_vertex(self.vertex_jobs, seen, self.states.values(), now))
             self.metrics.last_poll.labels("vertex").set(now)
             for name, state in self.states.items():
-                for action in state.hung_items(self.vertex_jobs.values()):
-                    if await clients.wandb.fail_item(action.item_id, action.message, "run"):
+                for action in state.hung_items(self.vertex_jobs.values()) + state.orphaned_items():
+                    stage = "run" if action.reason == "vertex_job_ended" else "agent"
+                    if await clients.wandb.fail_item(action.item_id, action.message, stage):
                         state.item_failed(action.item_id)
-                        self.metrics.items_failed.labels(name, "vertex_job_ended").inc()
+                        self.metrics.items_failed.labels(name, action.reason).inc()
                         log.warning(
                             "item.failed_by_supervisor",
                             queue=name,
                             item=action.item_id,
-                            vertex_job=action.vertex_job,
+                            reason=action.reason,
+                            source=action.source,
                             message=action.message,
                         )
                 self._poke(name)

@@ -173,7 +173,8 @@ class Metrics:
             self.finished.labels(queue, outcome)
         for result in ("started", "refused", "unknown"):
             self.dispatches.labels(queue, result)
-        self.items_failed.labels(queue, "vertex_job_ended")
+        for reason in ("vertex_job_ended", "execution_ended"):
+            self.items_failed.labels(queue, reason)
         for histogram in (self.queue_wait, self.claim_latency, self.submit_latency, self.bailout_detection):
             histogram.labels(queue)
 

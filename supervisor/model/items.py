@@ -37,6 +37,8 @@ class Item:
     claimed_at: float | None = None
     claimed_by: str | None = None
     """Execution name, from a watchdog event or inferred."""
+    claim_confirmed: bool = False
+    """The pairing came from the execution's own `claimed` event, not from counting."""
     vertex_job: str | None = None
     failed_by_supervisor: bool = False
     """failRunQueueItem succeeded for it: never call again."""

@@ -21,6 +21,7 @@ from supervisor.model.executions import IN_FLIGHT, Execution, Phase
 from supervisor.model.items import Item, ItemState
 from supervisor.model.vertex import HANGING, JobState, VertexJob
 
+ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 BUDGET_PERIOD = 60.0
 """dispatch_budget counts executions started within this many seconds."""
 
@@ -98,13 +99,16 @@ class Fact:
 
 @dataclass(frozen=True, slots=True)
 class FailItem:
-    """Call failRunQueueItem: the item's CustomJob ended badly while the item is still CLAIMED."""
+    """Call failRunQueueItem: the item is still CLAIMED but nothing will ever run it."""
 
     queue: str
     entity: str
     item_id: str
     message: str
-    vertex_job: str
+    reason: str
+    """vertex_job_ended: its CustomJob ended badly; execution_ended: its execution ended without one."""
+    source: str
+    """The CustomJob or execution that ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,8 @@ class QueueState:
             if obs.run_id and not item.run_id:
                 item.run_id = obs.run_id
             was_pending = item.state is ItemState.PENDING
+            if obs.state is ItemState.PENDING and item.state is ItemState.LEASED:
+                item.claimed_by = None  # the lease ran out un-acked: nobody holds the item any more
             item.state = obs.state
             if was_pending and obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_by is None:
                 facts.extend(self._infer_claim(item, now))
@@ -298,6 +304,7 @@ class QueueState:
                 other.item_id = None
         if execution.vertex_job and not item.vertex_job:  # `submitted` arrived first
             item.vertex_job = execution.vertex_job
+        item.claim_confirmed = True
         return self._claim(execution, item, now)
 
     def event_submitted(self, execution_name: str, custom_job: str, now: float) -> list[Fact]:
@@ -378,9 +385,14 @@ class QueueState:
         return counts
 
     def pending_count(self) -> int:
-        """Items PENDING in the latest listing. An item missing from it (the listing is capped, or the
-        item is gone) keeps its last known state but must never be counted as waiting work."""
-        return sum(1 for i in self.items.values() if i.state is ItemState.PENDING and i.last_seen >= self.items_seen_at)
+        """Items PENDING in the latest listing and not known to be claimed. An item missing from the
+        listing (it is capped, or the item is gone) keeps its last known state but is never counted as
+        waiting work; nor is one a `claimed` event has paired with an execution since the listing."""
+        return sum(
+            1
+            for i in self.items.values()
+            if i.state is ItemState.PENDING and i.last_seen >= self.items_seen_at and i.claimed_by is None
+        )
 
     def dispatched(self, name: str, dispatch_id: str, now: float, probe: bool) -> None:
         self.executions[name] = Execution(name, self.policy.name, created=now, dispatch_id=dispatch_id, probe=probe)
@@ -403,7 +415,38 @@ class QueueState:
                 continue
             if item.state is ItemState.CLAIMED and not item.failed_by_supervisor:
                 message = job.error or f"Vertex AI job {job.name} ended {job.state.value}"
-                actions.append(FailItem(self.policy.name, self.policy.entity, item.id, message, job.name))
+                actions.append(
+                    FailItem(self.policy.name, self.policy.entity, item.id, message, "vertex_job_ended", job.name)
+                )
+        return actions
+
+    def orphaned_items(self) -> list[FailItem]:
+        """Items still CLAIMED, in a listing made after the execution that claimed them ended badly
+        without creating a CustomJob: the agent was stopped before it could fail the item itself.
+        Only claims a `claimed` event confirmed count: an inferred pairing may name the wrong item."""
+        actions = []
+        for item in self.items.values():
+            if (
+                item.state is not ItemState.CLAIMED
+                or not item.claim_confirmed
+                or item.failed_by_supervisor
+                or item.vertex_job is not None
+                or item.last_seen < self.items_seen_at
+            ):
+                continue
+            execution = self.executions.get(item.claimed_by or "")
+            if execution is None or not execution.counted or execution.phase not in ENDED_BADLY:
+                continue
+            if execution.finished is None or execution.finished >= self.items_seen_at:
+                continue  # the listing may predate the agent's own failRunQueueItem
+            short = execution.name.rsplit("/", 1)[-1]
+            cause = execution.category or execution.phase.value
+            if execution.bailout_rule:
+                cause += f", rule {execution.bailout_rule}"
+            message = f"launcher execution {short} ended ({cause}) before it created a Vertex AI job"
+            actions.append(
+                FailItem(self.policy.name, self.policy.entity, item.id, message, "execution_ended", execution.name)
+            )
         return actions
 
     def item_failed(self, item_id: str) -> None:

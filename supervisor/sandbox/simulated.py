@@ -4,6 +4,8 @@ It acts on the W&B and Vertex stand-ins the way `launch-watchdog -- wandb launch
 the first pending item of its queue (or exits 0 when none comes within the idle timeout), acks it
 with a new run id, creates the CustomJob labelled `wandb-run-id`, and exits 0; or, as a plan says,
 bails out (the agent fails the item, the watchdog exits 1), or hangs until the task timeout.
+With an `events` sink it also emits the watchdog's events (design 6) at the moments the watchdog
+would: `claimed`, `submitted`, `bailout`, `idle_exit`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from google.cloud import aiplatform_v1
@@ -28,6 +31,9 @@ class Plan:
     outcome: str = "submit"
     """submit | bailout | hang"""
     message: str = "google.api_core.exceptions.PermissionDenied: 403 Permission denied"
+    rule: str = "permission_denied"
+    category: str = "permission"
+    """The watchdog rule a bailout matches, and its category (for the `bailout` event)."""
     vertex_error: str | None = None
     """Set to make the CustomJob it submits end FAILED with this message."""
 
@@ -41,7 +47,14 @@ class SimulatedLauncher:
     start_delay: float = 0.05
     poll_interval: float = 0.05
     idle_timeout: float = 1.0
+    events: Callable[[dict[str, Any]], None] | None = None
+    """Where the watchdog events go (a Pub/Sub publish, say); None emits none."""
     _claims: int = 0
+
+    def _emit(self, handle: ExecutionHandle, event: str, **data: Any) -> None:
+        if self.events is not None:
+            short = handle.name.rsplit("/", 1)[-1]
+            self.events({"event": f"watchdog.{event}", "execution": short, **data})
 
     async def run(self, handle: ExecutionHandle) -> None:
         await anyio.sleep(self.start_delay)
@@ -55,19 +68,25 @@ class SimulatedLauncher:
             while (item := self.wandb.pop(entity, queue)) is None:
                 await anyio.sleep(self.poll_interval)
         if item is None:
+            self._emit(handle, "idle_exit", queue=queue)
             handle.finish("succeeded")  # the watchdog's idle exit
             return
         plan = self.plan(self._claims)
         self._claims += 1
         run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         self.wandb.ack(item.id, run_id)
+        self._emit(handle, "claimed", queue=queue, entity=entity, item_id=item.id, run_id=run_id)
         if plan.outcome == "bailout":
             self.wandb.fail(item.id, plan.message, "agent")
+            self._emit(handle, "bailout", queue=queue, rule=plan.rule, category=plan.category)
             handle.finish("failed", "Container exited with code 1")
             return
         if plan.outcome == "hang":
             await anyio.sleep_forever()
         if plan.vertex_error is not None:
             self.vertex.fail_runs[run_id] = plan.vertex_error
-        self.vertex.create(aiplatform_v1.CustomJob(display_name=f"{queue}-{run_id}", labels={"wandb-run-id": run_id}))
+        job = self.vertex.create(
+            aiplatform_v1.CustomJob(display_name=f"{queue}-{run_id}", labels={"wandb-run-id": run_id})
+        )
+        self._emit(handle, "submitted", queue=queue, custom_job=job.name)
         handle.finish("succeeded")

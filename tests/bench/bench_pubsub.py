@@ -2,8 +2,9 @@
 
     python3 tests/bench/bench_pubsub.py [--trials 200] [--baseline-trials 12]
 
-Against Google's Pub/Sub emulator and the stand-ins, the real daemon polling every 5 s. Baseline,
-in the same run: the same enqueue with no hint, so dispatch waits for the poll.
+Against Google's Pub/Sub emulator and the stand-ins, the real daemon polling every 5 s; simulated
+launchers publish the watchdog's events (claimed, submitted…) on the same topic, as in production.
+Baseline, in the same run: the same enqueue with no hint, so dispatch waits for the poll.
 Goal: p50 <= 50 ms, p99 <= 250 ms.
 """
 
@@ -26,6 +27,8 @@ from supervisor.daemon import Daemon  # noqa: E402
 from supervisor.logs import configure  # noqa: E402
 from supervisor.sandbox.simulated import SimulatedLauncher  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
+from supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
+from supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
 from tests.emulator import PROJECT, running_emulator  # noqa: E402
 
 
@@ -49,8 +52,16 @@ async def measure(host: str, trials: int, baseline_trials: int) -> tuple[list[fl
     subscriber.create_subscription(name=subscription, topic=topic)
     subscriber.close()
     hint = json.dumps({"event": "queue.item_added", "queue": "q"}).encode()
-    # Launchers that do not linger for work: an idle one would take the next trial's item itself.
-    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, idle_timeout=0.0)) as stack:
+
+    def event(record: dict[str, object]) -> None:
+        publisher.publish(topic, json.dumps(record).encode())
+
+    # Launchers that do not linger for work (an idle one would take the next trial's item itself),
+    # publishing the watchdog's events as production launchers do.
+    def launcher(w: WandbStandIn, v: VertexStandIn) -> SimulatedLauncher:
+        return SimulatedLauncher(w, v, idle_timeout=0.0, events=event)
+
+    async with stand_ins(["q"], behaviour=launcher) as stack:
         stack.wandb.known_queues.add("q")
         settings = "max_inflight = 100\ndispatch_budget = 100000"  # the default budget would throttle the burst
         toml = stack.config_toml(settings, f'\n[pubsub]\nsubscription = "{subscription}"\n')

@@ -118,6 +118,32 @@ def test_a_claimed_event_corrects_an_inferred_pairing() -> None:
     assert state.items["a"].claimed_by == ex(2)
 
 
+def test_a_claimed_event_ahead_of_the_listing_is_not_pending_work() -> None:
+    """The event arrives before the next listing shows the item claimed: no second execution for it,
+    and a listing taken before the claim does not bring it back."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.event_claimed(ex(1), "a", 2.0)
+    assert state.pending_count() == 0
+    assert state.decide(2.0).start == 0
+    state.observe_items(pending("a"), 3.0)  # answered by W&B just before the ack
+    assert state.decide(3.0).start == 0
+
+
+def test_a_lease_that_runs_out_makes_the_item_pending_again() -> None:
+    """An item inferred as taken (LEASED) but never acked returns to PENDING: it is work again."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.observe_items([ItemSeen("a", ItemState.LEASED, None)], 2.0)
+    assert state.items["a"].claimed_by == ex(1)
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
+    state.observe_items(pending("a"), 70.0)
+    assert state.pending_count() == 1
+    assert state.decide(70.0).start == 1
+
+
 def test_finished_executions_are_classified() -> None:
     """Succeeded with an item, succeeded without one (idle), failed, cancelled, timed out."""
     state = ready(execution_timeout=50.0)
@@ -220,6 +246,37 @@ def test_hung_items_are_failed_exactly_once() -> None:
     assert state.hung_items(jobs) == []
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
     assert state.hung_items(jobs) == []
+
+
+def test_an_item_whose_execution_bailed_out_before_a_custom_job_is_failed_once() -> None:
+    """The watchdog stopped the agent before it failed the item: the supervisor fails it, once, and
+    only after a listing made since the execution ended still shows it CLAIMED."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.event_claimed(ex(1), "a", 2.0)
+    state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 4.0)], 4.0)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 3.5)  # listed before it ended
+    assert state.orphaned_items() == []
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
+    [action] = state.orphaned_items()
+    assert (action.item_id, action.reason) == ("a", "execution_ended")
+    assert "(permission, rule permission_denied)" in action.message
+    state.item_failed("a")
+    assert state.orphaned_items() == []
+
+
+def test_an_inferred_claim_never_fails_an_item() -> None:
+    """Without the execution's own `claimed` event the pairing is a guess: the item is left alone."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 2.0)
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
+    assert state.items["a"].claimed_by == ex(1)
+    assert state.orphaned_items() == []
 
 
 def test_restart_adopts_executions_in_flight_and_does_not_duplicate() -> None:
