@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from supervisor.model.breaker import Breaker
+from supervisor.model.breaker import Breaker, BreakerState
 from supervisor.model.executions import IN_FLIGHT, Execution, Phase
 from supervisor.model.items import Item, ItemState
 from supervisor.model.vertex import HANGING, JobState, VertexJob
@@ -281,10 +281,16 @@ class QueueState:
             if item.claimed_by and (execution := self.executions.get(item.claimed_by)):
                 execution.vertex_job = job.name
                 execution.move(Phase.SUBMITTED)
-            if self.breaker.state.value != "closed":
-                self.breaker.submitted()
-                facts.append(Fact("breaker_closed", self.policy.name, detail="a job was submitted"))
+            facts.extend(self._submitted_closes())
         return facts
+
+    def _submitted_closes(self) -> list[Fact]:
+        """A job reached Vertex: that closes a half-open breaker (an open one waits for its probe)."""
+        was = self.breaker.state
+        self.breaker.submitted()
+        if was is not BreakerState.CLOSED and self.breaker.state is BreakerState.CLOSED:
+            return [Fact("breaker_closed", self.policy.name, detail="a job was submitted")]
+        return []
 
     # -- watchdog events (design 6) -----------------------------------------------------------
 
@@ -318,9 +324,7 @@ class QueueState:
         if item is not None and item.vertex_job is None:
             item.vertex_job = custom_job
             facts.append(Fact("submitted", self.policy.name, execution_name, seconds=max(0.0, now - item.first_seen)))
-        if self.breaker.state.value != "closed":
-            self.breaker.submitted()
-            facts.append(Fact("breaker_closed", self.policy.name, detail="a job was submitted"))
+        facts.extend(self._submitted_closes())
         return facts
 
     def event_bailout(self, execution_name: str, rule: str, category: str, now: float) -> list[Fact]:

@@ -223,6 +223,23 @@ def test_breaker_reopens_on_a_failed_probe_with_doubled_cooldown() -> None:
     assert state.breaker.cooldown == 100.0
 
 
+def test_a_submission_while_open_leaves_the_breaker_open() -> None:
+    """A job submitted by an execution started before the breaker opened does not close it, nor
+    report that it did: only the half-open probe's submission does."""
+    state = ready()
+    state.observe_items(pending("a", "b"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(2), "d2", 1.0, probe=False)
+    state.event_claimed(ex(1), "a", 2.0)
+    state.event_claimed(ex(2), "b", 2.0)
+    state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
+    assert state.breaker.state is BreakerState.OPEN
+    facts = state.event_submitted(ex(2), "projects/p/locations/r/customJobs/9", 4.0)
+    assert state.breaker.state is BreakerState.OPEN
+    assert "breaker_closed" not in [f.kind for f in facts]
+
+
 def test_resume_closes_the_breaker() -> None:
     """An operator's resume closes an open breaker at once."""
     state = ready()
