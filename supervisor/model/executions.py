@@ -65,6 +65,8 @@ class Execution:
     """Dispatched as the half-open breaker's probe."""
     counted: bool = False
     """Its finish has been fed to the breaker and metrics."""
+    idle_exit: bool = False
+    """Its watchdog reported that it found no item."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False (and counted) when refused."""

@@ -219,7 +219,7 @@ class QueueState:
 
     def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:
         if obs.status == "succeeded":
-            outcome = Phase.SUCCEEDED if execution.has_claimed else Phase.IDLE
+            outcome = Phase.SUCCEEDED if execution.has_claimed and not execution.idle_exit else Phase.IDLE
         elif obs.status == "cancelled":
             outcome = Phase.CANCELLED
         elif execution.phase is Phase.BAILOUT or execution.category is not None:
@@ -341,8 +341,16 @@ class QueueState:
         return []
 
     def event_idle(self, execution_name: str) -> None:
+        """The execution found no item: a claim inferred for it was someone else's, and it ends idle."""
         execution = self.executions.get(execution_name)
-        if execution is not None and execution.phase is Phase.SUCCEEDED:
+        if execution is None:
+            return
+        execution.idle_exit = True
+        item = self.items.get(execution.item_id) if execution.item_id else None
+        if item is not None and item.claimed_by == execution_name and not item.claim_confirmed:
+            item.claimed_by = None
+            execution.item_id = None
+        if execution.phase is Phase.SUCCEEDED:
             execution.move(Phase.IDLE)
 
     # -- acting -------------------------------------------------------------------------------

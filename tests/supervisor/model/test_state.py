@@ -144,6 +144,20 @@ def test_a_lease_that_runs_out_makes_the_item_pending_again() -> None:
     assert state.decide(70.0).start == 1
 
 
+def test_an_idle_exit_undoes_an_inferred_claim_and_finishes_idle() -> None:
+    """Another agent took the item; the claim inferred for this execution was wrong. Its idle_exit
+    event, even ahead of the listing that shows it finished, makes it idle."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "elsewhere")], 2.0)
+    assert state.executions[ex(1)].item_id == "a"
+    state.event_idle(ex(1))
+    assert state.items["a"].claimed_by is None
+    facts = state.observe_executions([ExecutionSeen(ex(1), "succeeded", 1.0, 1.5, 5.0)], 5.0)
+    assert [f.outcome for f in facts if f.kind == "finished"] == ["idle"]
+
+
 def test_finished_executions_are_classified() -> None:
     """Succeeded with an item, succeeded without one (idle), failed, cancelled, timed out."""
     state = ready(execution_timeout=50.0)
