@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -164,3 +165,67 @@ def notify(queue: str, entity: str | None, item_id: str | None, topic: str) -> N
     except Exception as exc:
         raise click.ClickException(f"publishing to {topic} failed: {type(exc).__name__}: {exc}") from exc
     click.echo(f"notified {topic}: queue.item_added for {queue} (message {message_id})")
+
+
+@cli.command()
+@click.option("--items", type=click.IntRange(1, 1000), default=10, show_default=True, help="Items to enqueue.")
+@click.option(
+    "--scenario",
+    type=click.Choice(["happy", "mixed", "burst"]),
+    default="happy",
+    show_default=True,
+    help="happy: all succeed; mixed: some fail as real jobs fail; burst: all at once.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Stop after this many seconds even if items are left.",
+)
+@click.option(
+    "--summary-json", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the summary here."
+)
+@click.option("--no-pubsub", is_flag=True, help="Polling only, even when the Pub/Sub emulator is installed.")
+@click.option(
+    "--http", default="127.0.0.1:9464", show_default=True, help="Where the daemon serves /metrics and /status."
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the config and the logs here (default: a temporary directory, removed at the end).",
+)
+def sandbox(
+    *,
+    items: int,
+    scenario: str,
+    duration: float,
+    summary_json: Path | None,
+    no_pubsub: bool,
+    http: str,
+    work_dir: Path | None,
+) -> None:
+    """Run the whole system on this machine: stand-ins for W&B, Cloud Run and Vertex AI, the real
+    daemon, and a real launch-watchdog process per execution. Ctrl+C stops it."""
+    if importlib.util.find_spec("wandb") is None:
+        raise click.ClickException(
+            "the sandbox agent uses the wandb SDK, which is not installed: pip install 'launch-supervisor[sandbox]'"
+        )
+    from supervisor.sandbox.session import Options, Sandbox, SandboxError  # noqa: PLC0415 - only this command
+
+    options = Options(
+        items=items,
+        scenario=scenario,
+        duration=duration,
+        summary_json=summary_json,
+        pubsub=not no_pubsub,
+        http=http,
+        work_dir=work_dir,
+    )
+    try:
+        summary = anyio.run(Sandbox(options).run)
+    except SandboxError as exc:
+        raise click.ClickException(str(exc)) from None
+    if summary["duplicates"]:
+        sys.exit(1)

@@ -1,5 +1,12 @@
 """A Vertex AI stand-in: JobService CustomJobs that move QUEUED → PENDING → RUNNING → SUCCEEDED
-(or FAILED, for run ids planned to fail) on a schedule, listed with label and create_time filters."""
+(or FAILED) on a schedule, listed with label and create_time filters.
+
+CreateCustomJob checks a spec the way Vertex refuses real ones: a machine type that does not exist or
+does not take the accelerator (InvalidArgument), more accelerators than the project's quota
+(ResourceExhausted), a service account the caller may not act as (PermissionDenied). A job is created
+and later ends FAILED when its image cannot be pulled (a tag `:does-not-exist`), when its container
+exits non-zero before `wandb.init` (an argument `--sandbox-exit=N`), or when its run id was planned
+to fail (`fail_runs`)."""
 
 from __future__ import annotations
 
@@ -40,6 +47,58 @@ class _Tracked:
     fail_with: str | None = None
 
 
+MACHINE_FAMILIES = {"n1-", "n2-", "e2-", "g2-", "a2-", "a3-"}
+ACCELERATORS = {"NVIDIA_L4": "g2-", "NVIDIA_TESLA_A100": "a2-", "NVIDIA_H100_80GB": "a3-", "NVIDIA_TESLA_T4": "n1-"}
+"""Accelerator → the machine family that takes it."""
+QUOTA = {"NVIDIA_L4": 8, "NVIDIA_TESLA_A100": 8, "NVIDIA_H100_80GB": 0, "NVIDIA_TESLA_T4": 4}
+MISSING_IMAGE_TAG = ":does-not-exist"
+EXIT_ARG = "--sandbox-exit="
+
+
+def refusal(job: aiplatform_v1.CustomJob, region: str) -> tuple[grpc.StatusCode, str] | None:
+    """Why CreateCustomJob refuses this job, as Vertex words it; None to accept it."""
+    account = job.job_spec.service_account
+    if account.startswith("no-access"):
+        return grpc.StatusCode.PERMISSION_DENIED, (
+            f"Permission 'iam.serviceAccounts.actAs' denied on service account {account} (or it may not exist)."
+        )
+    for pool in job.job_spec.worker_pool_specs:
+        machine = pool.machine_spec
+        accelerator = aiplatform_v1.AcceleratorType(machine.accelerator_type).name
+        family = ACCELERATORS.get(accelerator)
+        if not any(machine.machine_type.startswith(f) for f in MACHINE_FAMILIES) or (
+            family is not None and not machine.machine_type.startswith(family)
+        ):
+            with_accelerator = f" with accelerator {accelerator}" if family else ""
+            return grpc.StatusCode.INVALID_ARGUMENT, (
+                f'Machine type "{machine.machine_type}" is not supported{with_accelerator}.'
+            )
+        wanted = machine.accelerator_count * max(1, pool.replica_count)
+        if family is not None and wanted > QUOTA[accelerator]:
+            metric = f"custom_model_training_{accelerator.lower().removeprefix('nvidia_')}_gpus"
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, (
+                f"The following quota metrics exceed quota limits: aiplatform.googleapis.com/{metric}. "
+                f"Quota '{metric}' exceeded. Limit: {QUOTA[accelerator]} in region {region}."
+            )
+    return None
+
+
+def planned_failure(job: aiplatform_v1.CustomJob) -> str | None:
+    """The error a created job ends with: an image that cannot be pulled, a container that exits."""
+    for index, pool in enumerate(job.job_spec.worker_pool_specs):
+        container = pool.container_spec
+        if container.image_uri.endswith(MISSING_IMAGE_TAG):
+            return f'Failed to pull image "{container.image_uri}": manifest unknown. Check the image URI and access.'
+        for arg in container.args:
+            if arg.startswith(EXIT_ARG):
+                code = arg[len(EXIT_ARG) :]
+                return (
+                    f"The replica workerpool{index}-0 exited with a non-zero status of {code}. "
+                    "To find out more about why your job exited please check the logs."
+                )
+    return None
+
+
 @dataclass
 class VertexStandIn:
     project_number: str = "123456"
@@ -60,7 +119,8 @@ class VertexStandIn:
         job.state = S.JOB_STATE_QUEUED
         job.create_time = now
         job.update_time = now
-        self.jobs[name] = _Tracked(job, now, self.fail_runs.get(job.labels.get("wandb-run-id", "")))
+        fail_with = self.fail_runs.get(job.labels.get("wandb-run-id", "")) or planned_failure(job)
+        self.jobs[name] = _Tracked(job, now, fail_with)
         return job
 
     def advance(self, now: datetime | None = None) -> None:
@@ -90,6 +150,9 @@ class VertexStandIn:
 
     async def _create(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await grpc_server.apply_fault(self.faults, "CreateCustomJob", context)
+        refused = refusal(request.custom_job, self.region)
+        if refused is not None:
+            await grpc_server.abort(context, *refused)
         return self.create(request.custom_job)
 
     async def _get(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

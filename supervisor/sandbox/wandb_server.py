@@ -34,8 +34,13 @@ class QueueItem:
     run_id: str | None = None
     created: float = field(default_factory=time.monotonic)
     leased_at: float | None = None
+    enqueued_at: float = field(default_factory=time.time)
+    leases: int = 0
+    """popFromRunQueue calls that handed this item out (one per agent that took it)."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     """(message, stage) of each failRunQueueItem call."""
+    failed_by: list[str] = field(default_factory=list)
+    """The User-Agent of each failRunQueueItem call: who failed the item."""
 
 
 class WandbStandIn:
@@ -47,6 +52,8 @@ class WandbStandIn:
         self.items: dict[str, QueueItem] = {}
         self.known_queues: set[str] = set()
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
+        self.agents: dict[str, str] = {}
+        """Launch agents registered (createLaunchAgent), by id, with their last status."""
         self.faults = Faults()
         self._ids = itertools.count(1)
         self.app = Starlette(
@@ -80,6 +87,7 @@ class WandbStandIn:
         for item in sorted(self.queue_items(entity, queue), key=lambda i: i.created):
             if item.state == "PENDING":
                 item.state, item.leased_at = "LEASED", time.monotonic()
+                item.leases += 1
                 return item
         return None
 
@@ -90,11 +98,12 @@ class WandbStandIn:
         item.state, item.run_id = "CLAIMED", run_id
         return True
 
-    def fail(self, item_id: str, message: str, stage: str) -> bool:
+    def fail(self, item_id: str, message: str, stage: str, caller: str = "") -> bool:
         item = self.items.get(item_id)
         if item is None:
             return False
         item.failures.append((message, stage))
+        item.failed_by.append(caller)
         item.state = "FAILED"
         return True
 
@@ -132,7 +141,12 @@ class WandbStandIn:
         handler = _HANDLERS.get(operation)
         if handler is None:
             return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {operation}"}]})
+        variables = {**variables, CALLER: request.headers.get("user-agent", "")}
         return JSONResponse({"data": handler(self, variables)})
+
+
+CALLER = "__user_agent"
+"""Added to the variables handlers see: the request's User-Agent."""
 
 
 def _operation(query: str) -> str:
@@ -157,19 +171,64 @@ def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fail(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
-    ok = server.fail(str(v.get("runQueueItemId")), str(v.get("message", "")), str(v.get("stage", "")))
+    ok = server.fail(str(v.get("runQueueItemId")), str(v.get("message", "")), str(v.get("stage", "")), v[CALLER])
     return {"failRunQueueItem": {"success": ok}}
 
 
 def _pop(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
-    item = server.pop(str(v.get("entityName")), str(v.get("queueName")))
+    item = server.pop(str(v.get("entity")), str(v.get("queueName")))
     if item is None:
         return {"popFromRunQueue": None}
     return {"popFromRunQueue": {"runQueueItemId": item.id, "runSpec": item.run_spec}}
 
 
 def _ack(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
-    return {"ackRunQueueItem": {"success": server.ack(str(v.get("runQueueItemId")), str(v.get("runName")))}}
+    return {"ackRunQueueItem": {"success": server.ack(str(v.get("itemId")), str(v.get("runId")))}}
+
+
+def _run_queues(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    entity = str(v.get("entity"))
+    names = sorted(set(server.known_queues) | {i.queue for i in server.items.values() if i.entity == entity})
+    queues = [{"id": _queue_id(q), "name": q, "createdBy": "sandbox", "access": "PROJECT"} for q in names]
+    return {"project": {"runQueues": queues}}
+
+
+def _queue_id(name: str) -> str:
+    return base64.b64encode(f"RunQueue:{name}".encode()).decode()
+
+
+def _create_agent(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    agent_id = base64.b64encode(f"LaunchAgent:{next(server._ids)}".encode()).decode()  # noqa: SLF001
+    server.agents[agent_id] = "POLLING"
+    return {"createLaunchAgent": {"launchAgentId": agent_id}}
+
+
+def _update_agent(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    agent_id = str(v.get("agentId"))
+    if agent_id not in server.agents:
+        return {"updateLaunchAgent": {"success": False}}
+    server.agents[agent_id] = str(v.get("agentStatus"))
+    return {"updateLaunchAgent": {"success": True}}
+
+
+def _get_agent(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    agent_id = str(v.get("agentId"))
+    status = server.agents.get(agent_id)
+    if status is None:
+        return {"launchAgent": None}
+    fields: dict[str, Any] = {
+        "id": agent_id,
+        "name": agent_id,
+        "runQueues": [],
+        "hostname": "sandbox",
+        "heartbeatAt": None,
+    }
+    return {"launchAgent": {**fields, "agentStatus": status, "stopPolling": False}}
+
+
+def _viewer(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    user = {"id": "VXNlcjox", "entity": "sandbox", "username": "sandbox", "email": "sandbox@localhost"}
+    return {"viewer": {**user, "flags": "{}", "teams": {"edges": []}}}
 
 
 _HANDLERS = {
@@ -177,4 +236,10 @@ _HANDLERS = {
     "failRunQueueItem": _fail,
     "popFromRunQueue": _pop,
     "ackRunQueueItem": _ack,
+    "createLaunchAgent": _create_agent,
+    "updateLaunchAgent": _update_agent,
+    "launchAgent(id": _get_agent,
+    "runQueues": _run_queues,
+    "viewer": _viewer,
 }
+"""Operations by a text only their document holds, most specific first."""

@@ -1,0 +1,82 @@
+"""The sandbox's traffic: run specs that succeed, and run specs that fail the way real jobs fail.
+
+Each failure is produced by the system, not announced to it: the Vertex stand-in refuses the spec
+(quota, permission, a machine type that does not take the accelerator) and the watchdog classifies
+what the agent prints, or Vertex creates the job and it fails there (an image that cannot be pulled,
+a container that exits before `wandb.init`) and the supervisor fails the item.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+SCENARIOS = ("happy", "mixed", "burst")
+IMAGE = "us-docker.pkg.dev/sandbox-project/trainers/train:v1"
+
+
+def _spec(
+    *,
+    machine_type: str = "g2-standard-8",
+    accelerator: str = "NVIDIA_L4",
+    count: int = 1,
+    image: str = IMAGE,
+    args: list[str] | None = None,
+    service_account: str = "trainer@sandbox-project.iam.gserviceaccount.com",
+) -> dict[str, Any]:
+    pool = {
+        "machine_spec": {"machine_type": machine_type, "accelerator_type": accelerator, "accelerator_count": count},
+        "replica_count": 1,
+        "container_spec": {"image_uri": image, "args": args or ["--epochs", "3"]},
+    }
+    return {
+        "job": "sandbox-team/sandbox/job-train:v1",
+        "project": "sandbox",
+        "resource": "gcp-vertex",
+        "overrides": {"run_config": {"lr": 0.0003, "MAX_TRAIN_SAMPLES": "500"}},
+        "resource_args": {"vertex": {"spec": {"worker_pool_specs": [pool], "service_account": service_account}}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    name: str
+    """What happens to an item of this kind."""
+    spec: dict[str, Any]
+    bailout: str | None = None
+    """The bailout category the watchdog should report, when the agent fails."""
+    fails_on_vertex: bool = False
+    """The CustomJob is created and then ends FAILED: the supervisor fails the item."""
+
+
+OK = Kind("ok", _spec())
+FAILURES = (
+    Kind("quota", _spec(machine_type="a3-highgpu-8g", accelerator="NVIDIA_H100_80GB", count=8), bailout="quota"),
+    Kind(
+        "permission", _spec(service_account="no-access@sandbox-project.iam.gserviceaccount.com"), bailout="permission"
+    ),
+    Kind("machine_type", _spec(machine_type="n1-standard-4"), bailout="invalid_spec"),
+    Kind("image_pull", _spec(image=IMAGE.replace(":v1", ":does-not-exist")), fails_on_vertex=True),
+    Kind("vertex_exit", _spec(args=["--epochs", "3", "--sandbox-exit=1"]), fails_on_vertex=True),
+)
+
+
+def kinds(scenario: str, items: int) -> list[Kind]:
+    """The kind of each item to enqueue, in order. `mixed` alternates good items and each failure."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
+    if scenario != "mixed":
+        return [OK] * items
+    plan: list[Kind] = []
+    failures = iter(FAILURES * (items // 2 + 1))
+    for index in range(items):
+        plan.append(OK if index % 2 == 0 else next(failures))
+    return plan
+
+
+def run_spec(kind: Kind, entity: str, index: int) -> dict[str, Any]:
+    spec = copy.deepcopy(kind.spec)
+    spec["entity"] = entity
+    spec["overrides"]["run_config"]["sandbox_item"] = index
+    return spec

@@ -1,0 +1,222 @@
+"""End to end over the sandbox: stand-ins, the real daemon process, real launch-watchdog processes
+running the sandbox agent (which speaks GraphQL through the wandb SDK), and Pub/Sub on Google's
+emulator. These are the slowest tests: each run starts a dozen Python processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from supervisor.sandbox.emulator import free_port
+from supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox
+from tests.emulator import require_emulator
+
+pytestmark = pytest.mark.anyio
+
+
+def sandbox(tmp_path: Path, **options: Any) -> Sandbox:
+    settings: dict[str, Any] = {
+        "work_dir": tmp_path / "work",
+        "http": f"127.0.0.1:{free_port()}",
+        "live": False,
+        "duration": 150.0,
+        "enqueue_every": 0.5,
+        **options,
+    }
+    return Sandbox(Options(**settings), out=io.StringIO())
+
+
+async def run_alongside(box: Sandbox, check: Callable[[Sandbox], Awaitable[None]]) -> dict[str, Any]:
+    """Run the sandbox to its end while `check` acts on it."""
+    result: dict[str, Any] = {}
+
+    async def run() -> None:
+        result.update(await box.run())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(120):
+            while box.stack is None or box.daemon is None:
+                await anyio.sleep(0.05)
+        await check(box)
+    return result
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    with anyio.move_on_after(timeout):
+        while not condition():
+            await anyio.sleep(0.1)
+        return
+    pytest.fail(f"no {what} within {timeout:g}s")
+
+
+async def status(box: Sandbox) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        answer: dict[str, Any] = (await client.get(f"{box.url}/status", timeout=5)).json()
+        return answer
+
+
+async def test_every_item_becomes_one_custom_job(tmp_path: Path) -> None:
+    """happy: N items → N CustomJobs and no duplicate, with events over the emulator."""
+    require_emulator()
+    box = sandbox(tmp_path, items=3)
+    summary = await box.run()
+    assert tuple(summary) == SUMMARY_KEYS
+    assert summary["items_submitted"] == summary["items_terminal"] == 3
+    assert summary["vertex_jobs_created"] == 3
+    assert summary["duplicates"] == 0
+    assert summary["max_executions_per_item"] == 1
+    assert summary["outcomes"] == {"submitted": 3}
+    assert summary["dispatch_mode"] == "pubsub"
+    assert 0 < summary["submit_latency_p50_s"] <= summary["submit_latency_p95_s"]
+    assert box.stack is not None
+    agents = box.stack.wandb.agents
+    assert len(agents) == 3  # each agent registered through the SDK's createLaunchAgent
+    assert set(agents.values()) == {"KILLED"}  # and was stopped with SIGINT, as the real one is
+
+
+async def test_mixed_failures_are_classified_and_the_breaker_is_resumed(tmp_path: Path) -> None:
+    """mixed: the watchdog names each bailout's category, a permission bailout opens the breaker,
+    `resume` closes it, and items whose CustomJob failed on Vertex are FAILED with Vertex's message."""
+    require_emulator()
+    box = sandbox(tmp_path, items=10, scenario="mixed", breaker_cooldown=600.0)
+
+    resumed: list[str] = []
+
+    async def resume_when_open(box: Sandbox) -> None:
+        while not box.stopping:
+            try:
+                breaker = (await status(box))["queues"][QUEUE]["breaker"]["state"]
+            except httpx.HTTPError:
+                breaker = "unknown"  # the daemon is stopping at the end of the run
+            if breaker == "open":
+                done = await anyio.run_process(
+                    ["launch-supervisor", "resume", QUEUE, "--url", box.url], check=False, stderr=subprocess.STDOUT
+                )
+                assert done.returncode == 0, done.stdout.decode()
+                resumed.append(done.stdout.decode().strip())
+            await anyio.sleep(0.2)
+
+    summary = await run_alongside(box, resume_when_open)
+    assert resumed
+    assert resumed[0] == f"{QUEUE}: breaker closed (was open)"
+    assert summary["bailouts"] == {"invalid_spec": 1, "permission": 1, "quota": 1}
+    assert summary["outcomes"] == {"bailout": 3, "submitted": 7}
+    assert summary["items_non_terminal"] == 0
+    assert summary["duplicates"] == 0
+    assert box.stack is not None
+    failed = {i.id: i for i in box.stack.wandb.items.values() if i.state == "FAILED"}
+    assert len(failed) == 5  # three refused by Vertex, two that failed on Vertex
+    by_supervisor = [i for i in failed.values() if any(by.startswith("launch-supervisor") for by in i.failed_by)]
+    messages = [m for i in by_supervisor for m, stage in i.failures if stage == "run"]
+    assert any(m.startswith("Failed to pull image") for m in messages)
+    assert any("exited with a non-zero status of 1" in m for m in messages)
+
+
+async def test_an_execution_that_finds_no_item_exits_idle(tmp_path: Path) -> None:
+    """Another agent takes the item first: the execution started for it finds nothing and the
+    watchdog ends it at its idle timeout; the daemon counts it idle."""
+    require_emulator()
+    box = sandbox(tmp_path, items=1, idle_timeout=3.0)
+
+    async def take_the_item_first(box: Sandbox) -> None:
+        stack = box.stack
+        assert stack is not None
+        await until(lambda: bool(stack.cloudrun.executions), what="a RunJob")
+        item = stack.wandb.pop("sandbox-team", QUEUE)  # before the execution's agent has started
+        assert item is not None
+        stack.wandb.ack(item.id, "elsewhere")
+        stack.wandb.fail(item.id, "taken by another agent", "agent")
+
+    summary = await run_alongside(box, take_the_item_first)
+    assert summary["outcomes"] == {"idle": 1}
+    assert summary["vertex_jobs_created"] == 0
+    log = (tmp_path / "work" / "daemon.log").read_text()
+    finished = [json.loads(line) for line in log.splitlines() if '"execution.finished"' in line]
+    assert [f["outcome"] for f in finished] == ["idle"]
+
+
+async def test_the_daemon_killed_mid_run_is_restarted_without_duplicates(tmp_path: Path) -> None:
+    """SIGKILL to the daemon with executions in flight: it is started again, adopts them, and every
+    item still becomes exactly one CustomJob."""
+    require_emulator()
+    box = sandbox(tmp_path, items=6, scenario="burst")
+
+    async def kill_the_daemon(box: Sandbox) -> None:
+        stack = box.stack
+        assert stack is not None
+        await until(lambda: len(stack.cloudrun.executions) >= 3, what="executions in flight")
+        assert box.daemon is not None
+        os.kill(box.daemon.pid, signal.SIGKILL)
+
+    summary = await run_alongside(box, kill_the_daemon)
+    assert box.daemon_restarts == 1
+    assert summary["items_terminal"] == 6
+    assert summary["vertex_jobs_created"] == 6
+    assert summary["duplicates"] == 0
+    assert summary["max_executions_per_item"] == 1
+    log = (tmp_path / "work" / "daemon.log").read_text()
+    assert '"execution.adopted"' in log
+
+
+def test_the_command_runs_polling_only_and_writes_the_summary(tmp_path: Path) -> None:
+    """`launch-supervisor sandbox --no-pubsub`: says once that it polls, writes exactly the summary keys."""
+    out = tmp_path / "summary.json"
+    result = subprocess.run(
+        [
+            "launch-supervisor",
+            "sandbox",
+            "--items",
+            "2",
+            "--no-pubsub",
+            "--http",
+            f"127.0.0.1:{free_port()}",
+            "--summary-json",
+            str(out),
+            "--duration",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("polling only") >= 1
+    assert result.stdout.count("Pub/Sub: off") == 1
+    summary = json.loads(out.read_text())
+    assert tuple(summary) == SUMMARY_KEYS
+    assert summary["dispatch_mode"] == "polling"
+    assert summary["items_terminal"] == 2
+    assert summary["duplicates"] == 0
+    assert "summary:" in result.stdout
+
+
+def test_a_busy_http_address_is_a_clear_error() -> None:
+    """The daemon cannot listen: one clear error naming --http, exit 1, nothing left running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            ["launch-supervisor", "sandbox", "--no-pubsub", "--http", f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "--http" in result.stderr
+    assert "Traceback" not in result.stderr
