@@ -242,14 +242,17 @@ class Sandbox:
         with (self.work / "daemon.log").open("ab") as log_file:
             try:
                 while not self._stopping.is_set():
-                    self.daemon = await anyio.open_process(argv, env=env, stdout=log_file, stderr=log_file)
+                    # Its own session: Ctrl+C reaches the sandbox, which stops the daemon in order.
+                    self.daemon = await anyio.open_process(
+                        argv, env=env, stdout=log_file, stderr=log_file, start_new_session=True
+                    )
                     await self._wait_ready(self.daemon)
                     if not started:
                         started = True
                         task_status.started()
                     code = await self.daemon.wait()
-                    if self._stopping.is_set():
-                        return
+                    if self._stopping.is_set() or code == 0:
+                        return  # like Restart=on-failure: a clean exit is not restarted
                     self.daemon_restarts += 1
                     self._say(f"the daemon exited with {code}; starting it again (see {self.work / 'daemon.log'})")
                     await anyio.sleep(RESTART_DELAY)

@@ -220,3 +220,24 @@ def test_a_busy_http_address_is_a_clear_error() -> None:
     assert result.returncode == 1
     assert "--http" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_everything_and_prints_the_summary(tmp_path: Path) -> None:
+    """SIGINT mid-run (Ctrl+C): the daemon is stopped in order, every execution's processes are
+    gone, the summary covers what happened so far, exit 0. The no-process-left guard checks the rest."""
+    out = tmp_path / "summary.json"
+    command = ["launch-supervisor", "sandbox", "--items", "8", "--scenario", "burst", "--no-pubsub"]
+    command += ["--http", f"127.0.0.1:{free_port()}", "--summary-json", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "in flight:" in line and "running" in line:  # executions are running now
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest
+    assert "stopping" in rest
+    summary = json.loads(out.read_text())
+    assert summary["executions_started"] >= 1
+    assert summary["items_submitted"] == 8
