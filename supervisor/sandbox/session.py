@@ -100,6 +100,7 @@ class Sandbox:
     _status: dict[str, Any] | None = None
     """The daemon's last /status answer."""
     _lines_drawn: int = 0
+    _started: float = field(default_factory=time.monotonic)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -444,7 +445,9 @@ class Sandbox:
         done = sum(1 for i in self.kinds if self._terminal(self.stack, i, jobs))
         width = 30
         filled = width * done // max(1, self.options.items)
-        lines = [f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.options.items} items terminal"]
+        elapsed = time.monotonic() - self._started
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.options.items} items terminal"
+        lines = [f"{bar}  ({elapsed:.0f}s, {len(self.stack.cloudrun.executions)} executions started)"]
         status = self._status or {}
         for name, q in (status.get("queues") or {}).items():
             flying = " ".join(f"{phase} {n}" for phase, n in q["in_flight"].items() if n) or "none"
@@ -455,8 +458,7 @@ class Sandbox:
             lines.append(f"queue {name}: pending {q['pending']}, in flight: {flying}; breaker {breaker['state']}{why}")
         states = Counter(t.job.state.name.removeprefix("JOB_STATE_").lower() for t in self.stack.vertex.jobs.values())
         lines.append("vertex jobs: " + (", ".join(f"{s} {n}" for s, n in sorted(states.items())) or "none"))
-        if not status:
-            lines.append(f"daemon: not answering at {self.url}")
+        lines.append(f"metrics: {self.url}/metrics" if status else f"daemon: not answering at {self.url}")
         return lines
 
     def _summary_text(self, summary: dict[str, Any]) -> str:
