@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -151,7 +151,7 @@ class Sandbox:
         return summary
 
     @contextlib.contextmanager
-    def _work_dir(self) -> Any:
+    def _work_dir(self) -> Iterator[Path]:
         if self.options.work_dir is not None:
             self.options.work_dir.mkdir(parents=True, exist_ok=True)
             yield self.options.work_dir
