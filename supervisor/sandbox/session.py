@@ -223,14 +223,10 @@ class Sandbox:
             f"max_cooldown = {max(120.0, o.breaker_cooldown):g} }}"
         )
         extra = f'\n[pubsub]\nsubscription = "projects/{PROJECT}/subscriptions/{SUBSCRIPTION}"\n' if emulator else ""
-        toml = stack.config_toml(settings, extra + '\n[log]\nformat = "json"\n')
-        intervals = "queue_interval = 5\nexecutions_interval = 3\nvertex_interval = 2\njitter = 0.1"
-        if emulator is None:
-            intervals = "queue_interval = 2\nexecutions_interval = 2\nvertex_interval = 2\njitter = 0.1"
-        toml = toml.replace(
-            "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0", intervals
-        )
-        return toml.replace('listen = "127.0.0.1:0"', f'listen = "{o.http}"')
+        # With events the queue is polled as in production; polling only, more often.
+        queue_interval = 5 if emulator else 2
+        poll = f"queue_interval = {queue_interval}\nexecutions_interval = 3\nvertex_interval = 2\njitter = 0.1"
+        return stack.config_toml(settings, extra + '\n[log]\nformat = "json"\n', poll=poll, listen=o.http)
 
     async def _keep_daemon(self, config: Path, emulator: Emulator | None, *, task_status: TaskStatus[None]) -> None:
         """Run the daemon; start it again if it dies (the systemd unit's Restart=on-failure)."""

@@ -22,6 +22,10 @@ REGION = "us-central1"
 ENTITY = "sandbox-team"
 
 
+FAST_POLL = "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0"
+"""Poll intervals for tests: everything within a fraction of a second."""
+
+
 def launcher_job(queue: str) -> str:
     return f"projects/{PROJECT}/locations/{REGION}/jobs/launcher-{queue}"
 
@@ -38,7 +42,9 @@ class Stack:
     api_key: str
     launcher: Any = None
 
-    def config_toml(self, queue_settings: str = "", extra: str = "") -> str:
+    def config_toml(
+        self, queue_settings: str = "", extra: str = "", poll: str = FAST_POLL, listen: str = "127.0.0.1:0"
+    ) -> str:
         queues = "".join(
             f'\n[[queues]]\nname = "{q}"\nlauncher_job = "{launcher_job(q)}"\n{queue_settings}\n' for q in self.queues
         )
@@ -46,8 +52,8 @@ class Stack:
             f'[wandb]\nentity = "{ENTITY}"\nbase_url = "{self.wandb_url}"\nrequest_timeout = 2\n\n'
             f'[gcp]\nproject = "{PROJECT}"\nregion = "{REGION}"\nrequest_timeout = 2\n'
             f'run_endpoint = "{self.run_address}"\nvertex_endpoint = "{self.vertex_address}"\n\n'
-            f"[poll]\nqueue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n\n"
-            f'[http]\nlisten = "127.0.0.1:0"\n{extra}\n{queues}'
+            f"[poll]\n{poll}\n\n"
+            f'[http]\nlisten = "{listen}"\n{extra}\n{queues}'
         )
 
     def config(self, queue_settings: str = "", extra: str = "") -> Config:
