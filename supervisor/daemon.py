@@ -392,8 +392,7 @@ class Daemon:
             self.metrics.last_poll.labels("vertex").set(now)
             for name, state in self.states.items():
                 for action in state.hung_items(self.vertex_jobs.values()) + state.orphaned_items():
-                    stage = "run" if action.reason == "vertex_job_ended" else "agent"
-                    if await clients.wandb.fail_item(action.item_id, action.message, stage):
+                    if await clients.wandb.fail_item(action.item_id, action.message, action.stage):
                         state.item_failed(action.item_id)
                         self.metrics.items_failed.labels(name, action.reason).inc()
                         log.warning(

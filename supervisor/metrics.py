@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
 from supervisor.model.executions import Phase
-from supervisor.model.state import Fact, QueueState
+from supervisor.model.state import FAIL_STAGES, Fact, QueueState
 from supervisor.model.vertex import JobState, VertexJob
 
 PREFIX = "launch_supervisor_"
@@ -173,7 +173,7 @@ class Metrics:
             self.finished.labels(queue, outcome)
         for result in ("started", "refused", "unknown"):
             self.dispatches.labels(queue, result)
-        for reason in ("vertex_job_ended", "execution_ended"):
+        for reason in FAIL_STAGES:
             self.items_failed.labels(queue, reason)
         for histogram in (self.queue_wait, self.claim_latency, self.submit_latency, self.bailout_detection):
             histogram.labels(queue)

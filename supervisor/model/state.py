@@ -21,6 +21,8 @@ from supervisor.model.executions import IN_FLIGHT, Execution, Phase
 from supervisor.model.items import Item, ItemState
 from supervisor.model.vertex import HANGING, JobState, VertexJob
 
+FAIL_STAGES = {"vertex_job_ended": "run", "execution_ended": "agent"}
+"""Why the supervisor fails an item → the failRunQueueItem stage it reports."""
 ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 BUDGET_PERIOD = 60.0
 """dispatch_budget counts executions started within this many seconds."""
@@ -109,6 +111,10 @@ class FailItem:
     """vertex_job_ended: its CustomJob ended badly; execution_ended: its execution ended without one."""
     source: str
     """The CustomJob or execution that ended."""
+
+    @property
+    def stage(self) -> str:
+        return FAIL_STAGES[self.reason]
 
 
 @dataclass(frozen=True, slots=True)
