@@ -20,6 +20,7 @@ from supervisor.clients import CredentialsError
 from supervisor.config import DEFAULT_PATH, Config, ConfigError, load_config
 from supervisor.daemon import Daemon, version
 from supervisor.logs import configure
+from supervisor.model.events import ITEM_ADDED, item_added
 
 DEFAULT_URL = "http://127.0.0.1:9464"
 log = structlog.get_logger("launch_supervisor")
@@ -157,11 +158,10 @@ def notify(queue: str, entity: str | None, item_id: str | None, topic: str) -> N
         raise click.BadParameter("must look like projects/PROJECT/topics/TOPIC", param_hint="--topic")
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # noqa: PLC0415 - only this command needs it
 
-    body = {"event": "queue.item_added", "schema": "launch-supervisor/1", "queue": queue}
-    body.update({k: v for k, v in (("entity", entity), ("item_id", item_id)) if v})
     publisher = pubsub_v1.PublisherClient()
     try:
-        message_id = publisher.publish(topic, json.dumps(body).encode(), type="queue.item_added").result(timeout=30)
+        body = item_added(queue, entity, item_id)
+        message_id = publisher.publish(topic, body, type=ITEM_ADDED).result(timeout=30)
     except Exception as exc:
         raise click.ClickException(f"publishing to {topic} failed: {type(exc).__name__}: {exc}") from exc
     click.echo(f"notified {topic}: queue.item_added for {queue} (message {message_id})")

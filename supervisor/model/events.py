@@ -26,6 +26,7 @@ WATCHDOG_TYPES = frozenset(
     }
 )
 ITEM_ADDED = "queue.item_added"
+SCHEMA = "launch-supervisor/1"
 EXECUTION_HINT = "log.cloudrun_execution"
 VERTEX_HINT = "log.vertex_job"
 
@@ -115,6 +116,13 @@ def _log_entry(entry: dict[str, Any]) -> Event | Malformed:
     if resource_type == "ml_job" or service == "aiplatform.googleapis.com":
         return Event(VERTEX_HINT)
     return Malformed("unknown_type", f"log entry of resource type {resource_type!r} is not one the supervisor uses")
+
+
+def item_added(queue: str, entity: str | None = None, item_id: str | None = None) -> bytes:
+    """The body an enqueuer publishes (with attribute type=queue.item_added) for instant dispatch."""
+    body = {"event": ITEM_ADDED, "schema": SCHEMA, "queue": queue}
+    body.update({k: v for k, v in (("entity", entity), ("item_id", item_id)) if v})
+    return json.dumps(body).encode()
 
 
 def parse(data: bytes, attributes: dict[str, str] | None = None) -> Event | Malformed:

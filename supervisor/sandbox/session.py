@@ -29,6 +29,7 @@ import anyio
 import httpx
 from anyio.abc import Process, TaskStatus
 
+from supervisor.model.events import ITEM_ADDED, item_added
 from supervisor.sandbox import traffic
 from supervisor.sandbox.cloudrun_server import ExecutionHandle
 from supervisor.sandbox.emulator import Emulator, EmulatorError, emulator_available
@@ -509,7 +510,6 @@ def _hint_publisher(host: str | None) -> Callable[[str], None] | None:
     topic = publisher.topic_path(PROJECT, TOPIC)
 
     def publish(item_id: str) -> None:
-        body = {"event": "queue.item_added", "schema": "launch-supervisor/1", "queue": QUEUE, "item_id": item_id}
-        publisher.publish(topic, json.dumps(body).encode(), type="queue.item_added").result(timeout=30)
+        publisher.publish(topic, item_added(QUEUE, item_id=item_id), type=ITEM_ADDED).result(timeout=30)
 
     return publish
