@@ -328,7 +328,8 @@ class Sandbox:
 
     def _all_settled(self, stack: Stack) -> bool:
         running = any(stack.cloudrun.status(n) in ("pending", "running") for n in stack.cloudrun.executions)
-        return not running and all(self._terminal(stack, item_id) for item_id in self.kinds)
+        jobs = self._jobs_by_item(stack)
+        return not running and all(self._terminal(stack, item_id, jobs) for item_id in self.kinds)
 
     # -- what happened ----------------------------------------------------------------------------
 
@@ -342,13 +343,13 @@ class Sandbox:
                     break
         return jobs
 
-    def _terminal(self, stack: Stack, item_id: str, jobs: dict[str, list[Any]] | None = None) -> bool:
+    def _terminal(self, stack: Stack, item_id: str, jobs: dict[str, list[Any]]) -> bool:
         """FAILED, or CLAIMED with a CustomJob that succeeded: nothing more will happen to it. (CLAIMED
         with a job that failed is not terminal until the supervisor has failed the item.)"""
         item = stack.wandb.items[item_id]
         if item.state == "FAILED":
             return True
-        found = (jobs if jobs is not None else self._jobs_by_item(stack)).get(item_id, [])
+        found = jobs.get(item_id, [])
         return item.state == "CLAIMED" and any(job.state.name == "JOB_STATE_SUCCEEDED" for job in found)
 
     def _watchdog_events(self, execution: str) -> list[dict[str, Any]]:
