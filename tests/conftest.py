@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -180,6 +181,13 @@ def _descendants(root: int) -> dict[int, int]:
 
 SESSION_GROUPS: set[int] = set()
 """Process groups of session-wide services (the emulator), which outlive single tests."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Make this process a subreaper: what a test's processes orphan (wandb-core runs in a session
+    of its own) is re-parented here instead of to init, so the guard below still sees it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 
 
 @pytest.fixture(autouse=True)

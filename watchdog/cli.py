@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also scan this file; repeatable [LAUNCH_WATCHDOG_FOLLOW, paths separated by ':']",
     )
     add("--events-topic", metavar="projects/P/topics/T", help="also publish events here [LAUNCH_WATCHDOG_EVENTS_TOPIC]")
+    add(
+        "--on-submit",
+        choices=("stop", "keep"),
+        help="once the CustomJob exists: stop the agent, or only report it and keep the agent running "
+        "[LAUNCH_WATCHDOG_ON_SUBMIT, stop]",
+    )
     add("--rules", metavar="FILE", help="TOML rules that add to or override the defaults [LAUNCH_WATCHDOG_RULES]")
     add("--version", action="version", version=f"launch-watchdog {_version()}")
     return parser
@@ -94,6 +100,9 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Sett
     grace = pick(ns.grace, "LAUNCH_WATCHDOG_GRACE")
     context = pick(ns.context_lines, "LAUNCH_WATCHDOG_CONTEXT_LINES")
     topic = pick(ns.events_topic, "LAUNCH_WATCHDOG_EVENTS_TOPIC")
+    on_submit = pick(ns.on_submit, "LAUNCH_WATCHDOG_ON_SUBMIT") or "stop"
+    if on_submit not in ("stop", "keep"):
+        raise UsageError(f"--on-submit (LAUNCH_WATCHDOG_ON_SUBMIT) must be stop or keep, not {on_submit!r}")
     rules = pick(ns.rules, "LAUNCH_WATCHDOG_RULES")
     follow = ns.follow
     if follow is None:
@@ -111,6 +120,7 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Sett
         else int(_number("--context-lines", "LAUNCH_WATCHDOG_CONTEXT_LINES", context, True)),
         follow=tuple(Path(p) for p in follow),
         events_topic=topic,
+        stop_on_submit=on_submit == "stop",
     )
     return settings, Path(rules) if rules else None
 

@@ -1,9 +1,10 @@
 """Following log files the agent writes, by polling.
 
-The agent's success line (`CustomJob created. Resource name: …`) is written only to its CLI log file
-under `$WANDB_DIR/wandb/`, never to the console, so those files are read like the pipes. Polling
-(every 50 ms or less) keeps this dependency-free and works on any filesystem; a poll is a `stat`
-and, when the file grew, one read.
+wandb logs the agent's success line (`CustomJob created. Resource name: …`) to its CLI log file
+under `$WANDB_DIR/wandb/` (the agent's start-up hook also prints it to stderr), and wandb-core
+writes its retries to a log of its own, so files are read like the pipes. Polling (every 50 ms or
+less) keeps this dependency-free and works on any filesystem; a poll is a `stat` and, when the file
+grew, one read.
 
 A file that exists when the watchdog starts is read from its end: an old log must not announce an
 old submission. A file that appears later is read from its start. A file that shrinks was truncated
@@ -70,17 +71,28 @@ class FileFollower:
 
 
 class LogDirectory:
-    """Every `debug*.log` under a directory, including ones created later."""
+    """Every `PREFIX*.log` in a directory, including ones created later.
 
-    def __init__(self, directory: Path) -> None:
+    With `newest_only`, files there before the start are ignored and only the newest of the later
+    ones (by name: wandb-core names its logs by their start time) is followed: wandb-core starts a
+    new log each time it starts, and an old one says nothing about this run.
+    """
+
+    def __init__(self, directory: Path, prefix: str = "debug", newest_only: bool = False) -> None:
         self.directory = directory
+        self._prefix = prefix
+        self._newest_only = newest_only
         self._known: set[str] = set()
         self._listed_at: int | None = None
         self._initial = self._names()
+        if newest_only:
+            self._known |= self._initial
 
     def _names(self) -> set[str]:
         try:
-            return {p.name for p in self.directory.iterdir() if p.name.startswith("debug") and p.name.endswith(".log")}
+            return {
+                p.name for p in self.directory.iterdir() if p.name.startswith(self._prefix) and p.name.endswith(".log")
+            }
         except OSError:
             return set()
 
@@ -96,8 +108,8 @@ class LogDirectory:
         if mtime == self._listed_at and time.time_ns() - mtime > _SETTLED_NS:
             return []
         self._listed_at = mtime
-        found = []
-        for name in sorted(self._names() - self._known):
-            self._known.add(name)
-            found.append(FileFollower(self.directory / name, from_end=name in self._initial))
-        return found
+        new = sorted(self._names() - self._known)
+        self._known.update(new)
+        if self._newest_only:
+            new = new[-1:]
+        return [FileFollower(self.directory / name, from_end=name in self._initial) for name in new]

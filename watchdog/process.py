@@ -5,16 +5,24 @@ Ctrl+C in a terminal reaches only the watchdog, which decides what to forward. T
 itself a child subreaper (Linux), so grandchildren orphaned by the agent are re-parented to it and
 reaped here; as PID 1 in a container it has to reap them anyway. Reaping is `waitpid(-1)`: every
 exit status is collected, and the agent's is kept.
+
+Not everything the agent starts stays in its group: wandb-core calls setsid and starts wandb-symon,
+and wandb-core may ignore SIGTERM for minutes while it retries. So once the group is gone, the
+watchdog's remaining descendants (found through the parent links in /proc, whatever their session)
+are stopped too, and the watchdog exits only when none is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -26,6 +34,60 @@ def become_subreaper() -> bool:
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def descendants(root: int, proc: Path = Path("/proc")) -> dict[int, bool]:
+    """pid → whether it is a zombie, for every descendant of `root`, from the parent links in /proc.
+
+    Empty where /proc cannot be read. Zombies are listed too: a zombie child is reaped, and one
+    whose parent is still alive goes when that parent does.
+    """
+    parents: dict[int, list[tuple[int, bool]]] = {}
+    try:
+        entries = list(proc.iterdir())
+    except OSError:
+        return {}
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        parents.setdefault(int(fields[1]), []).append((int(entry.name), fields[0] == "Z"))
+    found: dict[int, bool] = {}
+    frontier = [root]
+    while frontier:
+        for pid, zombie in parents.get(frontier.pop(), ()):
+            if pid not in found:
+                found[pid] = zombie
+                frontier.append(pid)
+    return found
+
+
+class Target(Protocol):
+    """Something a `Stopper` signals."""
+
+    def signal(self, signum: int) -> bool: ...
+
+
+class Descendants:
+    """Every process below the watchdog, whatever its session or group: what the agent left behind."""
+
+    def __init__(self, root: int | None = None) -> None:
+        self.root = os.getpid() if root is None else root
+
+    def living(self) -> list[int]:
+        return [pid for pid, zombie in descendants(self.root).items() if not zombie]
+
+    def signal(self, signum: int) -> bool:
+        """Send `signum` to each living descendant; False when there is none."""
+        sent = False
+        for pid in self.living():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+                sent = True
+        return sent
 
 
 class AgentGroup:
@@ -99,24 +161,35 @@ class AgentGroup:
 
 
 STOP_SEQUENCE = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-"""How the agent is stopped: SIGINT lets it mark itself KILLED on the server; then harder."""
+"""How the agent is stopped: SIGINT first, the gentlest (click prints `Aborted!` and the agent exits
+1; it does not mark itself KILLED on the server), then harder."""
+LEFTOVER_SEQUENCE = (signal.SIGTERM, signal.SIGKILL)
+"""How what outlived the agent's group is stopped: wandb-core gets SIGTERM, ignores it while it
+retries, and is killed after the grace period."""
 
 
 class Stopper:
-    """Escalating stop of a group, driven by the watchdog's loop: no sleeping, only deadlines."""
+    """Escalating stop of a group (or the leftovers), driven by the watchdog's loop: only deadlines."""
 
-    def __init__(self, group: AgentGroup, grace: float, first: int, now: float) -> None:
-        sequence: list[int] = list(STOP_SEQUENCE)
-        if first in sequence:
-            sequence = sequence[sequence.index(first) :]
+    def __init__(
+        self,
+        target: Target,
+        grace: float,
+        first: int,
+        now: float,
+        sequence: Sequence[int] = STOP_SEQUENCE,
+    ) -> None:
+        steps = list(sequence)
+        if first in steps:
+            steps = steps[steps.index(first) :]
         else:
-            sequence.insert(0, first)
-        self._group = group
+            steps.insert(0, first)
+        self._target = target
         self._grace = grace
-        self._rest = sequence[1:]
+        self._rest = steps[1:]
         self.sent: list[int] = [first]
         self.first_signalled_at = now
-        group.signal(first)
+        target.signal(first)
         self._next_at = now + grace
 
     def escalate_now(self, now: float) -> None:
@@ -130,7 +203,7 @@ class Stopper:
         if self._rest and now >= self._next_at:
             signum = self._rest.pop(0)
             self.sent.append(signum)
-            self._group.signal(signum)
+            self._target.signal(signum)
             self._next_at = now + self._grace
 
     def deadline(self) -> float | None:

@@ -1,4 +1,4 @@
-"""The bailout block printed to stderr when a rule stops the agent.
+"""The bailout block printed to stderr when a rule stops the agent (or explains why it ended).
 
 It keeps the shape operators already read in the original wrapper's output: what triggered, every
 matching line with its line number, then the last lines the agent printed. All of it was redacted
@@ -23,6 +23,7 @@ def bailout_block(
     matches: Iterable[Line],
     context: Iterable[str],
     context_lines: int,
+    stopped: bool = True,
 ) -> str:
     out = [
         RULE,
@@ -36,5 +37,6 @@ def bailout_block(
     tail = list(context)
     out.extend(["", f"━━━ Last {len(tail)} of up to {context_lines} agent lines ━━━"])
     out.extend(tail)
-    out.extend([RULE, f"launch-watchdog stopped the agent: {category} ({rule_id})", ""])
+    ending = "launch-watchdog stopped the agent" if stopped else "the agent exited by itself"
+    out.extend([RULE, f"{ending}: {category} ({rule_id})", ""])
     return "\n".join(out)

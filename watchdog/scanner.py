@@ -1,14 +1,23 @@
 """The rule engine: what the agent's lines mean.
 
-Pure: it takes blocks of lines from named streams and yields findings (a rule fired, a job was
-received, claimed, submitted); it neither reads nor signals. Each stream keeps its own state,
+Pure: it takes blocks of lines from named streams and yields findings (a rule fired, the agent
+started polling, a job was received, claimed, submitted, a block ended); it neither reads nor
+signals. Each stream keeps its own state,
 because the agent's stdout, stderr and log files interleave arbitrarily:
 
 - the job payload that follows `Launch agent received job:` is a pprint of the user's config that
   can contain anything, so its lines are skipped (it ends where the brackets balance, at the blank
   line the agent prints after it, or at the first line that is not an indented continuation);
 - two-line rules wait for their second line within `within` lines of the same stream;
-- windowed rules count matches within `window` lines of the same stream.
+- windowed rules count matches within `window` lines of the same stream;
+- a block rule's line opens a block that lasts while the following lines continue it (they start
+  with the same `wandb: ERROR ` prefix, as every line of one multi-line `termerror` does); the
+  first line that does not, the caller (a quiet stream, its end) or a length cap ends it. Which
+  line ends a block depends only on the lines, so however the text was split into reads, the
+  block holds the same lines.
+
+Each stream has a kind (the agent's pipes, its CLI log, a run log, wandb-core's log, a followed
+file) and only the rules that read that kind run on it.
 
 Speed: substring checks for the literals every match must contain decide, for a whole block,
 whether any line in it can matter, and then which lines do. Most blocks of a healthy agent hold
@@ -26,12 +35,32 @@ from watchdog.literals import required_literals
 from watchdog.rules import Rule, RuleSet
 
 RECEIVED = re.compile(r"Launch agent received job:")
+STARTED = re.compile(r"\bagent\b.*\bpolling on queues?\b")
+"""The agent's status line once it polls (wandb 0.31 prints it when its loop starts):
+`wandb: launch: agent NAME polling on queues Q1,Q2, running 0 out of a maximum of 1 jobs`."""
 SUBMITTED = re.compile(r"CustomJob created\. Resource name: (projects/[^/\s]+/locations/[^/\s]+/customJobs/[^/\s'\"]+)")
 _ITEM_ID = re.compile(r"""['"]runQueueItemId['"]: ['"]([^'"]+)['"]""")
 _PREFIX = re.compile(r"^wandb: (?:ERROR |WARNING )?")
 _STRING_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 MAX_PAYLOAD_LINES = 100_000
 """A payload longer than this is assumed to have ended unseen; rules resume."""
+MAX_BLOCK_LINES = 1_000
+"""A block longer than this ends there: its verdict cannot wait forever."""
+_CLI_LOG = re.compile(r"debug-cli\..*\.log")
+_CORE_LOG = re.compile(r"core-debug-.*\.log")
+
+
+def kind_of(name: str) -> str:
+    """The source kind a stream name implies when the caller gives none (see `rules.SOURCE_KINDS`)."""
+    if name in ("stdout", "stderr"):
+        return "agent"
+    if _CLI_LOG.fullmatch(name):
+        return "cli_log"
+    if _CORE_LOG.fullmatch(name):
+        return "core_log"
+    if name.startswith("debug") and name.endswith(".log"):
+        return "run_log"
+    return "follow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +96,22 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """The agent polls its queues: it got past start-up (credentials, queues)."""
+
+    line: Line
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEnded:
+    """The block a block rule opened on this stream is over; `reason` says what ended it."""
+
+    stream: str
+    reason: str
+    """"line" (a line that does not continue it), "quiet", "end" (of the stream) or "limit"."""
+
+
+@dataclass(frozen=True, slots=True)
 class Submitted:
     """The CustomJob exists on Vertex AI: the agent's work is done."""
 
@@ -74,7 +119,7 @@ class Submitted:
     line: Line
 
 
-Finding = Fired | Received | Claimed | Submitted
+Finding = Fired | Received | Claimed | Submitted | Started | BlockEnded
 
 _NONE, _EXPECT, _INSIDE = 0, 1, 2
 
@@ -84,6 +129,8 @@ class Stream:
     """Per-source scanning state."""
 
     name: str
+    kind: str = "agent"
+    """Which rules read this stream (see `rules.SOURCE_KINDS`)."""
     index: int = 0
     """Lines of this stream seen so far; windows are measured in these."""
     payload: int = _NONE
@@ -94,11 +141,23 @@ class Stream:
     """Two-line rules: first lines still waiting for their second, with the last index it may come at."""
     matches: dict[str, deque[tuple[int, Line]]] = field(default_factory=dict)
     """Windowed rules: recent matching lines."""
+    block_prefix: str | None = None
+    """While a block is open: what its continuation lines start with ("" = any line continues it)."""
+    block_until: int = 0
+    """The last index the open block may reach."""
+
+    @property
+    def in_block(self) -> bool:
+        return self.block_prefix is not None
 
     @property
     def active(self) -> bool:
         """Whether a block must be looked at line by line even when no pattern occurs in it."""
-        return self.payload != _NONE or any(q and q[-1][0] > self.index for q in self.pending.values())
+        return (
+            self.payload != _NONE
+            or self.block_prefix is not None
+            or any(q and q[-1][0] > self.index for q in self.pending.values())
+        )
 
 
 def _scoped(regex: re.Pattern[str]) -> str:
@@ -167,15 +226,27 @@ class Scanner:
     def __init__(self, rules: RuleSet) -> None:
         self.rules = rules
         self.lines_seen = 0
-        patterns = [RECEIVED, SUBMITTED]
+        self._by_kind: dict[str, tuple[Rule, ...]] = {}
+        patterns = [RECEIVED, SUBMITTED, STARTED]
         for rule in rules.rules:
             patterns.append(rule.regex)
             if rule.then is not None:
                 patterns.append(rule.then)
         self._prefilter = Prefilter(patterns)
 
-    def stream(self, name: str) -> Stream:
-        return Stream(name)
+    def stream(self, name: str, kind: str | None = None) -> Stream:
+        """A new stream; its kind defaults to what its name implies (`kind_of`)."""
+        kind = kind_of(name) if kind is None else kind
+        if kind not in self._by_kind:
+            self._by_kind[kind] = self.rules.for_source(kind)
+        return Stream(name, kind)
+
+    def end_block(self, stream: Stream, reason: str) -> BlockEnded | None:
+        """End the stream's open block from outside (quiet stream, end of stream); None if none is open."""
+        if stream.block_prefix is None:
+            return None
+        stream.block_prefix = None
+        return BlockEnded(stream.name, reason)
 
     def feed(self, stream: Stream, block: str) -> Iterator[Finding]:
         """Findings in `block` (whole lines, each ending in a newline), lazily and in order.
@@ -192,7 +263,7 @@ class Scanner:
         if matters is None:
             if not stream.active:
                 return iter(())
-            matters = _never  # only the payload or a pending rule needs the lines walked
+            matters = _never  # only the payload, a pending rule or an open block needs the lines walked
         lines = block.split("\n")
         lines.pop()
         return self._scan(stream, lines, first, start, matters)
@@ -200,8 +271,16 @@ class Scanner:
     def _scan(
         self, stream: Stream, lines: list[str], first: int, start: int, matters: Callable[[str], bool]
     ) -> Iterator[Finding]:
+        rules = self._by_kind[stream.kind]
         for offset, text in enumerate(lines):
             index = start + offset + 1
+            if stream.block_prefix is not None:
+                if index > stream.block_until:
+                    stream.block_prefix = None
+                    yield BlockEnded(stream.name, "limit")
+                elif not text.startswith(stream.block_prefix):
+                    stream.block_prefix = None
+                    yield BlockEnded(stream.name, "line")
             if stream.payload != _NONE:
                 found, consumed = self._payload(stream, text, first + offset)
                 if found is not None:
@@ -218,9 +297,15 @@ class Scanner:
                 stream.payload = _EXPECT
                 yield Received(line)
                 continue
-            for rule in self.rules.rules:
+            if STARTED.search(text):
+                yield Started(line)
+            for rule in rules:
                 fired = self._apply(stream, rule, index, line)
                 if fired is not None:
+                    if rule.block and stream.block_prefix is None:
+                        head = _PREFIX.match(text)
+                        stream.block_prefix = head.group(0) if head else ""
+                        stream.block_until = index + MAX_BLOCK_LINES
                     yield fired
 
     def _apply(self, stream: Stream, rule: Rule, index: int, line: Line) -> Fired | None:

@@ -8,17 +8,24 @@ is a JSON object:
                    {"err_bytes": HEX} / {"out_bytes": HEX}  raw bytes
                    {"repeat": TEXT, "times": N, "stream": "out"|"err"}  the same text N times
                    {"log": NAME, "text": TEXT}          append to $WANDB_DIR/wandb/NAME
+                   {"write": PATH, "text": TEXT}        append to any file, creating its directory
                    {"truncate": PATH}                   truncate a file to zero length
                    {"sleep": SECONDS}
                    {"grandchild": PIDFILE}              start a process that ignores SIGINT/SIGTERM
+                   {"session_child": PIDFILE}           start one that calls setsid and ignores them
+                                                        too, holding the pipes (like wandb-core)
+                   {"daemon": PIDFILE}                  double-fork a daemon in its own session
+                                                        that ignores them (orphaned at once)
                    {"exit": CODE}
-    then         "poll" (default: print a status line every 0.2 s forever, like the real agent,
-                 which never exits by itself) or "exit"
-    on_signal    "exit" (default: like the real agent on SIGINT, print its shutdown line and exit
-                 130) or "ignore" (ignore SIGINT and SIGTERM, to test escalation)
+    then         "poll" (default: print the polling status line every 0.2 s forever, like the
+                 real agent, which never exits by itself; the first at once when there are no
+                 steps, so that an agent with nothing to do is seen polling), "exit", or "wait"
+                 (say nothing more until signalled)
+    on_signal    "exit" (default: like the real agent on SIGINT, print `Aborted!` and exit 1)
+                 or "ignore" (ignore SIGINT and SIGTERM, to test escalation)
     signal_log   a file that gets one line "SIGNUM MONOTONIC_NS" per signal received
-    signal_text  what to print on stderr when a signal arrives (default: the real agent's
-                 shutdown line)
+    signal_text  what to print on stderr when a signal arrives (default: `Aborted!`, what click
+                 prints when the real agent gets SIGINT)
 """
 
 from __future__ import annotations
@@ -32,12 +39,37 @@ import time
 from pathlib import Path
 from typing import Any
 
+IGNORE_STOP = "import signal\nfor s in (signal.SIGINT, signal.SIGTERM):\n    signal.signal(s, signal.SIG_IGN)\n"
+SESSION_CHILD = (
+    "import os, sys, time\nos.setsid()\n"
+    + IGNORE_STOP
+    + "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+)
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork():\n    os._exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork():\n    os._exit(0)\n" + IGNORE_STOP + "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+    "os.close(1)\nos.close(2)\ntime.sleep(600)\n"
+)
+
+
+def _start_and_wait(code: str, pidfile: str) -> None:
+    """Run `code` with the pid file as argument; return once the process it names wrote it."""
+    subprocess.Popen([sys.executable, "-c", code, pidfile])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if Path(pidfile).exists() and Path(pidfile).read_text():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"{pidfile} was not written")
+
 
 def main() -> None:
     script: dict[str, Any] = json.loads(Path(sys.argv[1]).read_text())
     signal_log = script.get("signal_log")
     ignore = script.get("on_signal", "exit") == "ignore"
-    signal_text = script.get("signal_text", "wandb: launch: Shutting down, active jobs:\n")
+    signal_text = script.get("signal_text", "Aborted!\n")
 
     def on_signal(signum: int, frame: object) -> None:
         if signal_log:
@@ -46,7 +78,7 @@ def main() -> None:
         if not ignore:
             sys.stderr.write(signal_text)
             sys.stderr.flush()
-            os._exit(130)
+            os._exit(1)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -72,6 +104,15 @@ def main() -> None:
             wandb_dir.mkdir(parents=True, exist_ok=True)
             with (wandb_dir / step["log"]).open("a") as f:
                 f.write(step["text"])
+        elif "write" in step:
+            target = Path(step["write"])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a") as f:
+                f.write(step["text"])
+        elif "session_child" in step:
+            _start_and_wait(SESSION_CHILD, step["session_child"])
+        elif "daemon" in step:
+            _start_and_wait(DAEMON, step["daemon"])
         elif "truncate" in step:
             Path(step["truncate"]).write_text("")
         elif "sleep" in step:
@@ -90,10 +131,15 @@ def main() -> None:
             sys.exit(step["exit"])
     if script.get("then", "poll") == "exit":
         return
+    if script.get("then") == "wait":
+        while True:
+            time.sleep(3600)
+    if script.get("steps"):
+        time.sleep(0.2)  # the status line comes a while after the last step
     while True:
-        time.sleep(0.2)
         sys.stderr.write("wandb: launch: agent abc polling on queues q, running 0 out of a maximum of 1 jobs\n")
         sys.stderr.flush()
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,53 @@ def job_error_traceback(last: str) -> str:
     )
 
 
+# Fatal start-up errors: the agent prints one of these on stderr and exits 1 by itself.
+QUEUES_MISSING = "Error: Could not start launch agent: Not all of requested queues (q1, q2) found\n"
+CREDENTIALS_REJECTED = "Error: Failed to verify credentials with https://api.example: unauthorized\n"
+WANDB_UNREACHABLE = (
+    "Error: Failed to verify credentials with http://127.0.0.1:9: "
+    "the service process is busy and did not respond in time\n"
+)
+CORE_RETRYING = (
+    '{"time":"2026-11-28T10:00:01Z","level":"INFO","msg":"api: retrying error","error":'
+    '"Post \\"http://127.0.0.1:9/graphql\\": dial tcp 127.0.0.1:9: connect: connection refused"}\n'
+)
+"""What wandb-core writes to its own log while W&B is unreachable (and the agent prints nothing)."""
+NO_GCP_CREDENTIALS = (
+    "wandb: ERROR launch: Error running job: Failed to create Vertex job: No Google Cloud Platform credentials "
+    "found. Please run `gcloud auth application-default login` or set the environment variable "
+    "GOOGLE_APPLICATION_CREDENTIALS to the path of a valid service account key file.\n"
+)
+GCP_UNAVAILABLE = (
+    "google.api_core.exceptions.ServiceUnavailable: 503 errors resolving us-central1-aiplatform.googleapis.com\n"
+)
+
+
+def chained_grpc_traceback(last: str) -> str:
+    """`Error running job:` with the traceback of an api_core error raised from a grpc one, as the
+    agent prints it: one termerror call, every line prefixed, the trailing newline an empty line."""
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/usr/local/lib/python3.11/site-packages/google/api_core/grpc_helpers.py", line 76, in '
+        "error_remapped_callable\n"
+        "    return callable_(*args, **kwargs)\n"
+        "grpc._channel._InactiveRpcError: <_InactiveRpcError of RPC that terminated with:\n"
+        "\tstatus = StatusCode.INVALID_ARGUMENT\n"
+        '\tdetails = "List of found errors: 1.Field: job_spec.worker_pool_specs[0].machine_spec"\n'
+        ">\n"
+        "\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        '  File "/usr/local/lib/python3.11/site-packages/wandb/sdk/launch/agent/agent.py", line 684, in '
+        "task_run_job\n"
+        "    await self._task_run_job(\n"
+        f"{last}\n"
+    )
+    lines = ("launch: Error running job: " + text).split("\n")
+    return "".join(f"wandb: ERROR {line}\n" for line in lines)
+
+
 # One sample line per rule id: what makes the rule fire (windowed rules repeat it).
 FIRING: dict[str, str] = {
     "machine_type_unsupported": "wandb: ERROR launch: Error running job: Machine type n1-standard-4 is not "
@@ -65,5 +112,11 @@ FIRING: dict[str, str] = {
     "network_retry_loop": "wandb: Network error (ConnectionError), entering retry loop.\n",
     "start_timeout": "wandb: ERROR launch: Error running job: Run failed to start within 900 seconds. "
     "Please check the logs.\n",
+    "queue_not_found": QUEUES_MISSING,
+    "wandb_credentials_rejected": CREDENTIALS_REJECTED,
+    "wandb_unreachable": WANDB_UNREACHABLE,
+    "gcp_credentials_missing": NO_GCP_CREDENTIALS,
+    "gcp_unavailable": GCP_UNAVAILABLE,
+    "wandb_connection_failing": CORE_RETRYING,
 }
 TIMES = {"repeated_failures": 3, "queue_pop_error": 3}

@@ -23,6 +23,13 @@ DESIGN_TABLE = {
     "queue_pop_error": "wandb",
     "network_retry_loop": "network",
     "start_timeout": "timeout",
+    # Start-up failures the real agent exits with, and the categories wandb 0.31 runs showed wrong.
+    "queue_not_found": "not_found",
+    "wandb_credentials_rejected": "permission",
+    "wandb_unreachable": "network",
+    "gcp_credentials_missing": "permission",
+    "gcp_unavailable": "network",
+    "wandb_connection_failing": "network",
 }
 
 
@@ -82,6 +89,16 @@ ignore_case = true
         ("rulez = []\n", "unknown top-level key(s) rulez"),
         ("[[rules]\n", "not valid TOML"),
         ("precedence = ['crash', 'crash']\n", "names a category twice"),
+        ("[[rules]]\nid = 'x'\ncategory = 'crash'\npattern = 'a'\naction = 'warn'\n", "`action` must be one of stop"),
+        ("[[rules]]\nid = 'x'\ncategory = 'crash'\npattern = 'a'\nsources = ['pipes']\n", "`sources` must be"),
+        ("[[rules]]\nid = 'x'\ncategory = 'crash'\npattern = 'a'\nsources = []\n", "`sources` must be"),
+        (
+            "[[rules]]\nid = 'x'\ncategory = 'crash'\npattern = 'a'\naction = 'explain'\nblock = true\n",
+            "only a stop rule can head a block",
+        ),
+        ("[fallback.agent_gone]\ncategory = 'crash'\n", "fallback 'agent_gone': unknown fallback"),
+        ("[fallback.agent_exit]\ncategory = 'bogus'\n", "category 'bogus' is not one of"),
+        ("[fallback.agent_exit]\ncolour = 'red'\n", "unknown key(s) colour"),
     ],
 )
 def test_bad_rules_files_name_the_problem(tmp_path: Path, body: str, message: str) -> None:
@@ -98,3 +115,49 @@ def test_missing_rules_file_says_so(tmp_path: Path) -> None:
     """A --rules path that does not exist is an error naming the option."""
     with pytest.raises(RulesError, match=r"cannot read the rules file.*--rules"):
         load_rules(tmp_path / "nope.toml")
+
+
+def test_sources_actions_and_blocks_of_the_defaults() -> None:
+    """Log files feed only the rules meant for them; one explain rule; one block rule."""
+    rules = {r.id: r for r in load_rules().rules}
+    assert rules["unhandled_exception"].sources == {"agent", "follow"}
+    assert rules["queue_not_found"].sources == {"agent", "cli_log", "follow"}
+    assert [r.id for r in rules.values() if "run_log" in r.sources] == []
+    assert [r.id for r in rules.values() if "core_log" in r.sources] == ["wandb_connection_failing"]
+    assert [r.id for r in rules.values() if not r.stops] == ["wandb_connection_failing"]
+    assert [r.id for r in rules.values() if r.block] == ["launch_job_error"]
+
+
+def test_rules_for_a_source_put_block_heads_first() -> None:
+    """A line that is a block head and a specific error opens the incident as a block."""
+    agent = load_rules().for_source("agent")
+    assert agent[0].id == "launch_job_error"
+    assert "wandb_connection_failing" in {r.id for r in agent}
+    assert {r.id for r in load_rules().for_source("run_log")} == set()
+
+
+def test_precedence_puts_the_new_categories_above_crash_and_wandb() -> None:
+    """Missing credentials beat the broad wandb rule; network beats crash."""
+    rules = load_rules()
+    assert rules.rank("permission") < rules.rank("wandb")
+    assert rules.rank("network") < rules.rank("wandb") < rules.rank("crash")
+    assert rules.rank("not_found") < rules.rank("network")
+
+
+def test_fallbacks_come_from_the_defaults_and_can_be_overridden(tmp_path: Path) -> None:
+    """[fallback.ID] in a --rules file replaces keys of the default fallback."""
+    defaults = load_rules()
+    assert defaults.fallback("agent_start_timeout").category == "timeout"
+    assert defaults.fallback("agent_exit").category == "crash"
+    extra = tmp_path / "rules.toml"
+    extra.write_text("[fallback.agent_exit]\ncategory = 'wandb'\n")
+    changed = load_rules(extra).fallback("agent_exit")
+    assert (changed.category, changed.description) == ("wandb", defaults.fallback("agent_exit").description)
+
+
+def test_an_override_can_move_a_rule_to_other_sources(tmp_path: Path) -> None:
+    """`sources` and `action` merge like any other key."""
+    extra = tmp_path / "rules.toml"
+    extra.write_text("[[rules]]\nid = 'not_found'\nsources = ['agent', 'run_log']\naction = 'explain'\n")
+    rule = {r.id: r for r in load_rules(extra).rules}["not_found"]
+    assert (rule.sources, rule.stops, rule.category) == ({"agent", "run_log"}, False, "not_found")

@@ -6,7 +6,7 @@ import pytest
 
 from tests.watchdog import agent_lines
 from watchdog.rules import load_rules
-from watchdog.scanner import Claimed, Finding, Fired, Received, Scanner, Submitted
+from watchdog.scanner import BlockEnded, Claimed, Finding, Fired, Received, Scanner, Started, Submitted
 
 
 def scan(*blocks: str, stream: str = "stderr") -> list[Finding]:
@@ -146,3 +146,85 @@ def test_ignore_case_rules_keep_their_flag_in_the_prefilter(tmp_path: object) ->
     path.write_text("[[rules]]\nid = 'oom'\ncategory = 'crash'\npattern = 'oomkilled'\nignore_case = true\n")
     scanner = Scanner(load_rules(path))
     assert fired(list(scanner.feed(scanner.stream("s"), "pod OOMKilled\n"))) == ["oom"]
+
+
+HANDLED = (
+    "2026-11-28 10:00:02,000 ERROR   MainThread:1 [wandb_run.py:_on_stop():900] RunStoppedStatus query failed\n"
+    "Traceback (most recent call last):\n"
+    '  File "/usr/local/lib/python3.11/site-packages/wandb/sdk/wandb_run.py", line 250, in check_stop_status\n'
+    "wandb.errors.errors.CommError: failed to query RunStoppedStatus: 502 Bad Gateway\n"
+    "google.api_core.exceptions.PermissionDenied: 403 caller lacks permission (handled)\n"
+)
+"""A handled exception as wandb logs it in a run's debug.log: a full traceback, never a crash."""
+
+
+@pytest.mark.parametrize("name", ["debug.log", "debug-internal.log", "debug-core.log"])
+def test_run_logs_hold_handled_errors_and_fire_nothing(name: str) -> None:
+    """Tracebacks and exception lines in the run logs are errors wandb handled: no rule fires."""
+    assert fired(scan(HANDLED, stream=name)) == []
+
+
+def test_the_same_traceback_on_stderr_is_a_crash() -> None:
+    """On the agent's stderr the same lines are an uncaught exception (and a 403)."""
+    assert fired(scan(HANDLED, stream="stderr")) == ["unhandled_exception", "permission_denied"]
+
+
+def test_the_cli_log_is_read_for_fatal_errors_but_not_for_handled_ones() -> None:
+    """debug-cli.<user>.log: the start-up errors the CLI exits with fire, a handled traceback does not
+    (wandb logs it there as well as in debug.log); the success line is found."""
+    cli = "debug-cli.root.log"
+    assert fired(scan(HANDLED, stream=cli)) == []
+    assert fired(scan("wandb.errors.errors.CommError: " + agent_lines.QUEUES_MISSING, stream=cli)) == [
+        "queue_not_found"
+    ]
+    assert [type(f) for f in scan(agent_lines.SUBMITTED_LOG, stream=cli)] == [Submitted]
+
+
+def test_wandb_core_log_only_gives_hints() -> None:
+    """wandb-core's log feeds the explain rule only, however alarming its lines."""
+    found = scan(agent_lines.CORE_RETRYING + agent_lines.FIRING["quota_exceeded"], stream="core-debug-1.log")
+    assert fired(found) == ["wandb_connection_failing"]
+    assert not next(f for f in found if isinstance(f, Fired)).rule.stops
+
+
+def test_explicit_kind_wins_over_the_name() -> None:
+    """A --follow file called debug.log is a followed file, read by the default rules."""
+    scanner = Scanner(load_rules())
+    stream = scanner.stream("debug.log", kind="follow")
+    assert fired(list(scanner.feed(stream, HANDLED))) == ["unhandled_exception", "permission_denied"]
+
+
+def test_polling_line_means_started() -> None:
+    """The agent's status line once its loop runs marks it started; the start-up line does not."""
+    assert [type(f) for f in scan("wandb: launch: Starting launch agent ✨\n")] == []
+    assert [type(f) for f in scan(agent_lines.STATUS)] == [Started]
+    assert [type(f) for f in scan("wandb: launch: agent polling on queues q1,q2, running 0 out of 1 jobs\n")] == [
+        Started
+    ]
+
+
+def test_a_block_ends_at_the_first_line_that_does_not_continue_it() -> None:
+    """Lines with the head's `wandb: ERROR ` prefix continue the block; the next other line ends it."""
+    text = agent_lines.job_error_traceback("ValueError: x") + "wandb: ERROR \n" + agent_lines.STATUS
+    found = scan(text)
+    ended = [f for f in found if isinstance(f, BlockEnded)]
+    assert ended == [BlockEnded("stderr", "line")]
+    assert isinstance(found[-1], Started)  # the line that ended it is scanned as usual
+
+
+def test_a_block_can_be_ended_from_outside() -> None:
+    """A quiet stream or its end closes the open block; with none open there is nothing to end."""
+    scanner = Scanner(load_rules())
+    stream = scanner.stream("stderr")
+    list(scanner.feed(stream, agent_lines.job_error_traceback("ValueError: x")))
+    assert stream.in_block
+    assert scanner.end_block(stream, "quiet") == BlockEnded("stderr", "quiet")
+    assert scanner.end_block(stream, "end") is None
+
+
+def test_a_block_ends_at_its_length_limit() -> None:
+    """A block that never stops continuing ends after MAX_BLOCK_LINES lines."""
+    from watchdog.scanner import MAX_BLOCK_LINES
+
+    text = agent_lines.FIRING["launch_job_error"] + "wandb: ERROR more\n" * (MAX_BLOCK_LINES + 5)
+    assert [f for f in scan(text) if isinstance(f, BlockEnded)] == [BlockEnded("stderr", "limit")]

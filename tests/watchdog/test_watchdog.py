@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,21 @@ def test_submission_in_the_cli_log_stops_the_agent(agent: Agent) -> None:
         assert event["entity"] == "team-ml"
         assert event["schema"] == "launch-supervisor/1"
         assert {"severity", "message", "time", "execution"} <= set(event)
+
+
+def test_on_submit_keep_reports_the_submission_and_leaves_the_agent(agent: Agent) -> None:
+    """--on-submit keep: watchdog.submitted is reported, the agent keeps running until stopped from
+    outside (here SIGTERM, as Cloud Run's cancel sends), and no idle timeout ends it."""
+    steps = [received(), {"sleep": 0.2}, {"log": "debug-cli.root.log", "text": agent_lines.SUBMITTED_LOG}]
+    proc = agent.start(steps, args=["--grace", "2", "--idle-timeout", "1", "--on-submit", "keep"])
+    assert wait_for(lambda: agent.wandb_dir.joinpath("wandb", "debug-cli.root.log").exists())
+    time.sleep(2.0)  # past the idle timeout
+    assert proc.poll() is None
+    os.killpg(proc.pid, signal.SIGTERM)
+    run = agent.finish(proc)
+    assert run.code == 128 + signal.SIGTERM
+    assert run.event("watchdog.submitted")["custom_job"] == agent_lines.SUBMITTED_RESOURCE
+    assert run.event("watchdog.exited")["reason"] == "signal"
 
 
 def test_a_log_that_existed_before_the_start_is_not_a_submission(agent: Agent) -> None:
@@ -83,7 +100,7 @@ def test_follow_option_reads_another_file(agent: Agent, tmp_path: Path) -> None:
 
 
 def test_wandb_dir_is_provided_when_unset(agent: Agent) -> None:
-    """Without WANDB_DIR the watchdog makes one, follows it, and removes it afterwards."""
+    """Without WANDB_DIR the watchdog makes one (with `wandb/` in it), follows it, and removes it afterwards."""
     env = agent.env()
     del env["WANDB_DIR"]
     argv = [watchdog_exe(), *FAST, "--"]
@@ -91,7 +108,7 @@ def test_wandb_dir_is_provided_when_unset(agent: Agent) -> None:
         sys.executable,
         "-c",
         "import os,sys,time;print('dir', os.environ['WANDB_DIR'], flush=True);"
-        "os.makedirs(os.environ['WANDB_DIR']+'/wandb');"
+        "assert os.path.isdir(os.environ['WANDB_DIR']+'/wandb');"
         f"open(os.environ['WANDB_DIR']+'/wandb/debug-cli.u.log','w').write({agent_lines.SUBMITTED_LOG!r});"
         "time.sleep(30)",
     ]
@@ -346,6 +363,7 @@ def test_command_that_cannot_start(tmp_path: Path) -> None:
         (["--events-topic", "my-topic", "--", "true"], {}, "must look like projects/PROJECT/topics/TOPIC"),
         (["--idle-timeout", "3"], {}, "no agent command: put it after --"),
         (["--rules", "/nonexistent/rules.toml", "--", "true"], {}, "cannot read the rules file"),
+        (["--", "true"], {"LAUNCH_WATCHDOG_ON_SUBMIT": "later"}, "must be stop or keep"),
     ],
 )
 def test_usage_errors(args: list[str], env: dict[str, str], message: str) -> None:
