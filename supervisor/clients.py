@@ -20,7 +20,7 @@ from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcAsy
 from google.cloud.run_v2.services.jobs.transports import JobsGrpcAsyncIOTransport
 
 from supervisor.config import Config
-from supervisor.dispatch.cloudrun import CloudRunDispatcher
+from supervisor.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
 from supervisor.observe import ObserveCall, ignore_call
 from supervisor.sources.wandb import WandbClient
 from supervisor.trackers.executions import ExecutionsTracker
@@ -45,6 +45,7 @@ def is_loopback(endpoint: str) -> bool:
 class Clients:
     wandb: WandbClient
     dispatcher: CloudRunDispatcher
+    canceller: CloudRunCanceller
     executions: ExecutionsTracker
     vertex: VertexTracker
     _channels: list[grpc.aio.Channel]
@@ -56,7 +57,7 @@ class Clients:
 
 
 def build_clients(config: Config, observe: ObserveCall = ignore_call) -> Clients:
-    """The four clients the daemon uses; raises CredentialsError without Google credentials."""
+    """The clients the daemon uses; raises CredentialsError without Google credentials."""
     gcp = config.gcp
     channels: list[grpc.aio.Channel] = []
     try:
@@ -94,6 +95,7 @@ def build_clients(config: Config, observe: ObserveCall = ignore_call) -> Clients
             observe=observe,
         ),
         dispatcher=CloudRunDispatcher(jobs, timeout, observe),
+        canceller=CloudRunCanceller(executions, timeout, observe),
         executions=ExecutionsTracker(executions, timeout, observe),
         vertex=VertexTracker(job_service, f"projects/{gcp.project}/locations/{gcp.region}", timeout, observe),
         _channels=channels,

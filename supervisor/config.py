@@ -126,6 +126,11 @@ class QueueConfig(_Section):
     """Seconds an execution may take to claim an item before it stops counting as about to."""
     execution_timeout: float = Field(default=1800.0, gt=0)
     """Task timeout set on each execution; the daemon also keeps its own clock."""
+    stop_after_submit: float = Field(default=60.0, ge=0)
+    """Seconds an execution may keep running after its CustomJob was created before the daemon cancels
+    it: its watchdog should have stopped it at submission, and meanwhile it holds a max_inflight slot.
+    Needs the execution's own `claimed` or `submitted` event (an inferred pairing may name another
+    execution's item). 0 turns it off."""
     breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("launcher_job")

@@ -4,7 +4,8 @@ Tasks, all named, in one task group (started in this order, readiness last):
 - the HTTP server;
 - per queue, a queue loop: poll the items (one GraphQL request), then reconcile;
 - per queue, an executions loop: list the launcher job's executions, fold them into the state;
-- one Vertex loop: list CustomJobs, link them to items, fail items whose job ended badly.
+- one Vertex loop: list CustomJobs, link them to items, fail items whose job ended badly, cancel
+  executions still running `stop_after_submit` seconds after their CustomJob was created.
 
 Each loop waits its interval (jittered) or until woken: an observation that can change a decision
 wakes the queue loop, so dispatch follows within milliseconds, not a poll interval. Reconciles of a
@@ -82,6 +83,7 @@ def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
         breaker_max_cooldown=b.max_cooldown,
         retention_seconds=config.retention.finished_seconds,
         retention_max=config.retention.finished_max,
+        stop_after_submit=queue.stop_after_submit,
     )
 
 
@@ -234,6 +236,15 @@ class Daemon:
                 log.info("execution.adopted", queue=fact.queue, execution=fact.execution)
             elif fact.kind in ("finished", "claimed", "submitted"):
                 log.info(f"execution.{fact.kind}", queue=fact.queue, execution=fact.execution, outcome=fact.outcome)
+            elif fact.kind == "cancel_requested":
+                log.warning(
+                    "execution.cancel_requested",
+                    queue=fact.queue,
+                    execution=fact.execution,
+                    reason=fact.detail,
+                    custom_job=fact.custom_job,
+                    since_submit_s=None if fact.seconds is None else round(fact.seconds, 1),
+                )
 
     async def run(self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until `stop()`; reports the HTTP address once it listens."""
@@ -369,6 +380,7 @@ class Daemon:
             finished_before = state.finished_at
             self._facts(state.observe_executions(seen, now))
             self._facts(state.settle(now))
+            self._facts(state.post_submit(self.vertex_jobs))
             if state.finished_at > finished_before:  # the item view is stale until the next listing
                 self._poke(name, poll=True)
             state.prune(now)
@@ -390,7 +402,8 @@ class Daemon:
             now = time.time()
             self._facts(observe_vertex(self.vertex_jobs, seen, self.states.values(), now))
             self.metrics.last_poll.labels("vertex").set(now)
-            for name, state in self.states.items():
+            for name, state in list(self.states.items()):  # a reload may remove a queue meanwhile
+                self._facts(state.post_submit(self.vertex_jobs))
                 for action in state.hung_items(self.vertex_jobs.values()) + state.orphaned_items():
                     if await clients.wandb.fail_item(action.item_id, action.message, action.stage):
                         state.item_failed(action.item_id)
@@ -403,12 +416,31 @@ class Daemon:
                             source=action.source,
                             message=action.message,
                         )
+                await self._stop_after_submit(state)
                 self._poke(name)
             prune_vertex(self.vertex_jobs, since)
 
         while not self._stopping.is_set():
             await self._iteration("vertex", step)
             await self._nap("vertex", self.config.poll.vertex_interval)
+
+    async def _stop_after_submit(self, state: QueueState) -> None:
+        """Cancel executions still running `stop_after_submit` after their CustomJob was created. Each
+        is cancelled once: a failed call is tried again next tick, an accepted one never again."""
+        assert self._clients is not None
+        for action in state.stop_after_submit(self.vertex_jobs, time.time()):
+            if self._stopping.is_set():
+                return
+            try:
+                accepted = await self._clients.canceller.cancel(action.execution)
+            except GoogleAPICallError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if state.cancel_failed(action, error):
+                    log.warning("execution.cancel_failed", queue=action.queue, execution=action.execution, error=error)
+                continue
+            if not accepted:
+                log.info("execution.cancel_moot", queue=action.queue, execution=action.execution)
+            self._facts(state.cancel_answered(action, accepted))
 
     async def _reconcile(self, name: str) -> None:
         """Decide and act for one queue; never two at once for the same queue."""

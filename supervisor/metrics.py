@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
 from supervisor.model.executions import Phase
-from supervisor.model.state import FAIL_STAGES, Fact, QueueState
+from supervisor.model.state import CANCEL_REASONS, FAIL_STAGES, Fact, QueueState
 from supervisor.model.vertex import JobState, VertexJob
 
 PREFIX = "launch_supervisor_"
@@ -26,6 +26,8 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400, 172800)
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 DETECTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10)
+POST_SUBMIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+"""From a watchdog stopping the agent within a second of submission to an execution left to its timeout."""
 OUTCOMES = tuple(p.value for p in Phase if p.finished)
 
 
@@ -126,6 +128,19 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.post_submit = Histogram(
+            f"{PREFIX}post_submit_seconds",
+            "CustomJob created until the execution that submitted it ended (Google's timestamps).",
+            ["queue"],
+            buckets=POST_SUBMIT_BUCKETS,
+            registry=r,
+        )
+        self.executions_cancelled = Counter(
+            f"{PREFIX}executions_cancelled",
+            "Executions the supervisor cancelled, by reason.",
+            ["queue", "reason"],
+            registry=r,
+        )
         self.items_failed = Counter(
             f"{PREFIX}items_failed_by_supervisor",
             "Items failed with failRunQueueItem so they do not hang.",
@@ -175,7 +190,15 @@ class Metrics:
             self.dispatches.labels(queue, result)
         for reason in FAIL_STAGES:
             self.items_failed.labels(queue, reason)
-        for histogram in (self.queue_wait, self.claim_latency, self.submit_latency, self.bailout_detection):
+        for reason in CANCEL_REASONS:
+            self.executions_cancelled.labels(queue, reason)
+        for histogram in (
+            self.queue_wait,
+            self.claim_latency,
+            self.submit_latency,
+            self.bailout_detection,
+            self.post_submit,
+        ):
             histogram.labels(queue)
 
     def api_call(self, api: str, method: str, code: str, seconds: float) -> None:
@@ -199,3 +222,7 @@ class Metrics:
             self.queue_wait.labels(q).observe(fact.seconds)
         elif fact.kind == "vertex_ended" and fact.outcome and fact.seconds is not None:
             self.vertex_duration.labels(q, fact.outcome).observe(fact.seconds)
+        elif fact.kind == "cancel_requested" and fact.detail:
+            self.executions_cancelled.labels(q, fact.detail).inc()
+        elif fact.kind == "post_submit" and fact.seconds is not None:
+            self.post_submit.labels(q).observe(fact.seconds)

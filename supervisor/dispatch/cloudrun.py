@@ -5,6 +5,10 @@ execution's name is known without waiting (awaiting `op.result()` would wait for
 *finish*). RunJob is never retried automatically: a retried call can start a second execution.
 When the outcome is unknown (deadline, unavailable), the caller must find out from the next
 executions listing before dispatching again.
+
+Stopping one: CancelExecution, also a long-running operation whose result is the execution once it
+has stopped (after the container's grace period). It is never awaited either: the executions
+listing shows the end.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from datetime import timedelta
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
+from supervisor.google_calls import observed
 from supervisor.observe import ObserveCall, ignore_call
 
 DISPATCH_ENV = "LAUNCH_SUPERVISOR_DISPATCH_ID"
 
 _UNKNOWN = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown)
+_NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
+"""The execution is gone, or in a state that cannot be cancelled (it has ended)."""
 
 
 class DispatchRefusedError(Exception):
@@ -65,3 +72,28 @@ class CloudRunDispatcher:
         if execution is None or not getattr(execution, "name", ""):
             raise DispatchUnknownError(f"RunJob for {job} returned no execution in its metadata")
         return str(execution.name)
+
+
+class CloudRunCanceller:
+    def __init__(
+        self, executions: run_v2.ExecutionsAsyncClient, timeout: float, observe: ObserveCall = ignore_call
+    ) -> None:
+        self._executions = executions
+        self._timeout = timeout
+        self._observe = observe
+
+    async def cancel(self, execution: str) -> bool:
+        """Ask Cloud Run to stop `execution` (SIGTERM, then SIGKILL after its grace). True when it
+        accepted, False when there is nothing to cancel; any other error raises GoogleAPICallError.
+        Not retried automatically: the caller asks again on a later tick if it still should."""
+        request = run_v2.CancelExecutionRequest(name=execution)
+        try:
+            await observed(
+                self._observe,
+                "cloudrun",
+                "CancelExecution",
+                lambda: self._executions.cancel_execution(request=request, timeout=self._timeout, retry=None),
+            )
+        except _NOTHING_TO_CANCEL:
+            return False
+        return True

@@ -67,6 +67,17 @@ class Execution:
     """Its finish has been fed to the breaker and metrics."""
     idle_exit: bool = False
     """Its watchdog reported that it found no item."""
+    reported_job: str | None = None
+    """The CustomJob its own watchdog's `submitted` event named (`vertex_job` may be inferred)."""
+    completed: float | None = None
+    """Cloud Run's completion_time (epoch seconds), when the listing gave one."""
+    cancel_settled: bool = False
+    """CancelExecution was accepted for it, or answered that there is nothing to cancel, or the listing
+    shows a cancel under way: never sent again."""
+    cancel_error: str | None = None
+    """The last CancelExecution error, so a persisting one is logged once."""
+    post_submit_counted: bool = False
+    """Its end, measured from its CustomJob's creation, has been observed."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False (and counted) when refused."""

@@ -13,7 +13,7 @@ claimed anything (the agent pops whatever is first, so only the numbers are cert
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from supervisor.model.breaker import Breaker, BreakerState
@@ -26,6 +26,8 @@ FAIL_STAGES = {"vertex_job_ended": "run", "execution_ended": "agent"}
 ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 BUDGET_PERIOD = 60.0
 """dispatch_budget counts executions started within this many seconds."""
+CANCEL_REASONS = ("stop_after_submit",)
+"""Why the supervisor cancels an execution (the label of the cancel counter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class QueuePolicy:
     breaker_max_cooldown: float
     retention_seconds: float
     retention_max: int
+    stop_after_submit: float = 0.0
+    """Seconds an execution may keep running after its CustomJob was created before it is cancelled;
+    0: never."""
 
 
 # -- observations -----------------------------------------------------------------------------
@@ -68,6 +73,8 @@ class ExecutionSeen:
     started: float | None
     finished: float | None
     message: str = ""
+    cancelling: bool = False
+    """A cancel is under way (a condition with reason CANCELLING), whoever asked for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,8 @@ class VertexSeen:
     created: float
     ended: float | None
     error: str | None
+    item_id: str | None = None
+    """WANDB_LAUNCH_TRACE_ID from the job's container env: the queue item it runs."""
 
 
 # -- facts (for metrics and logs) -------------------------------------------------------------
@@ -86,7 +95,8 @@ class VertexSeen:
 @dataclass(frozen=True, slots=True)
 class Fact:
     kind: str
-    """claimed | submitted | finished | bailout | adopted | breaker_opened | breaker_closed | vertex_ended"""
+    """claimed | submitted | finished | bailout | adopted | breaker_opened | breaker_closed | vertex_ended |
+    queue_wait | cancel_requested | post_submit"""
     queue: str
     execution: str | None = None
     outcome: str | None = None
@@ -94,6 +104,8 @@ class Fact:
     seconds: float | None = None
     """Latency or duration the metric records, when there is one."""
     detail: str | None = None
+    custom_job: str | None = None
+    """The CustomJob the fact is about, when it names one."""
 
 
 # -- decisions --------------------------------------------------------------------------------
@@ -115,6 +127,21 @@ class FailItem:
     @property
     def stage(self) -> str:
         return FAIL_STAGES[self.reason]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelExecution:
+    """Call CancelExecution: the execution's CustomJob exists, yet the execution is still running, so
+    its watchdog missed the submission; it would hold a slot of max_inflight until its task timeout."""
+
+    queue: str
+    execution: str
+    item_id: str | None
+    custom_job: str
+    reason: str
+    """One of CANCEL_REASONS."""
+    seconds: float
+    """Since the CustomJob was created."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +242,8 @@ class QueueState:
                 facts.append(Fact("adopted", self.policy.name, obs.name))
             if obs.started is not None and execution.started is None:
                 execution.started = obs.started
+            if obs.cancelling and execution.in_flight:
+                execution.cancel_settled = True  # someone asked already; a second cancel adds nothing
             if obs.status == "running" and execution.phase is Phase.DISPATCHED:
                 execution.move(Phase.RUNNING)
             elif obs.status in ("succeeded", "failed", "cancelled"):
@@ -236,6 +265,8 @@ class QueueState:
             outcome = Phase.TIMEOUT if timed_out else Phase.FAILED
         if not execution.move(outcome):
             return []
+        if execution.completed is None:
+            execution.completed = obs.finished
         if execution.finished is None:
             execution.finished = obs.finished or now
             # A listing made after the execution ended already shows what it claimed.
@@ -275,11 +306,15 @@ class QueueState:
         return facts
 
     def link_vertex(self, job: VertexJob, now: float) -> list[Fact]:
-        """A CustomJob whose run id belongs to one of this queue's items."""
-        item = next((i for i in self.items.values() if i.run_id and i.run_id == job.run_id), None)
+        """A CustomJob whose trace id (the item id) or run id belongs to one of this queue's items."""
+        item = self.items.get(job.item_id) if job.item_id else None
+        if item is None and job.run_id:
+            item = next((i for i in self.items.values() if i.run_id == job.run_id), None)
         if item is None:
             return []
         job.queue = self.policy.name
+        if job.run_id and not item.run_id:
+            item.run_id = job.run_id  # the listing that shows associatedRunId may not have come yet
         facts: list[Fact] = []
         if item.vertex_job is None:
             item.vertex_job = job.name
@@ -321,7 +356,10 @@ class QueueState:
 
     def event_submitted(self, execution_name: str, custom_job: str, now: float) -> list[Fact]:
         execution = self.executions.get(execution_name)
-        if execution is None or execution.vertex_job == custom_job:
+        if execution is None:
+            return []
+        execution.reported_job = custom_job  # even when a listing linked the same job by inference first
+        if execution.vertex_job == custom_job:
             return []
         execution.vertex_job = custom_job
         execution.move(Phase.SUBMITTED)
@@ -428,7 +466,9 @@ class QueueState:
         by_run = {i.run_id: i for i in self.items.values() if i.run_id}
         actions = []
         for job in vertex_jobs:
-            item = by_run.get(job.run_id) if job.run_id else None
+            item = self.items.get(job.item_id) if job.item_id else None
+            if item is None and job.run_id:
+                item = by_run.get(job.run_id)
             if item is None or job.state not in HANGING:
                 continue
             if item.state is ItemState.CLAIMED and not item.failed_by_supervisor:
@@ -467,6 +507,91 @@ class QueueState:
             )
         return actions
 
+    def _custom_job(self, execution: Execution, jobs: Mapping[str, VertexJob], certain: bool) -> VertexJob | None:
+        """The listed CustomJob `execution` submitted. With `certain`, only as the execution itself
+        said: its `submitted` event, or its `claimed` event for the item the job runs. A pairing
+        inferred by counting may name another execution's item."""
+        names = [execution.reported_job]
+        item = self.items.get(execution.item_id) if execution.item_id else None
+        if item is not None and item.claimed_by == execution.name and (item.claim_confirmed or not certain):
+            names.append(item.vertex_job)
+        if not certain:
+            names.append(execution.vertex_job)
+        return next((jobs[name] for name in names if name and name in jobs), None)
+
+    def stop_after_submit(self, jobs: Mapping[str, VertexJob], now: float) -> list[CancelExecution]:
+        """Executions still running `stop_after_submit` seconds after their CustomJob was created.
+
+        The watchdog stops the agent the moment it submits; one still running missed that, and would
+        hold its slot until the task timeout. Only a pairing the execution reported counts (see
+        `_custom_job`): cancelling on an inferred one could stop an execution submitting another item.
+        """
+        limit = self.policy.stop_after_submit
+        if limit <= 0:
+            return []
+        actions = []
+        for execution in self.executions.values():
+            if not execution.in_flight or execution.cancel_settled:
+                continue
+            job = self._custom_job(execution, jobs, certain=True)
+            if job is None or job.created <= 0 or now - job.created < limit:
+                continue  # no create_time (0) means no clock to go by
+            actions.append(
+                CancelExecution(
+                    self.policy.name,
+                    execution.name,
+                    execution.item_id,
+                    job.name,
+                    "stop_after_submit",
+                    now - job.created,
+                )
+            )
+        return actions
+
+    def cancel_answered(self, action: CancelExecution, accepted: bool) -> list[Fact]:
+        """CancelExecution answered: accepted, or nothing to cancel (gone, or ended). Never again."""
+        execution = self.executions.get(action.execution)
+        if execution is not None:
+            execution.cancel_settled = True
+            execution.cancel_error = None
+        if not accepted:
+            return []
+        return [
+            Fact(
+                "cancel_requested",
+                self.policy.name,
+                action.execution,
+                seconds=action.seconds,
+                detail=action.reason,
+                custom_job=action.custom_job,
+            )
+        ]
+
+    def cancel_failed(self, action: CancelExecution, error: str) -> bool:
+        """CancelExecution failed; it is tried again later. True when the error is new (worth a log line)."""
+        execution = self.executions.get(action.execution)
+        if execution is None or execution.cancel_error == error:
+            return False
+        execution.cancel_error = error
+        return True
+
+    def post_submit(self, jobs: Mapping[str, VertexJob]) -> list[Fact]:
+        """Executions that ended after submitting: Cloud Run's completion_time minus the CustomJob's
+        create_time, once each. Both clocks are Google's; without either time nothing is observed."""
+        facts = []
+        for execution in self.executions.values():
+            if execution.post_submit_counted or execution.in_flight or execution.completed is None:
+                continue
+            if execution.phase is Phase.IDLE:
+                continue
+            job = self._custom_job(execution, jobs, certain=False)
+            if job is None or job.created <= 0:
+                continue
+            execution.post_submit_counted = True
+            seconds = max(0.0, execution.completed - job.created)
+            facts.append(Fact("post_submit", self.policy.name, execution.name, seconds=seconds, custom_job=job.name))
+        return facts
+
     def item_failed(self, item_id: str) -> None:
         item = self.items.get(item_id)
         if item is not None:
@@ -501,7 +626,8 @@ def observe_vertex(
     for obs in seen:
         job = known.get(obs.name)
         if job is None:
-            job = known[obs.name] = VertexJob(obs.name, obs.run_id, obs.state, obs.created)
+            job = known[obs.name] = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
+        job.item_id = job.item_id or obs.item_id
         was_terminal = job.state.terminal
         job.state, job.ended, job.error = obs.state, obs.ended, obs.error
         if job.queue is None:

@@ -51,3 +51,5 @@ class VertexJob:
     error: str | None = None
     queue: str | None = None
     """The queue whose item it runs, once the run id is linked to an item."""
+    item_id: str | None = None
+    """WANDB_LAUNCH_TRACE_ID from its container env: the queue item it runs, when the agent set it."""

@@ -2,7 +2,13 @@
 
 RunJob returns at once with the new Execution in the operation's metadata, like the real API; the
 execution then runs as a `Behaviour` decides (a simulation, or a real local process in the
-sandbox). The task timeout from the overrides is enforced; CancelExecution cancels it.
+sandbox). The task timeout from the overrides is enforced.
+
+CancelExecution works as Cloud Run's does: it answers at once with a long-running operation whose
+metadata is the Execution; the execution shows a `Completed` condition with reason CANCELLING while
+its work is stopped (a process gets SIGTERM, then SIGKILL after the grace), then ends with
+CONDITION_FAILED and reason CANCELLED. An execution that has ended cannot be cancelled
+(FAILED_PRECONDITION); one already cancelling gets another operation and nothing else.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ class CloudRunStandIn:
         self.faults = Faults()
         self.run_job_times: list[float] = []
         """time.monotonic() at the arrival of each RunJob (for latency measurements)."""
+        self.cancels: list[str] = []
+        """The execution of each CancelExecution that was accepted, repeats included."""
         self._tg: TaskGroup | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -84,11 +92,28 @@ class CloudRunStandIn:
             execution.start_time = datetime.now(UTC)
         execution.running_count = 1
 
+    def mark_cancelling(self, name: str) -> None:
+        execution = self.executions[name]
+        now = datetime.now(UTC)
+        execution.reconciling = True
+        execution.update_time = now
+        execution.conditions = [
+            C(
+                type_="Completed",
+                state=C.State.CONDITION_RECONCILING,
+                execution_reason=C.ExecutionReason.CANCELLING,
+                message="Execution is being cancelled",
+                last_transition_time=now,
+            )
+        ]
+
     def mark_finished(self, name: str, outcome: str, message: str = "") -> None:
         execution = self.executions[name]
         now = datetime.now(UTC)
         execution.running_count = 0
+        execution.reconciling = False
         execution.completion_time = now
+        execution.update_time = now
         state = C.State.CONDITION_SUCCEEDED if outcome == "succeeded" else C.State.CONDITION_FAILED
         condition = C(type_="Completed", state=state, message=message, last_transition_time=now)
         if outcome == "cancelled":
@@ -108,9 +133,10 @@ class CloudRunStandIn:
             if condition.type_ == "Completed":
                 if condition.state == C.State.CONDITION_SUCCEEDED:
                     return "succeeded"
-                if condition.execution_reason == C.ExecutionReason.CANCELLED:
-                    return "cancelled"
-                return "failed"
+                if condition.state == C.State.CONDITION_FAILED:
+                    if condition.execution_reason == C.ExecutionReason.CANCELLED:
+                        return "cancelled"
+                    return "failed"
         return "running" if execution.start_time else "pending"
 
     async def _execute(self, handle: ExecutionHandle) -> None:
@@ -199,13 +225,25 @@ class CloudRunStandIn:
         return execution
 
     async def _cancel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await grpc_server.apply_fault(self.faults, "CancelExecution", context)
+        late = await grpc_server.apply_fault(self.faults, "CancelExecution", context)
         handle = self.handles.get(request.name)
         if handle is None:
             await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"Execution {request.name} not found")
-        handle.cancel_scope.cancel()
-        operation = operations_pb2.Operation(name=f"{request.name}/operations/cancel", done=False)
+        if handle.finished or self.status(request.name) not in ("pending", "running"):
+            await grpc_server.abort(
+                context, grpc.StatusCode.FAILED_PRECONDITION, f"Execution {request.name} has already completed"
+            )
+        if not request.validate_only:
+            self.cancels.append(request.name)
+            if not handle.cancel_scope.cancel_called:
+                self.mark_cancelling(request.name)
+                handle.cancel_scope.cancel()
+        location = request.name.split("/jobs/")[0]
+        operation = operations_pb2.Operation(name=f"{location}/operations/{uuid.uuid4()}", done=False)
         operation.metadata.Pack(run_v2.Execution.pb(self.executions[request.name]))
+        self.operations[operation.name] = request.name
+        if late is not None:
+            await grpc_server.inflict(late, context)
         return operation
 
     async def _get_operation(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

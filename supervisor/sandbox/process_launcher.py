@@ -8,7 +8,9 @@ after a grace, to its whole process group.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping
@@ -16,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+from anyio.abc import Process
 
 from supervisor.sandbox.cloudrun_server import ExecutionHandle
 
 STOP_GRACE = 10.0
+"""Cloud Run's: seconds between SIGTERM and SIGKILL when a task is stopped."""
 
 
 @dataclass
@@ -29,6 +33,23 @@ class ProcessLauncher:
     env: Mapping[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
     """Where each execution's output goes (stdout.log / stderr.log per execution); None discards it."""
+    grace: float = STOP_GRACE
+    """Seconds from SIGTERM to SIGKILL on a timeout or cancel (shorter in tests)."""
+    homes: Path | None = None
+    """Where each execution gets a home directory of its own, as each container does; None: keep $HOME."""
+    home_files: Mapping[str, Path] = field(default_factory=dict)
+    """Files copied into every such home, by path relative to it (the image's files)."""
+
+    def _home(self, short: str) -> dict[str, str]:
+        if self.homes is None:
+            return {}
+        home = self.homes / short
+        for relative, source in self.home_files.items():
+            target = home / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        home.mkdir(parents=True, exist_ok=True)
+        return {"HOME": str(home)}
 
     def environment(self, handle: ExecutionHandle) -> dict[str, str]:
         short = handle.name.rsplit("/", 1)[-1]
@@ -36,6 +57,7 @@ class ProcessLauncher:
             **os.environ,
             **self.env,
             **handle.env,
+            **self._home(short),
             "CLOUD_RUN_JOB": handle.job.rsplit("/", 1)[-1],
             "CLOUD_RUN_EXECUTION": short,
             "CLOUD_RUN_TASK_INDEX": "0",
@@ -64,7 +86,7 @@ class ProcessLauncher:
                 code = await process.wait()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await _stop_group(process.pid)
+                    await _stop_group(process, self.grace)
                     await process.aclose()
         finally:
             for stream in (out, err):
@@ -73,17 +95,12 @@ class ProcessLauncher:
         handle.finish("succeeded" if code == 0 else "failed", f"Container exited with code {code}")
 
 
-async def _stop_group(pid: int) -> None:
-    """SIGTERM the process group, SIGKILL what is left after the grace; ESRCH means it is gone."""
-    for signum, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pid, signum)
-        except ProcessLookupError:
-            return
-        with anyio.move_on_after(wait):
-            while True:
-                try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
-                    return
-                await anyio.sleep(0.05)
+async def _stop_group(process: Process, grace: float) -> None:
+    """SIGTERM the process group; once its leader (the container's entrypoint) has exited, or after
+    the grace, SIGKILL what is left of it, as Cloud Run ends a container. ESRCH: nothing left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with anyio.move_on_after(grace):
+        await process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

@@ -2,8 +2,10 @@
 
 It acts on the W&B and Vertex stand-ins the way `launch-watchdog -- wandb launch-agent` does: pops
 the first pending item of its queue (or exits 0 when none comes within the idle timeout), acks it
-with a new run id, creates the CustomJob labelled `wandb-run-id`, and exits 0; or, as a plan says,
-bails out (the agent fails the item, the watchdog exits 1), or hangs until the task timeout.
+with a new run id, creates the CustomJob labelled `wandb-run-id` (with the item id in its env as
+WANDB_LAUNCH_TRACE_ID), and exits 0; or, as a plan says, bails out (the agent fails the item, the
+watchdog exits 1), hangs until the task timeout, or lingers: creates the CustomJob but keeps running,
+as when the watchdog misses the success line (no `submitted` event).
 With an `events` sink it also emits the watchdog's events (design 6) at the moments the watchdog
 would: `claimed`, `submitted`, `bailout`, `idle_exit`.
 """
@@ -29,7 +31,7 @@ class Plan:
     """What one execution does once it has an item."""
 
     outcome: str = "submit"
-    """submit | bailout | hang"""
+    """submit | bailout | hang | linger"""
     message: str = "google.api_core.exceptions.PermissionDenied: 403 Permission denied"
     rule: str = "permission_denied"
     category: str = "permission"
@@ -85,8 +87,27 @@ class SimulatedLauncher:
             await anyio.sleep_forever()
         if plan.vertex_error is not None:
             self.vertex.fail_runs[run_id] = plan.vertex_error
-        job = self.vertex.create(
-            aiplatform_v1.CustomJob(display_name=f"{queue}-{run_id}", labels={"wandb-run-id": run_id})
-        )
+        job = self.vertex.create(custom_job(queue, item.id, run_id))
+        if plan.outcome == "linger":
+            await anyio.sleep_forever()
         self._emit(handle, "submitted", queue=queue, custom_job=job.name)
         handle.finish("succeeded")
+
+
+def custom_job(queue: str, item_id: str, run_id: str) -> aiplatform_v1.CustomJob:
+    """A CustomJob as the agent's Vertex runner builds it: the run id label, the trace id in the env."""
+    container = aiplatform_v1.ContainerSpec(
+        image_uri="us-docker.pkg.dev/sandbox/trainers/train:latest",
+        env=[
+            aiplatform_v1.EnvVar(name="WANDB_RUN_ID", value=run_id),
+            aiplatform_v1.EnvVar(name="WANDB_LAUNCH_TRACE_ID", value=item_id),
+        ],
+    )
+    pool = aiplatform_v1.WorkerPoolSpec(
+        machine_spec=aiplatform_v1.MachineSpec(machine_type="n1-standard-4"), replica_count=1, container_spec=container
+    )
+    return aiplatform_v1.CustomJob(
+        display_name=f"{queue}-{run_id}",
+        labels={"wandb-run-id": run_id},
+        job_spec=aiplatform_v1.CustomJobSpec(worker_pool_specs=[pool]),
+    )

@@ -36,6 +36,11 @@ def classify(execution: Any) -> str:
     return "pending"
 
 
+def cancelling(execution: Any) -> bool:
+    """A cancel is under way: some condition has the reason CANCELLING until the execution ends."""
+    return any(c.execution_reason == C.ExecutionReason.CANCELLING for c in execution.conditions)
+
+
 def _message(execution: Any) -> str:
     return next((c.message for c in execution.conditions if c.type_ == "Completed"), "")
 
@@ -77,6 +82,7 @@ class ExecutionsTracker:
                             started=seconds(execution.start_time),
                             finished=finished,
                             message=_message(execution),
+                            cancelling=status in ("pending", "running") and cancelling(execution),
                         )
                     )
             token = page.next_page_token

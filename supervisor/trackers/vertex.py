@@ -1,12 +1,14 @@
 """Tracking Vertex AI CustomJobs created by the agents: one list call per tick.
 
 Only jobs that carry the `wandb-run-id` label and were created within the lookback are listed;
-the label is how a CustomJob is tied to a queue item (design 2.4).
+the label is how a CustomJob is tied to a queue item (design 2.4). The agent also puts the item id
+itself in the container env (WANDB_LAUNCH_TRACE_ID), which ties it even before W&B lists the run id.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.cloud import aiplatform_v1
 
@@ -16,7 +18,17 @@ from supervisor.model.vertex import JobState
 from supervisor.observe import ObserveCall, ignore_call
 
 RUN_LABEL = "wandb-run-id"
+TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"
 PAGE_SIZE = 1000
+
+
+def trace_id(job: Any) -> str | None:
+    """The queue item id the agent set in the job's container env, if any."""
+    for pool in job.job_spec.worker_pool_specs:
+        for env in pool.container_spec.env:
+            if env.name == TRACE_ENV and env.value:
+                return str(env.value)
+    return None
 
 
 class VertexTracker:
@@ -62,6 +74,7 @@ class VertexTracker:
                         created=seconds(job.create_time) or 0.0,
                         ended=seconds(job.end_time),
                         error=job.error.message or None,
+                        item_id=trace_id(job),
                     )
                 )
             token = page.next_page_token

@@ -52,9 +52,18 @@ def test_unknown_keys_get_a_suggestion() -> None:
     found = problems(MINIMAL.replace("max_inflight = 4", "max_infligt = 4"))
     assert found == [
         "unknown key `queues[0].max_infligt`; did you mean `max_inflight`? (allowed here: name, launcher_job, "
-        "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, breaker)"
+        "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, stop_after_submit, breaker)"
     ]
     assert "did you mean `entity`" in problems(MINIMAL.replace('entity = "team-ml"', 'entitty = "team-ml"'))[1]
+
+
+def test_stop_after_submit_defaults_to_a_minute_and_zero_turns_it_off() -> None:
+    """The backstop is on by default; 0 is allowed (off); a negative value is an error naming the key."""
+    assert parse_config(MINIMAL, "test.toml", KEY).queues[0].stop_after_submit == 60.0
+    off = parse_config(MINIMAL + "stop_after_submit = 0\n", "test.toml", KEY)
+    assert off.queues[0].stop_after_submit == 0.0
+    found = problems(MINIMAL + "stop_after_submit = -5\n")
+    assert found == ["`queues[0].stop_after_submit` = -5: Input should be greater than or equal to 0"]
 
 
 def test_every_problem_is_reported_with_key_and_value() -> None:

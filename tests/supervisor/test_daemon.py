@@ -238,6 +238,10 @@ async def test_status_and_metrics_surface() -> None:
                 assert metric(text, name, queue="q") == 1
             assert metric(text, "launch_supervisor_executions_finished_total", queue="q", outcome="succeeded") == 1
             assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="permission") == 0
+            assert (
+                metric(text, "launch_supervisor_executions_cancelled_total", queue="q", reason="stop_after_submit") == 0
+            )
+            await until_metric(url, "launch_supervisor_post_submit_seconds_count", 1, queue="q")
             assert metric(text, "launch_supervisor_api_requests_total", api="cloudrun", method="RunJob", code="OK") == 1
             assert "launch_supervisor_build_info" in text
             assert "executions/" not in text
@@ -307,3 +311,24 @@ async def test_a_persisting_error_is_logged_once_then_its_recovery() -> None:
         failed = [e for e in logs if e["event"] == "loop.failed" and e["loop"] == "queue:q"]
         assert len(failed) == 1
         assert "does not exist" in failed[0]["error"]
+
+
+async def test_a_lingering_execution_paired_only_by_counting_is_not_cancelled() -> None:
+    """Without events the pairing of execution and item is inferred, and may be wrong: the daemon
+    leaves the execution to its task timeout. Its post-submit time is still measured when it ends."""
+    plan = Plan(outcome="linger")
+    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=lambda n: plan)) as stack:
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config("stop_after_submit = 0.5\nexecution_timeout = 2.5")) as (daemon, url):
+            await until(lambda: len(stack.vertex.jobs) == 1, what="the CustomJob")
+            await until(
+                lambda: any(e.phase.finished for e in daemon.states["q"].executions.values()),
+                what="the execution ends at its task timeout",
+            )
+            assert stack.cloudrun.cancels == []
+            await until_metric(url, "launch_supervisor_post_submit_seconds_count", 1, queue="q")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_post_submit_seconds_sum", queue="q") >= 2.0
+            assert (
+                metric(text, "launch_supervisor_executions_cancelled_total", queue="q", reason="stop_after_submit") == 0
+            )

@@ -62,6 +62,10 @@ class Bus:
         self.subscription = subscription
         self._publisher = pubsub_v1.PublisherClient()
 
+    def publish_soon(self, body: dict[str, Any]) -> None:
+        """Publish without waiting, as a launcher does from its own process."""
+        self._publisher.publish(self.topic, json.dumps(body).encode())
+
     async def publish(self, body: bytes | dict[str, Any], **attributes: str) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         await anyio.to_thread.run_sync(lambda: self._publisher.publish(self.topic, data, **attributes).result(30))
@@ -138,6 +142,44 @@ async def test_duplicate_delivery_has_one_effect(events: Bus) -> None:
             )
             assert metric(text, "launch_supervisor_bailout_detection_seconds_count", queue="q") == 1
             assert daemon.states["q"].executions[execution].category == "quota"
+
+
+async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once(events: Bus) -> None:
+    """The agent created the CustomJob but its watchdog missed it (no `submitted` event): the daemon
+    cancels the execution, which its `claimed` event pairs with the item, `stop_after_submit` after
+    the job's create_time, once; it ends CANCELLED, the item is left to its run, and the time from
+    submission to the end is measured."""
+    from structlog.testing import capture_logs
+
+    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+
+    def launcher(w: Any, v: Any) -> SimulatedLauncher:
+        return SimulatedLauncher(w, v, plan=lambda n: Plan(outcome="linger"), events=events.publish_soon)
+
+    async with stand_ins(["q"], behaviour=launcher) as stack:
+        item = stack.wandb.enqueue(ENTITY, "q")
+        with capture_logs() as logs:
+            async with running(events.config(stack, "stop_after_submit = 0.5", poll=0.2)) as (daemon, url):
+                await until(lambda: len(stack.cloudrun.cancels) == 1, timeout=20, what="one cancel")
+                [execution] = executions_of(stack)
+                assert stack.cloudrun.cancels == [execution]
+                await until(lambda: stack.cloudrun.status(execution) == "cancelled", what="the execution ends")
+                await until(lambda: daemon.states["q"].executions[execution].phase.value == "cancelled")
+                await until_metric(url, "launch_supervisor_post_submit_seconds_count", 1, queue="q")
+                await anyio.sleep(1.0)  # several more ticks: no second cancel
+                assert stack.cloudrun.cancels == [execution]
+                assert stack.cloudrun.faults.calls["CancelExecution"] == 1
+                text = await scrape(url)
+                reason = "stop_after_submit"
+                assert metric(text, "launch_supervisor_executions_cancelled_total", queue="q", reason=reason) == 1
+                assert metric(text, "launch_supervisor_post_submit_seconds_sum", queue="q") >= 0.5
+                assert metric(text, "launch_supervisor_items_failed_by_supervisor_total", queue="q") == 0
+                assert stack.wandb.items[item].state == "CLAIMED"
+        [job] = stack.vertex.jobs.values()
+        ended = stack.cloudrun.executions[execution].completion_time
+        assert (ended - job.job.create_time).total_seconds() >= 0.5  # not before stop_after_submit
+        [logged] = [e for e in logs if e["event"] == "execution.cancel_requested"]
+        assert (logged["execution"], logged["reason"], logged["custom_job"]) == (execution, reason, job.job.name)
 
 
 async def test_malformed_messages_are_acked_logged_once_and_counted(events: Bus) -> None:

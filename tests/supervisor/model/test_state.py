@@ -7,7 +7,7 @@ import pytest
 from supervisor.model.breaker import BreakerState
 from supervisor.model.executions import Phase
 from supervisor.model.items import ItemState
-from supervisor.model.state import ExecutionSeen, ItemSeen, QueuePolicy, QueueState
+from supervisor.model.state import ExecutionSeen, ItemSeen, QueuePolicy, QueueState, VertexSeen, observe_vertex
 from supervisor.model.vertex import JobState, VertexJob
 
 JOB = "projects/p/locations/r/jobs/launcher"
@@ -371,3 +371,128 @@ def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing()
     assert state.decide(3.0).start == 0  # nothing pending any more: no wasted execution
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 4.0)
     assert state.decide(4.0).start == 1
+
+
+JOB_A = "projects/p/locations/r/customJobs/1"
+
+
+def submitted_and_lingering(
+    stop_after_submit: float = 60.0, confirmed: bool = True
+) -> tuple[QueueState, dict[str, VertexJob]]:
+    """ex(1) claims item a (by its own event, or only by inference), the agent creates the CustomJob
+    at t=10 (listed with the run id and trace id), and the execution keeps running."""
+    state = ready(stop_after_submit=stop_after_submit)
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None)], 3.0)
+    if confirmed:
+        state.event_claimed(ex(1), "a", 4.0)
+    else:
+        state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 4.0)
+    jobs: dict[str, VertexJob] = {}
+    observe_vertex(jobs, [VertexSeen(JOB_A, "run-a", JobState.PENDING, 10.0, None, None, item_id="a")], [state], 12.0)
+    return state, jobs
+
+
+def test_an_execution_running_after_its_custom_job_is_cancelled_once_after_stop_after_submit() -> None:
+    """Not before stop_after_submit has passed since the job's create_time; then one cancel, never two."""
+    state, jobs = submitted_and_lingering(stop_after_submit=60.0)
+    assert state.items["a"].vertex_job == JOB_A  # linked by the trace id, before any listing shows the run id
+    assert state.stop_after_submit(jobs, 69.9) == []
+    [action] = state.stop_after_submit(jobs, 70.0)
+    assert (action.execution, action.item_id, action.custom_job, action.reason) == (
+        ex(1),
+        "a",
+        JOB_A,
+        "stop_after_submit",
+    )
+    assert action.seconds == 60.0
+    assert state.cancel_failed(action, "ServiceUnavailable: 503") is True
+    assert state.cancel_failed(action, "ServiceUnavailable: 503") is False  # logged once
+    assert len(state.stop_after_submit(jobs, 75.0)) == 1  # a failed cancel is tried again
+    [fact] = state.cancel_answered(action, accepted=True)
+    assert (fact.kind, fact.execution, fact.detail, fact.custom_job) == (
+        "cancel_requested",
+        ex(1),
+        "stop_after_submit",
+        JOB_A,
+    )
+    assert state.stop_after_submit(jobs, 80.0) == []
+    assert state.stop_after_submit(jobs, 1000.0) == []
+
+
+def test_no_cancel_when_off_ended_moot_or_already_cancelling() -> None:
+    """stop_after_submit = 0 is off; an ended execution is left alone; "nothing to cancel" or a cancel
+    the listing already shows under way ends the attempts."""
+    off, jobs = submitted_and_lingering(stop_after_submit=0.0)
+    assert off.stop_after_submit(jobs, 1000.0) == []
+
+    ended, jobs = submitted_and_lingering()
+    ended.observe_executions([ExecutionSeen(ex(1), "succeeded", 1.0, 2.0, 12.0)], 20.0)
+    assert ended.stop_after_submit(jobs, 1000.0) == []
+
+    moot, jobs = submitted_and_lingering()
+    [action] = moot.stop_after_submit(jobs, 100.0)
+    assert moot.cancel_answered(action, accepted=False) == []
+    assert moot.stop_after_submit(jobs, 200.0) == []
+
+    cancelling, jobs = submitted_and_lingering()
+    cancelling.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None, cancelling=True)], 50.0)
+    assert cancelling.stop_after_submit(jobs, 100.0) == []
+
+
+def test_an_inferred_pairing_is_never_cancelled() -> None:
+    """Item a left PENDING and was paired with ex(1) by counting; ex(1) may be submitting another item."""
+    state, jobs = submitted_and_lingering(confirmed=False)
+    assert state.executions[ex(1)].vertex_job == JOB_A
+    assert state.stop_after_submit(jobs, 1000.0) == []
+
+
+def test_a_submitted_event_pairs_the_job_with_certainty() -> None:
+    """The execution's own `submitted` event names the job: enough without a `claimed` event."""
+    state = ready(stop_after_submit=5.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.event_submitted(ex(1), JOB_A, 3.0)
+    jobs = {JOB_A: VertexJob(JOB_A, "run-a", JobState.RUNNING, 2.0)}
+    assert [a.execution for a in state.stop_after_submit(jobs, 7.0)] == [ex(1)]
+    assert state.stop_after_submit({}, 7.0) == []  # not listed yet: no create_time to go by
+    jobs[JOB_A].created = 0.0
+    assert state.stop_after_submit(jobs, 7.0) == []
+
+    inferred, jobs = submitted_and_lingering(confirmed=False)  # the listing linked the job first, by counting
+    inferred.event_submitted(ex(1), JOB_A, 20.0)
+    assert [a.execution for a in inferred.stop_after_submit(jobs, 70.0)] == [ex(1)]
+
+
+def test_post_submit_is_observed_once_from_googles_times() -> None:
+    """completion_time minus create_time, once per execution; only when both are known."""
+    state, jobs = submitted_and_lingering()
+    assert state.post_submit(jobs) == []  # still running
+    state.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 72.5)], 80.0)
+    [fact] = state.post_submit(jobs)
+    assert (fact.kind, fact.execution, fact.seconds, fact.custom_job) == ("post_submit", ex(1), 62.5, JOB_A)
+    assert state.post_submit(jobs) == []
+    state.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 72.5)], 90.0)
+    assert state.post_submit(jobs) == []
+
+
+def test_post_submit_waits_for_the_job_and_skips_a_missing_completion_time() -> None:
+    """The job listed after the execution ended still gives its sample; no completion_time, none."""
+    state = ready()
+    state.observe_items(pending("a", "b"), 0.0)
+    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(2), "d2", 1.0, probe=False)
+    state.event_claimed(ex(1), "a", 2.0)
+    state.event_claimed(ex(2), "b", 2.0)
+    state.observe_executions(
+        [ExecutionSeen(ex(1), "succeeded", 1.0, 1.5, 12.0), ExecutionSeen(ex(2), "succeeded", 1.0, 1.5, None)], 13.0
+    )
+    jobs: dict[str, VertexJob] = {}
+    assert state.post_submit(jobs) == []
+    seen = [
+        VertexSeen(JOB_A, "run-a", JobState.RUNNING, 10.0, None, None, item_id="a"),
+        VertexSeen("projects/p/locations/r/customJobs/2", "run-b", JobState.RUNNING, 10.0, None, None, item_id="b"),
+    ]
+    observe_vertex(jobs, seen, [state], 20.0)
+    assert [(f.execution, f.seconds) for f in state.post_submit(jobs)] == [(ex(1), 2.0)]
+    assert state.post_submit(jobs) == []
