@@ -207,10 +207,13 @@ def sandbox(
     work_dir: Path | None,
 ) -> None:
     """Run the whole system on this machine: stand-ins for W&B, Cloud Run and Vertex AI, the real
-    daemon, and a real launch-watchdog process per execution. Ctrl+C stops it."""
-    if importlib.util.find_spec("wandb") is None:
+    daemon, and per execution the launcher image's entrypoint: launch-watchdog over the real
+    `wandb launch-agent`. Ctrl+C stops it."""
+    missing = [m for m in ("wandb", "google.cloud.compute_v1", "cryptography") if importlib.util.find_spec(m) is None]
+    if missing:
         raise click.ClickException(
-            "the sandbox agent uses the wandb SDK, which is not installed: pip install 'launch-supervisor[sandbox]'"
+            f"the sandbox runs the real wandb launch-agent, and {', '.join(missing)} is not installed: "
+            "pip install 'launch-supervisor[sandbox]'"
         )
     from supervisor.sandbox.session import Options, Sandbox, SandboxError  # noqa: PLC0415 - only this command
 

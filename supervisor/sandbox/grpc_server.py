@@ -45,12 +45,16 @@ async def abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, messag
 
 
 async def serve(
-    handlers: Sequence[grpc.GenericRpcHandler], *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    handlers: Sequence[grpc.GenericRpcHandler],
+    credentials: grpc.ServerCredentials | None = None,
+    *,
+    task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; reports "127.0.0.1:PORT" once listening."""
+    """Serve until cancelled, over TLS when `credentials` are given; reports "127.0.0.1:PORT"."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(tuple(handlers))
-    port = server.add_insecure_port("127.0.0.1:0")
+    address = "127.0.0.1:0"
+    port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     await server.start()
     try:
         task_status.started(f"127.0.0.1:{port}")

@@ -2,8 +2,9 @@
 
 One process tree: the W&B, Cloud Run and Vertex stand-ins (in this process); Google's Pub/Sub
 emulator when it is installed; the real daemon (`launch-supervisor run`, a child process with its
-HTTP surface on `--http`, restarted like systemd would if it dies); and one real
-`launch-watchdog -- <sandbox agent>` process per Cloud Run execution. A traffic source enqueues the
+HTTP surface on `--http`, restarted like systemd would if it dies); and, per Cloud Run execution, the
+launcher image's entrypoint, `launch-watchdog -- wandb launch-agent`, with the unmodified agent
+reaching the stand-ins as it would reach W&B and Google (see `google_front`). A traffic source enqueues the
 scenario's items; a live view reads the daemon's /status, as an operator would. The run ends when
 every item is terminal and no execution is left, at `--duration`, or on Ctrl+C.
 """
@@ -34,11 +35,13 @@ from supervisor.sandbox import traffic
 from supervisor.sandbox.cloudrun_server import ExecutionHandle
 from supervisor.sandbox.emulator import Emulator, EmulatorError, emulator_available
 from supervisor.sandbox.process_launcher import ProcessLauncher
-from supervisor.sandbox.stack import ENTITY, PROJECT, REGION, Stack, stand_ins
+from supervisor.sandbox.stack import ENTITY, PROJECT, Stack, stand_ins
 from supervisor.sandbox.vertex_server import Schedule, VertexStandIn
 from supervisor.sandbox.wandb_server import WandbStandIn
 
 QUEUE = "sandbox"
+LAUNCH_CONFIG = Path(__file__).with_name("launch-config.yaml")
+"""The launcher image's launch config (images/launcher/launch-config.yaml)."""
 TOPIC = "launch-events"
 SUBSCRIPTION = "launch-supervisor"
 RESTART_DELAY = 1.0
@@ -78,6 +81,10 @@ class Options:
     """The watchdog's idle timeout: a launcher that finds no item exits after this long."""
     max_inflight: int = 4
     breaker_cooldown: float = 15.0
+    stop_after_submit: float = 60.0
+    """The daemon's backstop: cancel an execution still running this long after its CustomJob."""
+    on_submit: str = "stop"
+    """The watchdogs' --on-submit: `keep` leaves every agent running, for the backstop to end."""
     live: bool | None = None
     """Redraw the view in place; None: when the output is a terminal."""
     work_dir: Path | None = None
@@ -196,19 +203,25 @@ class Sandbox:
             await anyio.to_thread.run_sync(emulator.stop)
 
     def _launcher(self, wandb: WandbStandIn, vertex: VertexStandIn) -> ProcessLauncher:
-        def argv(handle: ExecutionHandle) -> list[str]:
-            agent = [sys.executable, "-m", "supervisor.sandbox.agent", *handle.args]
-            return [_program("launch-watchdog"), "--", *agent]
+        """Every execution runs the launcher image's entrypoint, with the image's launch config."""
+        entrypoint = [_program("launch-watchdog"), "--", _program("wandb"), "launch-agent"]
 
-        return ProcessLauncher(argv=argv, env=self._launcher_env, log_dir=self.work / "executions")
+        def argv(handle: ExecutionHandle) -> list[str]:
+            return [*entrypoint, *handle.args]
+
+        return ProcessLauncher(
+            argv=argv,
+            env=self._launcher_env,
+            log_dir=self.work / "executions",
+            homes=self.work / "homes",
+            home_files={".config/wandb/launch-config.yaml": LAUNCH_CONFIG},
+        )
 
     def _agent_env(self, stack: Stack, emulator: Emulator | None) -> dict[str, str]:
         env = {
-            "WANDB_BASE_URL": stack.wandb_url,
-            "WANDB_API_KEY": stack.api_key,
-            "SANDBOX_VERTEX_ENDPOINT": stack.vertex_address,
-            "SANDBOX_VERTEX_PARENT": f"projects/{PROJECT}/locations/{REGION}",
+            **stack.agent_env(),
             "LAUNCH_WATCHDOG_IDLE_TIMEOUT": str(self.options.idle_timeout),
+            "LAUNCH_WATCHDOG_ON_SUBMIT": self.options.on_submit,
             "LAUNCH_WATCHDOG_GRACE": "5",
         }
         if emulator is not None:
@@ -220,6 +233,7 @@ class Sandbox:
         o = self.options
         settings = (
             f"max_inflight = {o.max_inflight}\nclaim_timeout = {o.idle_timeout + 30:g}\nexecution_timeout = 600\n"
+            f"stop_after_submit = {o.stop_after_submit:g}\n"
             f"breaker = {{ threshold = 3, window = 300, cooldown = {o.breaker_cooldown:g}, "
             f"max_cooldown = {max(120.0, o.breaker_cooldown):g} }}"
         )
@@ -361,6 +375,17 @@ class Sandbox:
                     with contextlib.suppress(ValueError):
                         events.append(json.loads(line))
         return events
+
+    def post_submit_seconds(self, stack: Stack) -> list[float]:
+        """For each execution that reported a submission: its end minus its CustomJob's creation,
+        both in Google's own times (what one-shot saves is what is left of this)."""
+        found = []
+        for name, execution in stack.cloudrun.executions.items():
+            submitted = [e for e in self._watchdog_events(name) if e["event"] == "watchdog.submitted"]
+            tracked = stack.vertex.jobs.get(submitted[0]["custom_job"]) if submitted else None
+            if tracked is not None and execution.completion_time:
+                found.append(execution.completion_time.timestamp() - tracked.job.create_time.timestamp())
+        return found
 
     def summary(self, stack: Stack) -> dict[str, Any]:
         jobs = self._jobs_by_item(stack)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -13,6 +15,7 @@ import anyio
 from supervisor.asgi import serve_asgi
 from supervisor.config import Config, parse_config
 from supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
+from supervisor.sandbox.google_front import GoogleFront, make_tls
 from supervisor.sandbox.simulated import SimulatedLauncher
 from supervisor.sandbox.vertex_server import VertexStandIn
 from supervisor.sandbox.wandb_server import WandbStandIn
@@ -41,6 +44,13 @@ class Stack:
     queues: list[str]
     api_key: str
     launcher: Any = None
+    google: GoogleFront = field(default_factory=lambda: GoogleFront(PROJECT))
+    google_env: dict[str, str] = field(default_factory=dict)
+    """What points an unmodified agent's Google libraries at the stand-ins (see `google_front`)."""
+
+    def agent_env(self) -> dict[str, str]:
+        """Everything the real `wandb launch-agent` needs to work against the stand-ins."""
+        return {"WANDB_BASE_URL": self.wandb_url, "WANDB_API_KEY": self.api_key, **self.google_env}
 
     def config_toml(
         self, queue_settings: str = "", extra: str = "", poll: str = FAST_POLL, listen: str = "127.0.0.1:0"
@@ -72,13 +82,23 @@ async def stand_ins(
     vertex = VertexStandIn(region=REGION)
     launcher = (behaviour or SimulatedLauncher)(wandb, vertex)
     cloudrun = CloudRunStandIn([launcher_job(q) for q in queues], launcher)
-    async with anyio.create_task_group() as tg:
-        host, port = await tg.start(serve_asgi, wandb.app, "127.0.0.1", 0)
-        run_address = await tg.start(cloudrun.serve)
-        vertex_address = await tg.start(vertex.serve)
-        try:
-            yield Stack(
-                wandb, f"http://{host}:{port}", cloudrun, run_address, vertex, vertex_address, queues, api_key, launcher
+    google = GoogleFront(PROJECT)
+    with tempfile.TemporaryDirectory(prefix="launch-supervisor-tls-") as tls_dir:
+        tls = make_tls(Path(tls_dir))
+        vertex.tls = (tls.key, tls.chain)
+        async with anyio.create_task_group() as tg:
+            host, port = await tg.start(serve_asgi, wandb.app, "127.0.0.1", 0)
+            wandb.base_url = f"http://{host}:{port}"
+            run_address = await tg.start(cloudrun.serve)
+            vertex_address = await tg.start(vertex.serve)
+            google.vertex_tls_address = vertex.tls_address
+            metadata_host, metadata_port = await tg.start(serve_asgi, google.metadata_app, "127.0.0.1", 0)
+            proxy = await tg.start(google.serve_proxy)
+            stack = Stack(
+                wandb, wandb.base_url, cloudrun, run_address, vertex, vertex_address, queues, api_key, launcher, google
             )
-        finally:
-            tg.cancel_scope.cancel()
+            stack.google_env = google.environment(f"{metadata_host}:{metadata_port}", proxy, tls)
+            try:
+                yield stack
+            finally:
+                tg.cancel_scope.cancel()

@@ -14,6 +14,7 @@ from typing import Any
 
 SCENARIOS = ("happy", "mixed", "burst")
 IMAGE = "us-docker.pkg.dev/sandbox-project/trainers/train:v1"
+STAGING_BUCKET = "gs://sandbox-project-staging"
 
 
 def _spec(
@@ -25,17 +26,23 @@ def _spec(
     args: list[str] | None = None,
     service_account: str = "trainer@sandbox-project.iam.gserviceaccount.com",
 ) -> dict[str, Any]:
+    """An image job for the agent's Vertex runner, in the shape it reads: the pools and the staging
+    bucket under `vertex.spec`, the service account under `vertex.run`."""
     pool = {
         "machine_spec": {"machine_type": machine_type, "accelerator_type": accelerator, "accelerator_count": count},
         "replica_count": 1,
         "container_spec": {"image_uri": image, "args": args or ["--epochs", "3"]},
     }
+    vertex = {
+        "spec": {"worker_pool_specs": [pool], "staging_bucket": STAGING_BUCKET},
+        "run": {"service_account": service_account},
+    }
     return {
-        "job": "sandbox-team/sandbox/job-train:v1",
+        "docker": {"docker_image": image},
         "project": "sandbox",
         "resource": "gcp-vertex",
         "overrides": {"run_config": {"lr": 0.0003, "MAX_TRAIN_SAMPLES": "500"}},
-        "resource_args": {"vertex": {"spec": {"worker_pool_specs": [pool], "service_account": service_account}}},
+        "resource_args": {"vertex": vertex},
     }
 
 

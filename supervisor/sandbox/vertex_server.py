@@ -108,6 +108,10 @@ class VertexStandIn:
     """run id → error message: jobs with that wandb-run-id label end FAILED."""
     faults: Faults = field(default_factory=Faults)
     jobs: dict[str, _Tracked] = field(default_factory=dict)
+    tls: tuple[bytes, bytes] | None = None
+    """(PEM key, PEM certificate): also serve over TLS, as the real agent's client needs."""
+    tls_address: str = ""
+    """host:port of the TLS port, once serving with `tls`."""
     _ids: Any = field(default_factory=lambda: itertools.count(1000000001))
 
     def create(self, custom_job: aiplatform_v1.CustomJob) -> aiplatform_v1.CustomJob:
@@ -205,6 +209,9 @@ class VertexStandIn:
         """Serve and advance job states until cancelled."""
         async with anyio.create_task_group() as tg:
             address = await tg.start(grpc_server.serve, self.handlers())
+            if self.tls is not None:
+                credentials = grpc.ssl_server_credentials([self.tls])
+                self.tls_address = await tg.start(grpc_server.serve, self.handlers(), credentials)
             task_status.started(address)
             while True:
                 self.advance()

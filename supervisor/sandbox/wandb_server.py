@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,14 @@ class QueueItem:
     """The User-Agent of each failRunQueueItem call: who failed the item."""
 
 
+@dataclass(slots=True)
+class Run:
+    """A W&B run, as the training code's own wandb client reports it."""
+
+    state: str = "running"
+    stopped: bool = False
+
+
 class WandbStandIn:
     """The state of the W&B server and the ASGI app that serves it."""
 
@@ -52,14 +61,24 @@ class WandbStandIn:
         self.items: dict[str, QueueItem] = {}
         self.known_queues: set[str] = set()
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
+        self.runs: dict[tuple[str, str, str], Run] = {}
+        """Runs by (entity, project, run id): none until a job's code starts one."""
         self.agents: dict[str, str] = {}
         """Launch agents registered (createLaunchAgent), by id, with their last status."""
         self.faults = Faults()
+        self.outage: int | None = None
+        """While set, every GraphQL and file_stream request answers this HTTP status (a W&B outage)."""
+        self.base_url = ""
+        """Where this server is reached (set once it listens): upload URLs point here."""
+        self.unknown: list[str] = []
+        """Operations the stand-in could not answer, by name: a test fails on any."""
         self._ids = itertools.count(1)
         self.app = Starlette(
             routes=[
                 Route("/graphql", self._graphql, methods=["POST"]),
-                Route("/sdk/otel/v1/metrics", self._otel, methods=["POST"]),
+                Route("/sdk/otel/v1/{signal}", self._otel, methods=["POST"]),
+                Route("/files/{entity}/{project}/{run}/file_stream", self._file_stream, methods=["POST"]),
+                Route("/upload/{path:path}", self._upload, methods=["PUT", "POST"]),
             ]
         )
 
@@ -122,6 +141,19 @@ class WandbStandIn:
     async def _otel(self, request: Request) -> Response:
         return Response(status_code=204)
 
+    async def _file_stream(self, request: Request) -> Response:
+        """The agent's run streams its console and history here; accepted and dropped."""
+        if self.outage is not None:
+            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
+        if not self._authorised(request):
+            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+        await request.body()
+        return JSONResponse({"exitcode": None, "limits": {}})
+
+    async def _upload(self, request: Request) -> Response:
+        await request.body()
+        return Response(status_code=200)
+
     async def _graphql(self, request: Request) -> Response:
         try:
             body = await request.json()
@@ -129,6 +161,8 @@ class WandbStandIn:
             variables = body.get("variables") or {}
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"errors": [{"message": "malformed GraphQL request"}]}, status_code=400)
+        if self.outage is not None:
+            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
         operation = _operation(query)
         fault = self.faults.take(operation)
         if fault is not None:
@@ -140,13 +174,21 @@ class WandbStandIn:
             return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
         handler = _HANDLERS.get(operation)
         if handler is None:
-            return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {operation}"}]})
+            name = _operation_name(query)
+            self.unknown.append(name)
+            return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {name}"}]})
         variables = {**variables, CALLER: request.headers.get("user-agent", "")}
         return JSONResponse({"data": handler(self, variables)})
 
 
 CALLER = "__user_agent"
 """Added to the variables handlers see: the request's User-Agent."""
+
+
+def _operation_name(query: str) -> str:
+    """The document's operation name (`query Viewer` → Viewer), or its first 60 characters."""
+    match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
+    return match.group(1) if match else " ".join(query.split())[:60]
 
 
 def _operation(query: str) -> str:
@@ -231,7 +273,67 @@ def _viewer(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     return {"viewer": {**user, "flags": "{}", "teams": {"edges": []}}}
 
 
+def _entity_is_team(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    entity = str(v.get("entity"))
+    return {"entity": {"id": base64.b64encode(f"Entity:{entity}".encode()).decode(), "isTeam": True}}
+
+
+def _upsert_bucket(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """The agent's own run (and a job's run): created or updated, never stored."""
+    name = str(v.get("name") or secrets.token_hex(4))
+    entity = str(v.get("entity") or "sandbox")
+    project = str(v.get("project") or "uncategorized")
+    bucket = {
+        "id": base64.b64encode(f"Run:{entity}/{project}/{name}".encode()).decode(),
+        "name": name,
+        "displayName": v.get("displayName") or name,
+        "description": v.get("description"),
+        "config": v.get("config") or "{}",
+        "sweepName": v.get("sweep"),
+        "project": {"id": _queue_id(project), "name": project, "entity": {"id": _queue_id(entity), "name": entity}},
+        "historyLineCount": 0,
+    }
+    return {"upsertBucket": {"bucket": bucket, "inserted": True}}
+
+
+def _no_organization(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    return {"entity": {"organization": None}}
+
+
+def _server_features(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    return {"serverInfo": {"features": []}}
+
+
+def _create_run_files(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """Upload URLs on this server: the run's files are accepted and dropped."""
+    run = str(v.get("run"))
+    files = [{"name": name, "uploadUrl": f"{server.base_url}/upload/{run}/{name}"} for name in v.get("files") or []]
+    return {"createRunFiles": {"runID": run, "uploadHeaders": [], "files": files}}
+
+
+def _run(server: WandbStandIn, v: dict[str, Any], project_key: str, name_key: str) -> dict[str, Any]:
+    entity = str(v.get("entityName") or v.get("entity"))
+    run = server.runs.get((entity, str(v.get(project_key)), str(v.get(name_key))))
+    return {"project": {"run": None if run is None else {"state": run.state, "stopped": run.stopped}}}
+
+
+def _run_stopped(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """A run W&B has not heard of yet (its job has not started) is `run: null`, as on the server."""
+    return _run(server, v, "projectName", "runId")
+
+
+def _run_state(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    return _run(server, v, "project", "name")
+
+
 _HANDLERS = {
+    "RunStoppedStatus": _run_stopped,
+    "RunState": _run_state,
+    "OrganizationCoreWeaveOrganizationID": _no_organization,
+    "ServerFeaturesQuery": _server_features,
+    "CreateRunFiles": _create_run_files,
+    "UpsertBucket": _upsert_bucket,
+    "EntityIsTeam": _entity_is_team,
     "runQueueItems": _items,
     "failRunQueueItem": _fail,
     "popFromRunQueue": _pop,

@@ -1,16 +1,23 @@
-"""The sandbox end to end: enqueue → CustomJob created, with events (Pub/Sub emulator) against
-polling only, measured in the same run over the same traffic.
+"""The sandbox end to end with the real agent, measured in one run over the same traffic.
 
-    python3 tests/bench/bench_sandbox.py [--items 10] [--scenario happy]
+    python3 tests/bench/bench_sandbox.py [--items 10] [--scenario happy] [--backstop 10]
 
-Each item goes through the whole chain: the daemon dispatches, a real launch-watchdog and sandbox
-agent process start, the agent pops and acks through the wandb SDK, creates the CustomJob.
+Each item goes through the whole chain: the daemon dispatches, the launcher image's entrypoint
+starts (the real launch-watchdog over the real `wandb launch-agent`), the agent pops and acks its
+item and creates the CustomJob through the real aiplatform client. Three runs:
+
+- events (Pub/Sub emulator), one-shot: the product as shipped;
+- polling only, one-shot: the baseline for enqueue → CustomJob created;
+- events, the watchdogs told to keep their agents (--on-submit keep), so that only the daemon's
+  backstop (`stop_after_submit` = --backstop seconds) ends them: the baseline for how long an
+  execution stays alive after its CustomJob exists (without either, until the task timeout).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import statistics
 import sys
 import tempfile
 import time
@@ -26,37 +33,58 @@ from supervisor.sandbox.emulator import free_port  # noqa: E402
 from supervisor.sandbox.session import Options, Sandbox  # noqa: E402
 
 
-def once(items: int, scenario: str, pubsub: bool) -> tuple[dict[str, Any], float]:
+def once(items: int, scenario: str, **options: Any) -> tuple[dict[str, Any], list[float], float]:
     with tempfile.TemporaryDirectory() as tmp:
-        options = Options(
-            items=items,
-            scenario=scenario,
-            pubsub=pubsub,
-            http=f"127.0.0.1:{free_port()}",
-            live=False,
-            work_dir=Path(tmp),
+        box = Sandbox(
+            Options(
+                items=items,
+                scenario=scenario,
+                http=f"127.0.0.1:{free_port()}",
+                live=False,
+                work_dir=Path(tmp),
+                **options,
+            ),
+            out=io.StringIO(),
         )
         started = time.monotonic()
-        summary = anyio.run(Sandbox(options, out=io.StringIO()).run)
-        return summary, time.monotonic() - started
+        summary = anyio.run(box.run)
+        assert box.stack is not None
+        return summary, box.post_submit_seconds(box.stack), time.monotonic() - started
+
+
+def quantile(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=10)
     parser.add_argument("--scenario", default="happy")
+    parser.add_argument("--backstop", type=float, default=10.0, help="stop_after_submit of the backstop run")
     args = parser.parse_args()
-    polled, polled_wall = once(args.items, args.scenario, pubsub=False)
-    evented, evented_wall = once(args.items, args.scenario, pubsub=True)
+    evented, one_shot, evented_wall = once(args.items, args.scenario)
+    polled, _, polled_wall = once(args.items, args.scenario, pubsub=False)
+    _, backstop, backstop_wall = once(args.items, args.scenario, on_submit="keep", stop_after_submit=args.backstop)
     for name, summary, wall in (("polling only", polled, polled_wall), ("pubsub", evented, evented_wall)):
         print(
-            f"{name:>12}: submit latency p50 {summary['submit_latency_p50_s']} s, "
+            f"{name:>12}: enqueue → CustomJob p50 {summary['submit_latency_p50_s']} s, "
             f"p95 {summary['submit_latency_p95_s']} s; {summary['items_terminal']}/{summary['items_submitted']} "
             f"terminal, {summary['duplicates']} duplicates, whole run {wall:.1f} s"
         )
     p50 = polled["submit_latency_p50_s"] / evented["submit_latency_p50_s"]
     p95 = polled["submit_latency_p95_s"] / evented["submit_latency_p95_s"]
     print(f"  ratio polling/pubsub: p50 {p50:.2f}x, p95 {p95:.2f}x")
+    for name, values in (("one-shot", one_shot), (f"backstop {args.backstop:g} s", backstop)):
+        print(
+            f"{name:>12}: alive after CustomJob created p50 {quantile(values, 0.5):.2f} s, "
+            f"p99 {quantile(values, 0.99):.2f} s, max {max(values):.2f} s ({len(values)} executions)"
+        )
+    print(
+        f"  ratio backstop/one-shot: p50 {quantile(backstop, 0.5) / quantile(one_shot, 0.5):.1f}x, "
+        f"p99 {quantile(backstop, 0.99) / quantile(one_shot, 0.99):.1f}x (backstop run {backstop_wall:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

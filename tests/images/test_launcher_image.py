@@ -42,19 +42,48 @@ def test_multi_stage_on_a_slim_python(instructions: list[dict[str, Any]]) -> Non
     assert any(i["instruction"] == "COPY" and i["value"].startswith("--from=build") for i in _final_stage(instructions))
 
 
+REQUIREMENTS = ROOT / "images" / "launcher" / "requirements.txt"
+LAUNCH_CONFIG = ROOT / "images" / "launcher" / "launch-config.yaml"
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    found = {}
+    for line in lines:
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            found[name.lower()] = version
+    return found
+
+
 def test_pinned_agent_and_no_gcloud(instructions: list[dict[str, Any]]) -> None:
-    """wandb and aiplatform are pinned to exact versions; the gcloud CLI is never installed."""
+    """The image installs exactly requirements.txt, every line an exact pin; never the gcloud CLI."""
     runs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert '"wandb==0.31.0"' in runs
-    assert '"google-cloud-aiplatform==' in runs
+    assert "pip install -r /src/images/launcher/requirements.txt" in runs
+    lines = [line for line in REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert all("==" in line for line in lines), lines
+    assert {"wandb", "google-cloud-aiplatform", "google-cloud-compute"} <= set(_pins(lines))
     for forbidden in ("google-cloud-sdk", "google-cloud-cli", "install.sh", "curl "):
         assert forbidden not in runs
 
 
-def test_the_pinned_wandb_is_the_one_tested(instructions: list[dict[str, Any]]) -> None:
-    """The image's wandb is the version the dev install (and so these tests) use."""
-    runs = " ".join(i["value"] for i in instructions if i["instruction"] == "RUN")
-    assert f'"wandb=={metadata.version("wandb")}"' in runs
+def test_the_pinned_wandb_is_the_one_tested() -> None:
+    """Every pin of the image is the version installed here, so the tests run the image's agent."""
+    for name, version in _pins(REQUIREMENTS.read_text().splitlines()).items():
+        assert metadata.version(name) == version, name
+
+
+def test_the_sandbox_extra_takes_the_images_pins() -> None:
+    """`pip install 'launch-supervisor[sandbox]'` installs what the image installs, at the same pins."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    image = _pins(REQUIREMENTS.read_text().splitlines())
+    assert {k: v for k, v in _pins(extras["sandbox"]).items() if k in image} == image
+
+
+def test_the_sandbox_reads_the_images_launch_config() -> None:
+    """The sandbox gives each launcher the very file the image copies."""
+    from supervisor.sandbox import session
+
+    assert session.LAUNCH_CONFIG.read_bytes() == LAUNCH_CONFIG.read_bytes()
 
 
 def test_runs_as_a_non_root_user(instructions: list[dict[str, Any]]) -> None:
@@ -79,22 +108,26 @@ def test_copied_sources_exist(instructions: list[dict[str, Any]]) -> None:
     """Everything the build stage copies from the context is in the repository."""
     for ins in instructions:
         if ins["instruction"] == "COPY" and not ins["value"].startswith("--from"):
-            for source in ins["value"].split()[:-1]:
+            for source in [s for s in ins["value"].split()[:-1] if not s.startswith("--")]:
                 assert (ROOT / source).exists(), source
 
 
 def _written_config(instructions: list[dict[str, Any]], tmp_path: Path, region: str) -> dict[str, Any]:
-    """Run the step that writes launch-config.yaml, redirected into tmp_path."""
+    """Copy launch-config.yaml and run the step that sets its region, redirected into tmp_path."""
     run = next(i["value"] for i in instructions if i["instruction"] == "RUN" and "launch-config.yaml" in i["value"])
-    step = next(part for part in run.split("&&") if "printf" in part)
+    step = next(part for part in run.split("&&") if "sed" in part)
     step = step.replace("/home/launcher/.config/wandb", str(tmp_path))
+    (tmp_path / "launch-config.yaml").write_bytes(LAUNCH_CONFIG.read_bytes())
     subprocess.run(["sh", "-c", step], check=True, env={"VERTEX_REGION": region, "PATH": "/usr/bin:/bin"})
     loaded: dict[str, Any] = yaml.safe_load((tmp_path / "launch-config.yaml").read_text())
     return loaded
 
 
 def test_launch_config_validates_against_the_agents_model(instructions: list[dict[str, Any]], tmp_path: Path) -> None:
-    """The written config is noop builder + gcp environment in the build-arg region, valid for wandb."""
+    """The copied config is noop builder + gcp environment in the build-arg region, valid for wandb."""
+    copies = [i["value"] for i in instructions if i["instruction"] == "COPY" and "launch-config.yaml" in i["value"]]
+    assert copies
+    assert copies[0].split()[-1] == "/home/launcher/.config/wandb/launch-config.yaml"
     config = _written_config(instructions, tmp_path, "europe-west4")
     assert config == {"builder": {"type": "noop"}, "environment": {"type": "gcp", "region": "europe-west4"}}
     with warnings.catch_warnings():  # wandb's own model still uses pydantic's class-based config

@@ -1,6 +1,6 @@
-"""End to end over the sandbox: stand-ins, the real daemon process, real launch-watchdog processes
-running the sandbox agent (which speaks GraphQL through the wandb SDK), and Pub/Sub on Google's
-emulator. These are the slowest tests: each run starts a dozen Python processes."""
+"""End to end over the sandbox: stand-ins, the real daemon process, and per execution the launcher
+image's entrypoint (the real launch-watchdog over the real, unmodified `wandb launch-agent`), with
+Pub/Sub on Google's emulator. These are the slowest tests: each run starts dozens of processes."""
 
 from __future__ import annotations
 
@@ -81,9 +81,38 @@ async def test_every_item_becomes_one_custom_job(tmp_path: Path) -> None:
     assert summary["dispatch_mode"] == "pubsub"
     assert 0 < summary["submit_latency_p50_s"] <= summary["submit_latency_p95_s"]
     assert box.stack is not None
-    agents = box.stack.wandb.agents
-    assert len(agents) == 3  # each agent registered through the SDK's createLaunchAgent
-    assert set(agents.values()) == {"KILLED"}  # and was stopped with SIGINT, as the real one is
+    assert len(box.stack.wandb.agents) == 3  # each real agent registered itself
+    assert_no_unknown_requests(box)
+    # One-shot, not the daemon's backstop, ended every execution, soon after its CustomJob existed.
+    assert box.stack.cloudrun.cancels == []
+    post_submit = box.post_submit_seconds(box.stack)
+    assert len(post_submit) == 3
+    assert all(0 < seconds < 30 for seconds in post_submit), post_submit
+
+
+async def test_the_daemon_cancels_an_execution_whose_watchdog_does_not_stop_it(tmp_path: Path) -> None:
+    """With the watchdogs told to keep their agents (--on-submit keep), the daemon's backstop
+    cancels each execution once, `stop_after_submit` seconds after its CustomJob was created."""
+    require_emulator()
+    box = sandbox(tmp_path, items=2, on_submit="keep", stop_after_submit=3.0)
+    summary = await box.run()
+    assert summary["vertex_jobs_created"] == 2
+    assert summary["duplicates"] == 0
+    assert box.stack is not None
+    cancels = box.stack.cloudrun.cancels
+    assert sorted(cancels) == sorted(set(cancels))
+    assert len(cancels) == 2
+    assert all(box.stack.cloudrun.status(name) == "cancelled" for name in cancels)
+    assert summary["outcomes"] == {"signal": 2}  # the watchdog forwarded Cloud Run's SIGTERM
+    assert all(3.0 <= seconds < 30 for seconds in box.post_submit_seconds(box.stack))
+    assert_no_unknown_requests(box)
+
+
+def assert_no_unknown_requests(box: Sandbox) -> None:
+    """The real agent asked nothing the stand-ins could not answer."""
+    assert box.stack is not None
+    assert box.stack.wandb.unknown == []
+    assert box.stack.google.unknown == []
 
 
 async def test_mixed_failures_are_classified_and_the_breaker_is_resumed(tmp_path: Path) -> None:
@@ -122,6 +151,7 @@ async def test_mixed_failures_are_classified_and_the_breaker_is_resumed(tmp_path
     messages = [m for i in by_supervisor for m, stage in i.failures if stage == "run"]
     assert any(m.startswith("Failed to pull image") for m in messages)
     assert any("exited with a non-zero status of 1" in m for m in messages)
+    assert_no_unknown_requests(box)
 
 
 async def test_an_execution_that_finds_no_item_exits_idle(tmp_path: Path) -> None:
