@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stop when no job is received this long [LAUNCH_WATCHDOG_IDLE_TIMEOUT, 300]",
     )
     add("--grace", metavar="SECONDS", help="time between SIGINT, SIGTERM and SIGKILL [LAUNCH_WATCHDOG_GRACE, 10]")
+    add(
+        "--submit-grace",
+        metavar="SECONDS",
+        help="the same once the CustomJob exists, when the agent has nothing left to do "
+        "[LAUNCH_WATCHDOG_SUBMIT_GRACE, 0.5]",
+    )
     add("--context-lines", metavar="N", help="agent lines in the bailout block [LAUNCH_WATCHDOG_CONTEXT_LINES, 100]")
     add(
         "--follow",
@@ -98,6 +104,7 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Sett
 
     idle = pick(ns.idle_timeout, "LAUNCH_WATCHDOG_IDLE_TIMEOUT")
     grace = pick(ns.grace, "LAUNCH_WATCHDOG_GRACE")
+    submit_grace = pick(ns.submit_grace, "LAUNCH_WATCHDOG_SUBMIT_GRACE")
     context = pick(ns.context_lines, "LAUNCH_WATCHDOG_CONTEXT_LINES")
     topic = pick(ns.events_topic, "LAUNCH_WATCHDOG_EVENTS_TOPIC")
     on_submit = pick(ns.on_submit, "LAUNCH_WATCHDOG_ON_SUBMIT") or "stop"
@@ -115,6 +122,9 @@ def settings_from(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[Sett
         command=tuple(command),
         idle_timeout=300.0 if idle is None else _number("--idle-timeout", "LAUNCH_WATCHDOG_IDLE_TIMEOUT", idle, False),
         grace=10.0 if grace is None else _number("--grace", "LAUNCH_WATCHDOG_GRACE", grace, False),
+        submit_grace=0.5
+        if submit_grace is None
+        else _number("--submit-grace", "LAUNCH_WATCHDOG_SUBMIT_GRACE", submit_grace, False),
         context_lines=100
         if context is None
         else int(_number("--context-lines", "LAUNCH_WATCHDOG_CONTEXT_LINES", context, True)),

@@ -84,6 +84,9 @@ class Settings:
     """Seconds to wait for the agent to receive a job before stopping it."""
     grace: float = 10.0
     """Seconds between the escalating stop signals."""
+    submit_grace: float = 0.5
+    """The same once the CustomJob exists: the agent's work is done, and every second it takes to
+    wind down is a second of the execution paid for nothing."""
     context_lines: int = 100
     """Agent lines shown at the end of the bailout block."""
     follow: tuple[Path, ...] = ()
@@ -264,6 +267,7 @@ class Watchdog:
             command=command,
             idle_timeout_s=self.settings.idle_timeout,
             grace_s=self.settings.grace,
+            submit_grace_s=self.settings.submit_grace,
         )
         # Listed before the agent starts, so that every log it creates counts as new.
         self._log_dirs = [(LogDirectory(wandb_log_dir(Path(env["WANDB_DIR"]))), None)]
@@ -341,7 +345,7 @@ class Watchdog:
             return True
         if self.sweeper is None:
             self._report(f"stopping {len(living)} process(es) the agent left running: {sorted(living)}")
-            self.sweeper = Stopper(self.leftovers, self.settings.grace, signal.SIGTERM, now, LEFTOVER_SEQUENCE)
+            self.sweeper = Stopper(self.leftovers, self._grace(), signal.SIGTERM, now, LEFTOVER_SEQUENCE)
         else:
             self.sweeper.tick(now)
             if self.sweeper.deadline() is None:
@@ -523,12 +527,18 @@ class Watchdog:
                 custom_job=finding.resource,
             )
 
+    def _grace(self) -> float:
+        """Seconds between stop signals: shorter once the job is submitted."""
+        if self.outcome is Outcome.SUBMITTED:
+            return min(self.settings.grace, self.settings.submit_grace)
+        return self.settings.grace
+
     def _decide(self, outcome: Outcome) -> None:
         """Record the outcome and start stopping the agent."""
         assert self.group is not None
         self.outcome = outcome
         if self.stopper is None:
-            self.stopper = Stopper(self.group, self.settings.grace, signal.SIGINT, time.monotonic())
+            self.stopper = Stopper(self.group, self._grace(), signal.SIGINT, time.monotonic())
 
     def _claim_bailout(self) -> None:
         """An incident opened: it is the outcome, unless the agent already exited by itself."""

@@ -43,6 +43,17 @@ def test_submission_in_the_cli_log_stops_the_agent(agent: Agent) -> None:
         assert {"severity", "message", "time", "execution"} <= set(event)
 
 
+def test_after_a_submission_the_agent_gets_the_short_submit_grace(agent: Agent) -> None:
+    """Once the CustomJob exists, an agent that does not answer SIGINT gets SIGTERM after the submit
+    grace, not after --grace: its work is done and the execution is paid by the second."""
+    steps = [received(), {"sleep": 0.2}, {"log": "debug-cli.root.log", "text": agent_lines.SUBMITTED_LOG}]
+    run = agent.run(steps, args=["--grace", "60", "--submit-grace", "0.5", "--idle-timeout", "30"], on_signal="ignore")
+    assert run.code == 0, run.stderr
+    assert [s for s, _ in run.signals] == [signal.SIGINT, signal.SIGTERM]
+    (_, sigint), (_, sigterm) = run.signals
+    assert (sigterm - sigint) / 1e9 < 30  # the submit grace, nowhere near --grace
+
+
 def test_on_submit_keep_reports_the_submission_and_leaves_the_agent(agent: Agent) -> None:
     """--on-submit keep: watchdog.submitted is reported, the agent keeps running until stopped from
     outside (here SIGTERM, as Cloud Run's cancel sends), and no idle timeout ends it."""
