@@ -156,7 +156,7 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulat
         yield emulator
 
 
-def _descendants(root: int) -> dict[int, int]:
+def descendants(root: int) -> dict[int, int]:
     """pid → process group of every live (non-zombie) descendant of `root`, from /proc."""
     parents: dict[int, tuple[int, int, str]] = {}
     for entry in Path("/proc").iterdir():
@@ -193,14 +193,14 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _no_process_left_behind() -> Iterator[None]:
     """A test that leaves a process of its own running fails."""
-    before = set(_descendants(os.getpid()))
+    before = set(descendants(os.getpid()))
     yield
     left: dict[int, int] = {}
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         left = {
             pid: pgid
-            for pid, pgid in _descendants(os.getpid()).items()
+            for pid, pgid in descendants(os.getpid()).items()
             if pid not in before and pgid not in SESSION_GROUPS
         }
         if not left:

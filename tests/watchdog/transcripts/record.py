@@ -44,6 +44,7 @@ from supervisor.sandbox.emulator import free_port  # noqa: E402
 from supervisor.sandbox.faults import Fault  # noqa: E402
 from supervisor.sandbox.session import LAUNCH_CONFIG  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, Stack, stand_ins  # noqa: E402
+from tests.conftest import descendants  # noqa: E402
 from watchdog.agent_startup import DIRECTORY as AGENT_STARTUP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -272,27 +273,10 @@ async def record(scenario: Scenario, out: Path) -> dict[str, Any]:
 def _stop_everything(proc: subprocess.Popen[bytes]) -> None:
     """The agent's group, and wandb-core and wandb-symon in sessions of their own."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
-        for pid in [*_descendants(proc.pid), proc.pid]:
+        for pid in [*descendants(proc.pid), proc.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         time.sleep(0.5)
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, frontier = [], [root]
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            found.append(child)
-            frontier.append(child)
-    return found
 
 
 def _scrub(text: str, api_key: str, tmp: Path) -> str:
