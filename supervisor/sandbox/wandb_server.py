@@ -71,7 +71,7 @@ class WandbStandIn:
         self.base_url = ""
         """Where this server is reached (set once it listens): upload URLs point here."""
         self.unknown: list[str] = []
-        """Operations the stand-in could not answer, by name: a test fails on any."""
+        """Operations and paths the stand-in could not answer, by name: a test fails on any."""
         self._ids = itertools.count(1)
         self.app = Starlette(
             routes=[
@@ -79,6 +79,7 @@ class WandbStandIn:
                 Route("/sdk/otel/v1/{signal}", self._otel, methods=["POST"]),
                 Route("/files/{entity}/{project}/{run}/file_stream", self._file_stream, methods=["POST"]),
                 Route("/upload/{path:path}", self._upload, methods=["PUT", "POST"]),
+                Route("/{path:path}", self._unknown_path, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
             ]
         )
 
@@ -149,6 +150,11 @@ class WandbStandIn:
             return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
         await request.body()
         return JSONResponse({"exitcode": None, "limits": {}})
+
+    async def _unknown_path(self, request: Request) -> Response:
+        """A path the stand-in does not serve: recorded, so a test fails and names it."""
+        self.unknown.append(f"{request.method} {request.url.path}")
+        return JSONResponse({"errors": [{"message": f"path not served by the stand-in: {request.url.path}"}]}, 404)
 
     async def _upload(self, request: Request) -> Response:
         await request.body()
