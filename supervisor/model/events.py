@@ -1,4 +1,4 @@
-"""Events from Pub/Sub (design 6), parsed into plain records. Pure: bytes in, a record out.
+"""Events from Pub/Sub (docs/architecture.md, Events), parsed into plain records. Pure: bytes in, a record out.
 
 A message is one of:
 - a watchdog event, published directly (`--events-topic`): JSON with `event: "watchdog.…"`;

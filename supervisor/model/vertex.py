@@ -1,4 +1,4 @@
-"""Vertex AI CustomJobs created by the agent (design 4)."""
+"""Vertex AI CustomJobs created by the agent (docs/architecture.md, Data flow)."""
 
 from __future__ import annotations
 

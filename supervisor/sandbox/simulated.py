@@ -6,7 +6,7 @@ with a new run id, creates the CustomJob labelled `wandb-run-id` (with the item 
 WANDB_LAUNCH_TRACE_ID), and exits 0; or, as a plan says, bails out (the agent fails the item, the
 watchdog exits 1), hangs until the task timeout, or lingers: creates the CustomJob but keeps running,
 as when the watchdog misses the success line (no `submitted` event).
-With an `events` sink it also emits the watchdog's events (design 6) at the moments the watchdog
+With an `events` sink it also emits the watchdog's events (docs/architecture.md, Events) at the moments the watchdog
 would: `claimed`, `submitted`, `bailout`, `idle_exit`.
 """
 

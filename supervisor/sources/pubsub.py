@@ -1,11 +1,12 @@
 """Reading the events subscription: Google's high-level subscriber, bridged into anyio.
 
 `SubscriberClient.subscribe()` runs on its own threads and brings flow control, lease extension and
-reconnects on transient errors (design 10). Its callback hands each message to the daemon's event
-loop with `anyio.from_thread.run`, which waits for room in a bounded stream, so flow control reaches
-all the way through. When the stream ends for good (the subscription deleted, credentials gone),
-it is opened again with backoff; polling keeps the daemon correct meanwhile. Messages the daemon
-did not get to handle before it stopped are nacked, so they are redelivered, not lost.
+reconnects on transient errors (docs/architecture.md, Google clients). Its callback hands each
+message to the daemon's event loop with `anyio.from_thread.run`, which waits for room in a bounded
+stream, so flow control reaches all the way through. When the stream ends for good (the
+subscription deleted, credentials gone), it is opened again with backoff; polling keeps the daemon
+correct meanwhile. Messages the daemon did not get to handle before it stopped are nacked, so they
+are redelivered, not lost.
 """
 
 from __future__ import annotations

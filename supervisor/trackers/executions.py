@@ -1,9 +1,9 @@
 """Tracking launcher executions: one paged ListExecutions per launcher job per tick.
 
-ListExecutions has no filter (design 10), so everything is filtered here. The listing comes newest
-first, so paging stops at the first page whose executions are all finished and older than the
-horizon: the number of calls follows the number of executions in flight, and only grows past a
-page of them.
+ListExecutions has no filter (docs/architecture.md, Google clients), so everything is filtered
+here. The listing comes newest first, so paging stops at the first page whose executions are all
+finished and older than the horizon: the number of calls follows the number of executions in
+flight, and only grows past a page of them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ C = run_v2.Condition
 
 
 def classify(execution: Any) -> str:
-    """pending | running | succeeded | failed | cancelled, from the Completed condition (design 10)."""
+    """pending | running | succeeded | failed | cancelled, from the Completed condition
+    (docs/architecture.md, Google clients)."""
     for condition in execution.conditions:
         if condition.type_ != "Completed":
             continue

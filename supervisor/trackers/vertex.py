@@ -1,7 +1,7 @@
 """Tracking Vertex AI CustomJobs created by the agents: one list call per tick.
 
 Only jobs that carry the `wandb-run-id` label and were created within the lookback are listed;
-the label is how a CustomJob is tied to a queue item (design 2.4). The agent also puts the item id
+the label is how a CustomJob is tied to a queue item (docs/architecture.md, Data flow). The agent also puts the item id
 itself in the container env (WANDB_LAUNCH_TRACE_ID), which ties it even before W&B lists the run id.
 """
 
