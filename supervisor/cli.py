@@ -18,11 +18,13 @@ import structlog
 
 from supervisor.clients import CredentialsError
 from supervisor.config import DEFAULT_PATH, Config, ConfigError, load_config
-from supervisor.daemon import Daemon, version
+from supervisor.daemon import Daemon, ListenError, version
 from supervisor.logs import configure
 from supervisor.model.events import ITEM_ADDED, item_added
 
 DEFAULT_URL = "http://127.0.0.1:9464"
+STARTUP_ERRORS = (CredentialsError, ListenError)
+"""What keeps the daemon from starting and the operator can fix: one line, exit 1, no traceback."""
 log = structlog.get_logger("launch_supervisor")
 
 
@@ -91,9 +93,26 @@ def run(path: Path) -> None:
     daemon = Daemon(config)
     try:
         anyio.run(_serve, daemon, path)
-    except CredentialsError as exc:
-        click.echo(f"launch-supervisor: {exc}", err=True)
+    except (*STARTUP_ERRORS, BaseExceptionGroup) as exc:
+        error = _startup_error(exc)
+        if error is None:
+            raise  # a bug: its traceback is what finds it
+        click.echo(f"launch-supervisor: {error}", err=True)
         sys.exit(1)
+
+
+def _startup_error(exc: BaseException) -> BaseException | None:
+    """The first startup error when `exc` is one, or a group (the task groups wrap what is raised
+    in them) of nothing else; None when anything else is in it."""
+    if isinstance(exc, BaseExceptionGroup):
+        found, rest = exc.split(STARTUP_ERRORS)
+        if found is None or rest is not None:
+            return None
+        first: BaseException = found
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        return first
+    return exc if isinstance(exc, STARTUP_ERRORS) else None
 
 
 def _get(url: str, path: str) -> Any:

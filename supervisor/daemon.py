@@ -15,11 +15,12 @@ daemon.
 
 Stopping: no new dispatches, loops finish their current call (each call has its own deadline),
 bounded by `DRAIN_SECONDS`; then everything is cancelled. grpc.aio calls are never wrapped in a
-cancel scope (design 10): they end by their own `timeout=`.
+cancel scope (docs/architecture.md, Google clients): they end by their own `timeout=`.
 """
 
 from __future__ import annotations
 
+import errno
 import random
 import time
 import uuid
@@ -58,6 +59,23 @@ BUFFER_SECONDS = 600.0
 """Events about executions not yet known wait this long for the execution to appear."""
 
 log = structlog.get_logger("launch_supervisor")
+
+
+class ListenError(Exception):
+    """The HTTP surface cannot listen where `[http] listen` says: a startup error, not a bug."""
+
+
+def _cannot_listen(listen: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why, fix = "the address is already in use (another launch-supervisor?)", "stop what listens there, or choose"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why, fix = "the address is not one of this machine's", "choose"
+    elif exc.errno == errno.EACCES:
+        why, fix = "ports below 1024 need privileges", "choose"
+    else:
+        why, fix = str(exc.strerror or exc), "choose"
+    setting = "[http] listen (or LAUNCH_SUPERVISOR_HTTP__LISTEN)"
+    return f"cannot listen on {listen}: {why}; {fix} another address with {setting}"
 
 
 def version() -> str:
@@ -200,7 +218,7 @@ class Daemon:
         if state is None:
             return None
         previous = state.breaker.state.value
-        state.breaker.close()
+        state.resume()
         log.warning("breaker.resumed", queue=queue, was=previous)
         self._poke(queue)
         return previous
@@ -236,6 +254,20 @@ class Daemon:
                 log.info("execution.adopted", queue=fact.queue, execution=fact.execution)
             elif fact.kind in ("finished", "claimed", "submitted"):
                 log.info(f"execution.{fact.kind}", queue=fact.queue, execution=fact.execution, outcome=fact.outcome)
+            elif fact.kind == "dispatch_refused" and fact.outcome == "new":  # not again at every retry
+                log.error(
+                    "dispatch.refused",
+                    queue=fact.queue,
+                    error=fact.detail,
+                    retry_in_s=None if fact.seconds is None else round(fact.seconds, 1),
+                )
+            elif fact.kind == "dispatch_recovered":
+                log.info(
+                    "dispatch.recovered",
+                    queue=fact.queue,
+                    execution=fact.execution,
+                    refused_for_s=None if fact.seconds is None else round(fact.seconds, 1),
+                )
             elif fact.kind == "cancel_requested":
                 log.warning(
                     "execution.cancel_requested",
@@ -253,7 +285,10 @@ class Daemon:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 http = self.config.http
-                self.address = await tg.start(serve_asgi, make_app(self), http.host, http.port)
+                try:
+                    self.address = await tg.start(serve_asgi, make_app(self), http.host, http.port)
+                except OSError as exc:
+                    raise ListenError(_cannot_listen(http.listen, exc)) from exc
                 log.info("http.listening", address=f"{self.address[0]}:{self.address[1]}")
                 self._clients = clients
                 for name in self.states:
@@ -272,7 +307,8 @@ class Daemon:
         finally:
             with anyio.CancelScope(shield=True):
                 await clients.aclose()
-            log.info("supervisor.stopped")
+            if self.address is not None:  # a daemon that never listened was never started
+                log.info("supervisor.stopped")
 
     def stop(self, reason: str) -> None:
         """Stop dispatching and let the loops finish; `run` then returns."""
@@ -448,9 +484,22 @@ class Daemon:
         async with self._locks[name]:
             started = time.monotonic()
             state = self.states[name]
-            decision = state.decide(time.time())
+            now = time.time()
+            decision = state.decide(now)
             self.metrics.reconcile_duration.observe(time.monotonic() - started)
-            if decision.start == 0 or self._stopping.is_set():
+            if self._stopping.is_set():
+                return
+            if decision.want > 0:  # it starts work, or holds some back
+                log.debug(
+                    "dispatch.decision",
+                    queue=name,
+                    start=decision.start,
+                    want=decision.want,
+                    pending=decision.pending,
+                    why=decision.why,
+                    retry_in_s=None if decision.not_before is None else round(decision.not_before - now, 1),
+                )
+            if decision.start == 0:
                 return
             policy = state.policy
             for _ in range(decision.start):
@@ -468,9 +517,9 @@ class Daemon:
                     return
                 except DispatchRefusedError as exc:
                     self.metrics.dispatches.labels(name, "refused").inc()
-                    log.error("dispatch.refused", queue=name, dispatch_id=dispatch_id, error=str(exc))
+                    self._facts(state.dispatch_refused(time.time(), str(exc)))
                     return
-                state.dispatched(execution, dispatch_id, time.time(), probe=decision.probe)
+                facts = state.dispatched(execution, time.time(), probe=decision.probe)
                 self.metrics.dispatches.labels(name, "started").inc()
                 log.info(
                     "dispatch.started",
@@ -480,6 +529,7 @@ class Daemon:
                     probe=decision.probe,
                     pending=decision.pending,
                 )
+                self._facts(facts)
 
     # -- events (Pub/Sub) -----------------------------------------------------------------------
 

@@ -32,9 +32,6 @@ async def observed(observe: ObserveCall, api: str, method: str, call: Callable[[
     started = time.monotonic()
     try:
         result = await call()
-    except gexc.GoogleAPICallError as exc:
-        observe(api, method, exc.__class__.__name__, time.monotonic() - started)
-        raise
     except Exception as exc:
         observe(api, method, exc.__class__.__name__, time.monotonic() - started)
         raise

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the daemon, in one place (design 8).
+"""Every Prometheus metric of the daemon, in one place (docs/architecture.md, Metrics).
 
 Counters and histograms are updated as facts happen. Gauges that mirror state (pending items,
 executions in flight by phase, Vertex jobs by state, breaker state) are produced at scrape time by a
@@ -82,7 +82,12 @@ class Metrics:
         self.dispatches = Counter(
             f"{PREFIX}dispatches", "Executions started, by result.", ["queue", "result"], registry=r
         )
-        self.bailouts = Counter(f"{PREFIX}bailouts", "Executions that bailed out.", ["queue", "category"], registry=r)
+        self.bailouts = Counter(
+            f"{PREFIX}bailouts",
+            "Executions that bailed out, and RunJob refusals (category dispatch_refused).",
+            ["queue", "category"],
+            registry=r,
+        )
         self.finished = Counter(
             f"{PREFIX}executions_finished", "Executions finished, by outcome.", ["queue", "outcome"], registry=r
         )
@@ -216,7 +221,7 @@ class Metrics:
             self.finished.labels(q, fact.outcome).inc()
             if fact.seconds is not None:
                 self.execution_duration.labels(q, fact.outcome).observe(fact.seconds)
-        elif fact.kind == "bailout" and fact.category:
+        elif fact.kind in ("bailout", "dispatch_refused") and fact.category:
             self.bailouts.labels(q, fact.category).inc()
         elif fact.kind == "queue_wait" and fact.seconds is not None:
             self.queue_wait.labels(q).observe(fact.seconds)

@@ -30,7 +30,8 @@ _NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
 
 
 class DispatchRefusedError(Exception):
-    """RunJob was refused: no execution was created."""
+    """RunJob was refused: no execution was created. Retrying at once would be refused the same way:
+    the queue backs off (`QueueState.dispatch_refused`)."""
 
 
 class DispatchUnknownError(Exception):

@@ -1,4 +1,5 @@
-"""A queue's circuit breaker (design 5): stop starting executions that will only bail out again.
+"""A queue's circuit breaker: stop starting executions that will only bail out again
+(docs/architecture.md, State machines).
 
 Categories that need a person (`permission`, `invalid_spec`, `not_found`, `image_pull`) open it at
 the first bailout; the others open it after `threshold` bailouts within `window` seconds. Open →
@@ -14,8 +15,18 @@ from dataclasses import dataclass, field
 
 from supervisor.model.transitions import allowed
 
+DISPATCH_REFUSED = "dispatch_refused"
+"""Cloud Run refused RunJob (no execution was created).
+
+Counted, not immediate, though a persisting refusal (PERMISSION_DENIED, NOT_FOUND for the launcher
+job) needs a person like `permission` or `not_found` does. Those open the breaker at once because
+each costs a whole execution and a popped item; a refusal costs one API call, and the queue's
+refusal backoff already spaces those out. A refusal can also pass by itself (RESOURCE_EXHAUSTED from
+a rate limit), and one such should not pause the queue for a cooldown. A persisting one reaches the
+threshold soon all the same: with the default threshold of 3, some 15 s after the first refusal.
+"""
 IMMEDIATE = frozenset({"permission", "invalid_spec", "not_found", "image_pull"})
-COUNTED = frozenset({"quota", "network", "http", "crash", "repeated_failure", "wandb", "timeout"})
+COUNTED = frozenset({"quota", "network", "http", "crash", "repeated_failure", "wandb", "timeout", DISPATCH_REFUSED})
 CATEGORIES = tuple(sorted(IMMEDIATE | COUNTED))
 
 

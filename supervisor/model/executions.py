@@ -1,4 +1,4 @@
-"""Cloud Run executions of a launcher job: one per dispatched item (design 4)."""
+"""Cloud Run executions of a launcher job: one per dispatched item (docs/architecture.md, State machines)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,6 @@ class Execution:
     """Full resource name: projects/…/locations/…/jobs/…/executions/…"""
     queue: str
     created: float
-    dispatch_id: str | None = None
-    """Set by this daemon on RunJob; None for executions found on restart."""
     phase: Phase = Phase.DISPATCHED
     started: float | None = None
     finished: float | None = None
@@ -61,8 +59,6 @@ class Execution:
     """Bailout category: from the watchdog's event, else `crash` for a failed execution."""
     recovered: bool = False
     """Found in flight on start rather than dispatched by this process."""
-    probe: bool = False
-    """Dispatched as the half-open breaker's probe."""
     counted: bool = False
     """Its finish has been fed to the breaker and metrics."""
     idle_exit: bool = False
@@ -80,7 +76,7 @@ class Execution:
     """Its end, measured from its CustomJob's creation, has been observed."""
 
     def move(self, phase: Phase) -> bool:
-        """Apply `phase` if the table allows it; False (and counted) when refused."""
+        """Apply `phase` if the table allows it; False when refused."""
         if not allowed(TRANSITIONS, self.phase, phase):
             return False
         self.phase = phase

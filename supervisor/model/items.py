@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 
 class ItemState(enum.Enum):
-    """The server's item states (design 2.2). There is no "finished": W&B derives it from the run."""
+    """The server's item states (docs/architecture.md, State machines). There is no "finished": W&B
+    derives it from the run."""
 
     PENDING = "PENDING"
     LEASED = "LEASED"
@@ -32,9 +33,6 @@ class Item:
     """When it was first listed (pending, normally): start of queue wait and submit latency."""
     run_id: str | None = None
     """associatedRunId: the W&B run, the CustomJob label wandb-run-id."""
-    dispatched_at: float | None = None
-    """When the execution that claimed it was dispatched."""
-    claimed_at: float | None = None
     claimed_by: str | None = None
     """Execution name, from a watchdog event or inferred."""
     claim_confirmed: bool = False

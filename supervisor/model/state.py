@@ -1,6 +1,6 @@
 """Per-queue state, what observations do to it, and what to do next.
 
-Level-triggered (design 3): `decide` recomputes from the latest view every time, so a missed or
+Level-triggered (docs/architecture.md, Data flow): `decide` recomputes from the latest view every time, so a missed or
 repeated observation can delay work but never lose or double it. Observation methods return
 `Fact`s (a claim, a submission, an execution that finished…) that the daemon turns into metrics
 and log lines; the model itself keeps no counters.
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from supervisor.model.breaker import Breaker, BreakerState
+from supervisor.model.breaker import DISPATCH_REFUSED, Breaker, BreakerState
 from supervisor.model.executions import IN_FLIGHT, Execution, Phase
 from supervisor.model.items import Item, ItemState
 from supervisor.model.vertex import HANGING, JobState, VertexJob
@@ -26,6 +26,11 @@ FAIL_STAGES = {"vertex_job_ended": "run", "execution_ended": "agent"}
 ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 BUDGET_PERIOD = 60.0
 """dispatch_budget counts executions started within this many seconds."""
+REFUSAL_BACKOFF = 5.0
+"""Seconds nothing is dispatched for a queue after Cloud Run refused its RunJob; doubled on each
+refusal in a row, up to REFUSAL_BACKOFF_MAX. A refusal seldom passes within seconds (a permission, a
+missing job: a person must act), so retrying it at every wake-up would only flood the API and the log."""
+REFUSAL_BACKOFF_MAX = 300.0
 CANCEL_REASONS = ("stop_after_submit",)
 """Why the supervisor cancels an execution (the label of the cancel counter)."""
 
@@ -64,7 +69,7 @@ class ItemSeen:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionSeen:
-    """One execution as Cloud Run lists it, already classified (design 10)."""
+    """One execution as Cloud Run lists it, already classified (docs/architecture.md, Google clients)."""
 
     name: str
     status: str
@@ -96,10 +101,12 @@ class VertexSeen:
 class Fact:
     kind: str
     """claimed | submitted | finished | bailout | adopted | breaker_opened | breaker_closed | vertex_ended |
-    queue_wait | cancel_requested | post_submit"""
+    queue_wait | cancel_requested | post_submit | dispatch_refused | dispatch_recovered"""
     queue: str
     execution: str | None = None
     outcome: str | None = None
+    """An execution's outcome, a CustomJob's end state; for dispatch_refused `new` when the error is
+    not the previous refusal's (worth a log line), else `repeated`."""
     category: str | None = None
     seconds: float | None = None
     """Latency or duration the metric records, when there is one."""
@@ -115,8 +122,6 @@ class Fact:
 class FailItem:
     """Call failRunQueueItem: the item is still CLAIMED but nothing will ever run it."""
 
-    queue: str
-    entity: str
     item_id: str
     message: str
     reason: str
@@ -146,16 +151,31 @@ class CancelExecution:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    queue: str
     start: int
     """Executions to start now."""
     probe: bool
     """The (single) execution started is the half-open breaker's probe."""
     pending: int
-    unclaimed: int
-    in_flight: int
+    want: int
+    """Pending items that no execution in flight is about to claim: the work there is."""
     why: str
     """Which term of the formula decided, for the logs."""
+    not_before: float | None = None
+    """While RunJob refusals back the queue off: nothing is dispatched before this time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """RunJob refusals in a row, since the last dispatch that Cloud Run accepted."""
+
+    error: str
+    """The latest refusal's error."""
+    since: float
+    """The first refusal in the row."""
+    backoff: float
+    """Seconds from the latest refusal to `until`."""
+    until: float
+    """No dispatch before this time."""
 
 
 @dataclass(slots=True)
@@ -173,6 +193,8 @@ class QueueState:
     """Executions in flight before this process started have been listed and adopted."""
     uncertain_since: float | None = None
     """A RunJob whose result is unknown: no dispatching until the executions are listed again."""
+    refusal: Refusal | None = None
+    """RunJob refused since the last accepted dispatch: the queue backs off."""
     items_seen_at: float = 0.0
     """When the items were last listed."""
     finished_at: float = 0.0
@@ -222,8 +244,6 @@ class QueueState:
         execution.item_id = item.id
         execution.move(Phase.CLAIMED)
         item.claimed_by = execution.name
-        item.claimed_at = now
-        item.dispatched_at = execution.created
         return [
             Fact("claimed", self.policy.name, execution.name, seconds=max(0.0, now - execution.created)),
             Fact("queue_wait", self.policy.name, execution.name, seconds=max(0.0, execution.created - item.first_seen)),
@@ -333,7 +353,7 @@ class QueueState:
             return [Fact("breaker_closed", self.policy.name, detail="a job was submitted")]
         return []
 
-    # -- watchdog events (design 6) -----------------------------------------------------------
+    # -- watchdog events (docs/architecture.md, Events) -----------------------------------------------------------
 
     def event_claimed(self, execution_name: str, item_id: str, now: float) -> list[Fact]:
         execution = self.executions.get(execution_name)
@@ -400,7 +420,7 @@ class QueueState:
     # -- acting -------------------------------------------------------------------------------
 
     def decide(self, now: float) -> Decision:
-        """How many executions to start now (design 5)."""
+        """How many executions to start now (docs/architecture.md, Dispatch)."""
         self.breaker.tick(now)
         while self.dispatch_times and self.dispatch_times[0] <= now - BUDGET_PERIOD:
             self.dispatch_times.popleft()
@@ -420,16 +440,18 @@ class QueueState:
             terms["uncertain"] = 0
         if self.finished_at > self.items_seen_at:
             terms["stale"] = 0
+        not_before = self.refusal.until if self.refusal is not None and now < self.refusal.until else None
+        if not_before is not None:
+            terms["refused"] = 0
         why = min(terms, key=lambda k: terms[k])
         start = terms[why]
         return Decision(
-            self.policy.name,
             start=start,
             probe=allowance == 1 and start > 0,
             pending=pending,
-            unclaimed=unclaimed,
-            in_flight=len(in_flight),
+            want=want,
             why=why,
+            not_before=not_before,
         )
 
     def in_flight_by_phase(self) -> dict[Phase, int]:
@@ -450,11 +472,47 @@ class QueueState:
             if i.state is ItemState.PENDING and i.last_seen >= self.items_seen_at and i.claimed_by is None
         )
 
-    def dispatched(self, name: str, dispatch_id: str, now: float, probe: bool) -> None:
-        self.executions[name] = Execution(name, self.policy.name, created=now, dispatch_id=dispatch_id, probe=probe)
+    def dispatched(self, name: str, now: float, probe: bool) -> list[Fact]:
+        """RunJob created execution `name`; it ends a row of refusals, and their backoff."""
+        self.executions[name] = Execution(name, self.policy.name, created=now)
         self.dispatch_times.append(now)
         if probe:
             self.breaker.probe = name
+        refusal, self.refusal = self.refusal, None
+        if refusal is None:
+            return []
+        return [Fact("dispatch_recovered", self.policy.name, name, seconds=now - refusal.since, detail=refusal.error)]
+
+    def dispatch_refused(self, now: float, error: str) -> list[Fact]:
+        """RunJob was refused: no execution exists. Nothing more is dispatched for the queue until a
+        backoff has passed (doubling with each refusal in a row, capped), and the refusal counts
+        toward the breaker as a `dispatch_refused` bailout."""
+        previous = self.refusal
+        if previous is None:
+            backoff, since = REFUSAL_BACKOFF, now
+        else:
+            backoff, since = min(REFUSAL_BACKOFF_MAX, previous.backoff * 2), previous.since
+        self.refusal = Refusal(error, since, backoff, now + backoff)
+        new = previous is None or previous.error != error
+        facts = [
+            Fact(
+                "dispatch_refused",
+                self.policy.name,
+                outcome="new" if new else "repeated",
+                category=DISPATCH_REFUSED,
+                seconds=backoff,
+                detail=error,
+            )
+        ]
+        if self.breaker.bailout(now, DISPATCH_REFUSED):
+            facts.append(Fact("breaker_opened", self.policy.name, detail=self.breaker.reason))
+        return facts
+
+    def resume(self) -> None:
+        """An operator's resume: they say the cause is fixed, so the breaker closes and a refusal
+        backoff ends too."""
+        self.breaker.close()
+        self.refusal = None
 
     def dispatch_unknown(self, now: float) -> None:
         """RunJob failed in a way that may still have created an execution."""
@@ -473,9 +531,7 @@ class QueueState:
                 continue
             if item.state is ItemState.CLAIMED and not item.failed_by_supervisor:
                 message = job.error or f"Vertex AI job {job.name} ended {job.state.value}"
-                actions.append(
-                    FailItem(self.policy.name, self.policy.entity, item.id, message, "vertex_job_ended", job.name)
-                )
+                actions.append(FailItem(item.id, message, "vertex_job_ended", job.name))
         return actions
 
     def orphaned_items(self) -> list[FailItem]:
@@ -502,9 +558,7 @@ class QueueState:
             if execution.bailout_rule:
                 cause += f", rule {execution.bailout_rule}"
             message = f"launcher execution {short} ended ({cause}) before it created a Vertex AI job"
-            actions.append(
-                FailItem(self.policy.name, self.policy.entity, item.id, message, "execution_ended", execution.name)
-            )
+            actions.append(FailItem(item.id, message, "execution_ended", execution.name))
         return actions
 
     def _custom_job(self, execution: Execution, jobs: Mapping[str, VertexJob], certain: bool) -> VertexJob | None:

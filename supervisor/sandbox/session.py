@@ -46,6 +46,13 @@ TOPIC = "launch-events"
 SUBSCRIPTION = "launch-supervisor"
 RESTART_DELAY = 1.0
 """Seconds before a daemon that died is started again (systemd's RestartSec)."""
+START_LIMIT_BURST = 5
+START_LIMIT_INTERVAL = 10.0
+"""At most START_LIMIT_BURST starts within START_LIMIT_INTERVAL seconds: the start limit systemd
+applies to the unit (deploy/systemd/launch-supervisor.service keeps systemd's defaults,
+StartLimitBurst=5 and StartLimitIntervalSec=10s). A daemon that keeps dying is not started forever."""
+CLEAN_EXITS = frozenset({0, -signal.SIGHUP, -signal.SIGINT, -signal.SIGTERM, -signal.SIGPIPE})
+"""Exits systemd's Restart=on-failure counts as clean, and so does not restart."""
 SUMMARY_KEYS = (
     "items_submitted",
     "items_terminal",
@@ -244,50 +251,71 @@ class Sandbox:
         return stack.config_toml(settings, extra + '\n[log]\nformat = "json"\n', poll=poll, listen=o.http)
 
     async def _keep_daemon(self, config: Path, emulator: Emulator | None, *, task_status: TaskStatus[None]) -> None:
-        """Run the daemon; start it again if it dies (the systemd unit's Restart=on-failure)."""
+        """Run the daemon and start it again whenever it dies, during a start or later, as the systemd
+        unit does (Restart=on-failure, RestartSec, the start limit). Only a first start that fails, or
+        a daemon past the start limit, ends the sandbox: starting it again would not help."""
         assert self.stack is not None
         env = {**os.environ, "WANDB_API_KEY": self.stack.api_key}
         if emulator is not None:
             env["PUBSUB_EMULATOR_HOST"] = emulator.host
         argv = [_program("launch-supervisor"), "run", "--config", str(config)]
-        started = False
+        starts: list[float] = []
+        """When the daemon was started, within the start limit's interval."""
+        first = True
         with (self.work / "daemon.log").open("ab") as log_file:
             try:
-                while not self._stopping.is_set():
+                while True:
+                    starts.append(time.monotonic())
                     # Its own session: Ctrl+C reaches the sandbox, which stops the daemon in order.
                     self.daemon = await anyio.open_process(
                         argv, env=env, stdout=log_file, stderr=log_file, start_new_session=True
                     )
-                    await self._wait_ready(self.daemon)
-                    if not started:
-                        started = True
+                    if first:
+                        await self._wait_ready(self.daemon)
                         task_status.started()
+                        first = False
                     code = await self.daemon.wait()
-                    if self._stopping.is_set() or code == 0:
-                        return  # like Restart=on-failure: a clean exit is not restarted
-                    self.daemon_restarts += 1
-                    self._say(f"the daemon exited with {code}; starting it again (see {self.work / 'daemon.log'})")
+                    if self._stopping.is_set():
+                        return
+                    if code in CLEAN_EXITS:
+                        self._say(f"the daemon {_ended(code)}, a clean stop: it is not started again")
+                        return
+                    restart_at = time.monotonic() + RESTART_DELAY
+                    starts = [at for at in starts if restart_at - at < START_LIMIT_INTERVAL]
+                    if len(starts) >= START_LIMIT_BURST:
+                        raise SandboxError(
+                            f"the daemon {_ended(code)} after {len(starts)} starts within {START_LIMIT_INTERVAL:g} s, "
+                            f"the systemd unit's start limit, so it is not started again; {self._daemon_log_tail()}"
+                        )
+                    log = self.work / "daemon.log"
+                    self._say(f"the daemon {_ended(code)}; starting it again in {RESTART_DELAY:g} s (see {log})")
                     await anyio.sleep(RESTART_DELAY)
+                    if self._stopping.is_set():
+                        return
+                    self.daemon_restarts += 1
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._stop_daemon()
 
     async def _wait_ready(self, process: Process) -> None:
+        """Until the first daemon answers /readyz; one that cannot start at all is a SandboxError."""
         async with httpx.AsyncClient(timeout=1.0) as client:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 if process.returncode is not None:
-                    log = self.work / "daemon.log"
-                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-3:])
+                    tail = self._daemon_log_tail()
                     hint = "\n(is the address already in use? choose another with --http)" if "in use" in tail else ""
-                    raise SandboxError(
-                        f"the daemon exited with {process.returncode} on start; {log} ends:\n{tail}{hint}"
-                    )
+                    raise SandboxError(f"the daemon {_ended(process.returncode)} on start; {tail}{hint}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
                         return
                 await anyio.sleep(0.1)
         raise SandboxError(f"the daemon did not become ready within 30 s; see {self.work / 'daemon.log'}")
+
+    def _daemon_log_tail(self) -> str:
+        log = self.work / "daemon.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-3:])
+        return f"{log} ends:\n{tail}"
 
     async def _stop_daemon(self) -> None:
         process = self.daemon
@@ -487,6 +515,14 @@ class Sandbox:
     def _summary_text(self, summary: dict[str, Any]) -> str:
         width = max(len(k) for k in summary)
         return "summary:\n" + "\n".join(f"  {k:<{width}}  {json.dumps(v)}" for k, v in summary.items())
+
+
+def _ended(code: int) -> str:
+    """How a process ended, as an operator reads it: `exited with 1`, `was killed by SIGKILL`."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with {code}"
 
 
 def _percentile(values: list[float], q: float) -> float | None:

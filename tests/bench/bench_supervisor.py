@@ -46,7 +46,7 @@ def model_tick_cpu(n: int, ticks: int = 50) -> float:
     state = QueueState(policy())
     now = time.time()
     for i in range(n):
-        state.dispatched(f"{JOB}/executions/x{i}", f"d{i}", now, probe=False)
+        state.dispatched(f"{JOB}/executions/x{i}", now, probe=False)
     seen = [ExecutionSeen(f"{JOB}/executions/x{i}", "running", now, now, None) for i in range(n)]
     items = [ItemSeen(f"i{i}", ItemState.CLAIMED, f"r{i}") for i in range(min(n, 100))]
     state.observe_items(items, now)
@@ -128,7 +128,7 @@ def memory_after(items: int) -> float:
         item = ItemSeen(f"item-{i:06d}", ItemState.PENDING, None)
         state.observe_items([item], t)
         name = f"{JOB}/executions/launcher-{i:06d}"
-        state.dispatched(name, f"dispatch-{i}", t, probe=False)
+        state.dispatched(name, t, probe=False)
         for fact in state.observe_items([ItemSeen(item.id, ItemState.CLAIMED, f"run-{i}")], t + 0.5):
             metrics.fact(fact)
         for fact in state.observe_executions([ExecutionSeen(name, "succeeded", t, t, t + 1)], t + 1):

@@ -4,6 +4,7 @@ Pub/Sub on Google's emulator. These are the slowest tests: each run starts dozen
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox
+from supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox, SandboxError
 from tests.emulator import require_emulator
 
 pytestmark = pytest.mark.anyio
@@ -58,6 +59,18 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0)
         while not condition():
             await anyio.sleep(0.1)
         return
+    pytest.fail(f"no {what} within {timeout:g}s")
+
+
+async def until_ready(box: Sandbox, what: str, timeout: float = 60.0) -> None:
+    """Until the daemon answers /readyz (queues polled, executions listed)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        with anyio.move_on_after(timeout):
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{box.url}/readyz")).status_code == 200:
+                        return
+                await anyio.sleep(0.1)
     pytest.fail(f"no {what} within {timeout:g}s")
 
 
@@ -200,6 +213,58 @@ async def test_the_daemon_killed_mid_run_is_restarted_without_duplicates(tmp_pat
     assert '"execution.adopted"' in log
 
 
+async def test_the_daemon_killed_again_after_each_restart_is_restarted_each_time(tmp_path: Path) -> None:
+    """SIGKILL to the daemon three times, each time once its restart is ready: it is started again
+    every time, as systemd would, and every item still becomes exactly one CustomJob."""
+    require_emulator()
+    box = sandbox(tmp_path, items=6, scenario="burst", duration=240.0)
+
+    async def kill_three_times(box: Sandbox) -> None:
+        stack = box.stack
+        assert stack is not None
+        await until(lambda: len(stack.cloudrun.executions) >= 1, what="an execution in flight")
+        for kill in range(1, 4):
+            killed = box.daemon
+            assert killed is not None
+            assert not box.stopping, f"the run ended before kill {kill}"
+            os.kill(killed.pid, signal.SIGKILL)
+            await until(lambda killed=killed: box.daemon is not killed, what=f"restart {kill}")
+            assert box.daemon_restarts == kill
+            await until_ready(box, what=f"restart {kill} ready")
+
+    summary = await run_alongside(box, kill_three_times)
+    assert box.daemon_restarts == 3
+    assert summary["items_terminal"] == 6
+    assert summary["vertex_jobs_created"] == 6
+    assert summary["duplicates"] == 0
+    assert summary["max_executions_per_item"] == 1
+    log = (tmp_path / "work" / "daemon.log").read_text()
+    assert '"execution.adopted"' in log
+
+
+async def test_a_daemon_that_keeps_dying_ends_the_sandbox_at_the_start_limit(tmp_path: Path) -> None:
+    """Killed at once every time it is started again: past systemd's start limit (5 starts within
+    10 s) it is not started again, and the sandbox ends with an error that says so."""
+    box = sandbox(tmp_path, items=1, pubsub=False)
+
+    async def kill_every_start() -> None:
+        await until(lambda: bool(box.kinds), what="the first start")  # traffic follows a ready daemon
+        while True:
+            killed = box.daemon
+            assert killed is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(killed.pid, signal.SIGKILL)
+            await until(lambda killed=killed: box.daemon is not killed, what="a restart", timeout=30)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(kill_every_start)
+        with pytest.raises(SandboxError, match="start limit") as raised:
+            await box.run()
+        tg.cancel_scope.cancel()
+    assert "was killed by SIGKILL after 5 starts within 10 s" in str(raised.value)
+    assert 4 <= box.daemon_restarts <= 5  # the first start counts too, when it was under 10 s ago
+
+
 def test_the_command_runs_polling_only_and_writes_the_summary(tmp_path: Path) -> None:
     """`launch-supervisor sandbox --no-pubsub`: says once that it polls, writes exactly the summary keys."""
     out = tmp_path / "summary.json"
@@ -262,8 +327,8 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(tmp_path: Path) -> None:
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
         assert process.stdout is not None
         for line in process.stdout:
-            if "in flight:" in line and "running" in line:  # executions are running now
-                break
+            if "in flight:" in line and not line.split("in flight:")[1].strip().startswith("none"):
+                break  # executions are in flight now (the view is drawn every 5 s off a terminal)
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, rest

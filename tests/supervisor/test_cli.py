@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +18,10 @@ import httpx
 import pytest
 from anyio.abc import Process
 
+from supervisor.cli import _startup_error
+from supervisor.clients import CredentialsError
+from supervisor.daemon import ListenError
+from supervisor.sandbox.emulator import free_port
 from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 
 pytestmark = pytest.mark.anyio
@@ -23,12 +29,13 @@ pytestmark = pytest.mark.anyio
 
 def env(stack: Stack | None, home: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCH_SUPERVISOR_", "GOOGLE_"))}
+    metadata = f"127.0.0.1:{free_port()}"  # closed: a metadata lookup fails at once, and on loopback
     base.update(
         HOME=str(home),
         CLOUDSDK_CONFIG=str(home / "gcloud"),
         NO_GCE_CHECK="true",  # never probe the metadata server: tests reach loopback only
-        GCE_METADATA_HOST="127.0.0.1:9",
-        GCE_METADATA_IP="127.0.0.1:9",
+        GCE_METADATA_HOST=metadata,
+        GCE_METADATA_IP=metadata,
         PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     )
     if stack is not None:
@@ -36,11 +43,40 @@ def env(stack: Stack | None, home: Path) -> dict[str, str]:
     return base
 
 
+async def run_daemon(config: Path, environ: dict[str, str]) -> tuple[int, str]:
+    """`launch-supervisor run` to its end: its exit code and stderr."""
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            ["launch-supervisor", "run", "--config", str(config)], env=environ, check=False
+        )
+    return result.returncode, result.stderr.decode(errors="replace")
+
+
+def assert_one_clear_line(stderr: str, *parts: str) -> None:
+    """What an operator sees when the daemon cannot start: one line, no traceback."""
+    assert "Traceback" not in stderr, stderr
+    assert "ExceptionGroup" not in stderr, stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("launch-supervisor: "), stderr
+    for part in parts:
+        assert part in stderr, stderr
+
+
 class Daemon:
     def __init__(self, process: Process) -> None:
         self.process = process
         self.lines: list[dict[str, Any]] = []
         self.url = ""
+        self.stderr = b""
+        """Everything read from its stderr so far."""
+
+    async def read_to_end(self) -> str:
+        """All of its stderr, once it has exited."""
+        assert self.process.stderr is not None
+        with anyio.fail_after(10), contextlib.suppress(anyio.EndOfStream):
+            while True:
+                self.stderr += await self.process.stderr.receive()
+        return self.stderr.decode(errors="replace")
 
     async def read_until(self, event: str, timeout: float = 20) -> dict[str, Any]:
         assert self.process.stderr is not None
@@ -52,6 +88,7 @@ class Daemon:
                         self.lines.remove(line)
                         return line
                 chunk = await self.process.stderr.receive()
+                self.stderr += chunk
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 for raw in complete:
@@ -120,18 +157,66 @@ async def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp
 
 
 async def test_missing_google_credentials_is_one_clear_error(tmp_path: Path) -> None:
-    """Without Application Default Credentials the daemon says so and exits non-zero."""
+    """Without Application Default Credentials (an empty home, no GOOGLE_APPLICATION_CREDENTIALS, the
+    metadata server a closed loopback port) the daemon says so in one line and exits 1."""
     async with stand_ins(["q"]) as stack:
         text = stack.config_toml()
         text = "\n".join(line for line in text.splitlines() if not line.startswith(("run_endpoint", "vertex_endpoint")))
         config = tmp_path / "config.toml"
         config.write_text(text)
-        result = await anyio.run_process(
-            ["launch-supervisor", "run", "--config", str(config)], env=env(stack, tmp_path), check=False
-        )
-        assert result.returncode == 1
-        assert "no Google credentials" in result.stderr.decode()
-        assert "GOOGLE_APPLICATION_CREDENTIALS" in result.stderr.decode()
+        code, stderr = await run_daemon(config, env(stack, tmp_path))
+        assert code == 1
+        assert_one_clear_line(stderr, "no Google credentials", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+async def test_a_busy_http_address_is_one_clear_error(tmp_path: Path) -> None:
+    """`[http] listen` already taken: one line naming the address and the setting, exit 1."""
+    async with stand_ins(["q"]) as stack:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            address = f"127.0.0.1:{taken.getsockname()[1]}"
+            config = tmp_path / "config.toml"
+            config.write_text(stack.config_toml(listen=address))
+            code, stderr = await run_daemon(config, env(stack, tmp_path))
+        assert code == 1
+        assert_one_clear_line(stderr, f"cannot listen on {address}", "already in use", "[http] listen")
+
+
+async def test_a_rejected_wandb_key_stops_polling_not_the_daemon(tmp_path: Path) -> None:
+    """W&B answers 401 at start: as documented, polling of that queue stops with one error naming the
+    key, the daemon keeps running and stays healthy, and SIGTERM still exits 0; no traceback."""
+    async with stand_ins(["q"]) as stack:
+        config = tmp_path / "config.toml"
+        config.write_text(stack.config_toml())
+        async with daemon_process(config, {**env(None, tmp_path), "WANDB_API_KEY": "0" * 40}) as daemon:
+            listening = await daemon.read_until("http.listening")
+            stopped = await daemon.read_until("queue.polling_stopped")
+            assert stopped["queue"] == "q"
+            assert stopped["reason"] == "auth"
+            assert "W&B answered 401" in stopped["error"]
+            assert "API key" in stopped["error"]
+            async with httpx.AsyncClient(base_url=f"http://{listening['address']}") as client:
+                assert (await client.get("/healthz")).status_code == 200
+            assert daemon.process.returncode is None
+            daemon.process.send_signal(signal.SIGTERM)
+            await daemon.read_until("supervisor.stopped")
+            with anyio.fail_after(15):
+                assert await daemon.process.wait() == 0
+            stderr = await daemon.read_to_end()
+            assert "Traceback" not in stderr, stderr
+            assert "ExceptionGroup" not in stderr, stderr
+
+
+def test_only_startup_errors_are_unwrapped() -> None:
+    """A group holding only startup errors gives the first; anything else in it is a bug and keeps
+    its traceback (None: the CLI re-raises it)."""
+    credentials, listen = CredentialsError("no Google credentials"), ListenError("cannot listen")
+    assert _startup_error(credentials) is credentials
+    assert _startup_error(BaseExceptionGroup("", [BaseExceptionGroup("", [listen]), credentials])) is listen
+    assert _startup_error(ExceptionGroup("", [credentials, ValueError("a bug")])) is None
+    assert _startup_error(ExceptionGroup("", [ExceptionGroup("", [KeyError("a bug")])])) is None
+    assert _startup_error(ValueError("a bug")) is None
 
 
 async def test_missing_wandb_key_is_one_clear_error(tmp_path: Path) -> None:

@@ -243,3 +243,35 @@ def test_item_state_parsing() -> None:
     """Unknown item states are skipped rather than crashing the poll."""
     assert ItemState.parse("claimed") is ItemState.CLAIMED
     assert ItemState.parse("FINISHED") is None
+
+
+async def test_every_failed_google_call_is_reported_by_its_class_then_raised() -> None:
+    """A Google API error and any other exception alike reach the metrics hook with their class name."""
+    from google.api_core.exceptions import PermissionDenied
+
+    from supervisor.google_calls import observed
+
+    reported: list[tuple[str, str, str]] = []
+
+    def observe(api: str, method: str, code: str, seconds: float) -> None:
+        reported.append((api, method, code))
+
+    async def denied() -> int:
+        raise PermissionDenied("no")
+
+    async def broken() -> int:
+        raise ValueError("bad answer")
+
+    async def fine() -> int:
+        return 1
+
+    with pytest.raises(PermissionDenied):
+        await observed(observe, "cloudrun", "CancelExecution", denied)
+    with pytest.raises(ValueError, match="bad answer"):
+        await observed(observe, "vertex", "ListCustomJobs", broken)
+    assert await observed(observe, "vertex", "ListCustomJobs", fine) == 1
+    assert reported == [
+        ("cloudrun", "CancelExecution", "PermissionDenied"),
+        ("vertex", "ListCustomJobs", "ValueError"),
+        ("vertex", "ListCustomJobs", "OK"),
+    ]

@@ -238,6 +238,8 @@ async def test_status_and_metrics_surface() -> None:
                 assert metric(text, name, queue="q") == 1
             assert metric(text, "launch_supervisor_executions_finished_total", queue="q", outcome="succeeded") == 1
             assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="permission") == 0
+            assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="dispatch_refused") == 0
+            assert metric(text, "launch_supervisor_dispatches_total", queue="q", result="refused") == 0
             assert (
                 metric(text, "launch_supervisor_executions_cancelled_total", queue="q", reason="stop_after_submit") == 0
             )
@@ -296,6 +298,50 @@ async def test_an_unknown_run_job_result_is_not_retried_blindly() -> None:
             assert len(executions_of(stack)) == 1
             assert stack.cloudrun.faults.calls["RunJob"] == 1
             assert len(stack.vertex.jobs) == 1
+
+
+async def test_a_refused_run_job_backs_the_queue_off_and_is_logged_once_per_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RunJob keeps being refused (PERMISSION_DENIED), then once more differently (NOT_FOUND): the queue
+    backs off instead of calling RunJob at every wake-up, each refusal counts as a dispatch_refused
+    bailout, each error is logged once, and the item is dispatched once RunJob is accepted again."""
+    from structlog.testing import capture_logs
+
+    from supervisor.model import state as model
+
+    monkeypatch.setattr(model, "REFUSAL_BACKOFF", 0.3)  # 0.3, 0.6, 1.0, 1.0… s: the test's few seconds
+    monkeypatch.setattr(model, "REFUSAL_BACKOFF_MAX", 1.0)
+    async with stand_ins(["q"]) as stack:
+        faults = stack.cloudrun.faults
+        faults.add("RunJob", Fault(status="PERMISSION_DENIED"), times=1000)
+        stack.wandb.enqueue(ENTITY, "q")
+        with capture_logs() as logs:
+            async with running(stack.config("[queues.breaker]\nthreshold = 10")) as (daemon, url):
+                await until(lambda: faults.calls["RunJob"] == 1, what="the first RunJob")
+                await anyio.sleep(2.5)
+                calls = faults.calls["RunJob"]
+                held = [e for e in logs if e["event"] == "dispatch.decision" and e["why"] == "refused"]
+                assert 2 <= calls <= 5, "0.3 + 0.6 + 1.0 s of backoff in 2.5 s"
+                assert len(held) >= 3 * calls, "wake-ups held back, each of which used to call RunJob"
+                faults.planned["RunJob"].clear()
+                faults.add("RunJob", Fault(status="NOT_FOUND"))
+                await until(lambda: len(stack.vertex.jobs) == 1, what="dispatched once RunJob is accepted")
+                await anyio.sleep(0.5)
+                text = await scrape(url)
+                assert daemon.states["q"].refusal is None
+        refusals = faults.calls["RunJob"] - 1
+        assert refusals == calls + 1
+        assert len(executions_of(stack)) == 1
+        refused = [e for e in logs if e["event"] == "dispatch.refused"]
+        assert [e["log_level"] for e in refused] == ["error", "error"]
+        assert "PermissionDenied" in refused[0]["error"]
+        assert "NotFound" in refused[1]["error"]
+        assert [e["event"] for e in logs].count("dispatch.recovered") == 1
+        assert metric(text, "launch_supervisor_dispatches_total", queue="q", result="refused") == refusals
+        assert metric(text, "launch_supervisor_dispatches_total", queue="q", result="started") == 1
+        assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="dispatch_refused") == refusals
+        assert metric(text, "launch_supervisor_breaker_open", queue="q") == 0
 
 
 async def test_a_persisting_error_is_logged_once_then_its_recovery() -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
-from supervisor.model.breaker import BreakerState
+from supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
 from supervisor.model.executions import Phase
 from supervisor.model.items import ItemState
-from supervisor.model.state import ExecutionSeen, ItemSeen, QueuePolicy, QueueState, VertexSeen, observe_vertex
+from supervisor.model.state import (
+    REFUSAL_BACKOFF,
+    REFUSAL_BACKOFF_MAX,
+    ExecutionSeen,
+    ItemSeen,
+    QueuePolicy,
+    QueueState,
+    VertexSeen,
+    observe_vertex,
+)
 from supervisor.model.vertex import JobState, VertexJob
 
 JOB = "projects/p/locations/r/jobs/launcher"
@@ -64,7 +75,7 @@ def test_formula_takes_the_smallest_term() -> None:
     decision = state.decide(0.0)
     assert (decision.start, decision.why) == (3, "room")
     for n in range(3):
-        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+        state.dispatched(ex(n), 0.0, probe=False)
     assert state.decide(1.0).start == 0
     budget = ready(dispatch_budget=2)
     budget.observe_items(pending(*"abcde"), 0.0)
@@ -76,8 +87,8 @@ def test_executions_not_yet_claimed_cover_pending_items() -> None:
     state = ready(max_inflight=10)
     state.observe_items(pending("a", "b"), 0.0)
     assert state.decide(0.0).start == 2
-    state.dispatched(ex(1), "d1", 0.0, probe=False)
-    state.dispatched(ex(2), "d2", 0.0, probe=False)
+    state.dispatched(ex(1), 0.0, probe=False)
+    state.dispatched(ex(2), 0.0, probe=False)
     assert state.decide(1.0).start == 0
     state.observe_items(pending("a", "b", "c"), 2.0)
     assert state.decide(2.0).start == 1
@@ -87,7 +98,7 @@ def test_claim_timeout_stops_an_execution_counting_as_about_to_claim() -> None:
     """After claim_timeout an unclaimed execution no longer covers a pending item."""
     state = ready(claim_timeout=100.0)
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.dispatched(ex(1), 0.0, probe=False)
     assert state.decide(99.0).start == 0
     assert state.decide(100.0).start == 1
 
@@ -96,8 +107,8 @@ def test_a_claim_is_inferred_for_the_oldest_unclaimed_execution() -> None:
     """An item leaving PENDING is paired with the oldest in-flight execution without an item."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
-    state.dispatched(ex(2), "d2", 2.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(2), 2.0, probe=False)
     facts = state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
     assert [f.kind for f in facts] == ["claimed", "queue_wait"]
     assert state.executions[ex(1)].item_id == "a"
@@ -109,8 +120,8 @@ def test_a_claimed_event_corrects_an_inferred_pairing() -> None:
     """The watchdog's claimed event moves the item to the execution that really took it."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
-    state.dispatched(ex(2), "d2", 2.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(2), 2.0, probe=False)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
     state.event_claimed(ex(2), "a", 6.0)
     assert state.executions[ex(2)].item_id == "a"
@@ -123,7 +134,7 @@ def test_a_claimed_event_ahead_of_the_listing_is_not_pending_work() -> None:
     and a listing taken before the claim does not bring it back."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.event_claimed(ex(1), "a", 2.0)
     assert state.pending_count() == 0
     assert state.decide(2.0).start == 0
@@ -135,7 +146,7 @@ def test_a_lease_that_runs_out_makes_the_item_pending_again() -> None:
     """An item inferred as taken (LEASED) but never acked returns to PENDING: it is work again."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.observe_items([ItemSeen("a", ItemState.LEASED, None)], 2.0)
     assert state.items["a"].claimed_by == ex(1)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
@@ -149,7 +160,7 @@ def test_an_idle_exit_undoes_an_inferred_claim_and_finishes_idle() -> None:
     event, even ahead of the listing that shows it finished, makes it idle."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "elsewhere")], 2.0)
     assert state.executions[ex(1)].item_id == "a"
     state.event_idle(ex(1))
@@ -163,7 +174,7 @@ def test_finished_executions_are_classified() -> None:
     state = ready(execution_timeout=50.0)
     state.observe_items(pending("a"), 0.0)
     for n in range(5):
-        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+        state.dispatched(ex(n), 0.0, probe=False)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "r")], 1.0)
     facts = state.observe_executions(
         [
@@ -185,8 +196,8 @@ def test_a_failure_waits_for_its_bailout_event_then_counts_as_crash() -> None:
     """With events configured, a failed execution takes the event's category if it comes in time."""
     state = ready()
     state.event_grace = 30.0
-    state.dispatched(ex(1), "d1", 0.0, probe=False)
-    state.dispatched(ex(2), "d2", 0.0, probe=False)
+    state.dispatched(ex(1), 0.0, probe=False)
+    state.dispatched(ex(2), 0.0, probe=False)
     seen = [ExecutionSeen(ex(n), "failed", 0.0, 1.0, 10.0) for n in (1, 2)]
     assert state.observe_executions(seen, 10.0) == []
     facts = state.event_bailout(ex(1), "permission_denied", "permission", 12.0)
@@ -202,7 +213,7 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
     state = ready(breaker_threshold=2, breaker_cooldown=60.0)
     state.observe_items(pending("a", "b", "c"), 0.0)
     for n in (1, 2):
-        state.dispatched(ex(n), f"d{n}", 0.0, probe=False)
+        state.dispatched(ex(n), 0.0, probe=False)
         state.event_bailout(ex(n), "quota_exceeded", "quota", 1.0)
     facts = state.observe_executions([ExecutionSeen(ex(n), "failed", 0.0, 0.5, 1.0) for n in (1, 2)], 1.0)
     assert "breaker_opened" in [f.kind for f in facts]
@@ -212,7 +223,7 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
     decision = state.decide(61.0)
     assert state.breaker.state is BreakerState.HALF_OPEN
     assert (decision.start, decision.probe) == (1, True)
-    state.dispatched(ex(3), "d3", 61.0, probe=True)
+    state.dispatched(ex(3), 61.0, probe=True)
     assert state.decide(62.0).start == 0
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b", "c")], 70.0)
     vertex = VertexJob("projects/p/locations/r/customJobs/1", "run-a", JobState.PENDING, 71.0)
@@ -224,13 +235,13 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
 def test_breaker_reopens_on_a_failed_probe_with_doubled_cooldown() -> None:
     """A probe that bails out reopens the breaker; the cooldown doubles, capped."""
     state = ready(breaker_cooldown=60.0, breaker_max_cooldown=100.0)
-    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.dispatched(ex(1), 0.0, probe=False)
     state.event_bailout(ex(1), "permission_denied", "permission", 1.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 1.0)
     assert state.breaker.state is BreakerState.OPEN
     assert state.breaker.reopens_at() == 61.0
     state.decide(61.0)
-    state.dispatched(ex(2), "d2", 61.0, probe=True)
+    state.dispatched(ex(2), 61.0, probe=True)
     state.event_bailout(ex(2), "permission_denied", "permission", 62.0)
     state.observe_executions([ExecutionSeen(ex(2), "failed", 61.0, 61.5, 62.0)], 62.0)
     assert state.breaker.state is BreakerState.OPEN
@@ -242,8 +253,8 @@ def test_a_submission_while_open_leaves_the_breaker_open() -> None:
     report that it did: only the half-open probe's submission does."""
     state = ready()
     state.observe_items(pending("a", "b"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
-    state.dispatched(ex(2), "d2", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(2), 1.0, probe=False)
     state.event_claimed(ex(1), "a", 2.0)
     state.event_claimed(ex(2), "b", 2.0)
     state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
@@ -284,7 +295,7 @@ def test_an_item_whose_execution_bailed_out_before_a_custom_job_is_failed_once()
     only after a listing made since the execution ended still shows it CLAIMED."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.event_claimed(ex(1), "a", 2.0)
     state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 4.0)], 4.0)
@@ -302,7 +313,7 @@ def test_an_inferred_claim_never_fails_an_item() -> None:
     """Without the execution's own `claimed` event the pairing is a guess: the item is left alone."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 2.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
@@ -336,12 +347,91 @@ def test_an_uncertain_dispatch_holds_until_the_next_listing() -> None:
     assert state.decide(2.0).start == 0  # the RunJob did create one: it covers the item
 
 
+DENIED = "RunJob for launcher: PermissionDenied: 403 Permission 'run.jobs.run' denied"
+
+
+def test_a_refused_dispatch_backs_the_queue_off_doubling_up_to_a_cap() -> None:
+    """After a refused RunJob the decision says "not before T"; each refusal in a row doubles the wait,
+    up to the cap; only the first refusal of an error is new (worth a log line)."""
+    state = ready(breaker_threshold=100)
+    state.observe_items(pending("a"), 0.0)
+    assert state.decide(0.0).start == 1
+    [fact] = state.dispatch_refused(0.0, DENIED)
+    assert (fact.kind, fact.category, fact.outcome, fact.seconds) == (
+        "dispatch_refused",
+        DISPATCH_REFUSED,
+        "new",
+        REFUSAL_BACKOFF,
+    )
+    held = state.decide(1.0)
+    assert (held.start, held.want, held.why, held.not_before) == (0, 1, "refused", REFUSAL_BACKOFF)
+    now, backoff, waits = REFUSAL_BACKOFF, REFUSAL_BACKOFF, []
+    while backoff < REFUSAL_BACKOFF_MAX:
+        decision = state.decide(now)
+        assert (decision.start, decision.not_before) == (1, None)
+        [fact] = state.dispatch_refused(now, DENIED)
+        assert fact.outcome == "repeated"
+        backoff = fact.seconds or 0.0
+        waits.append(backoff)
+        assert state.decide(now + backoff - 0.1).start == 0
+        now += backoff
+    assert waits[0] == 2 * REFUSAL_BACKOFF
+    assert waits[-1] == REFUSAL_BACKOFF_MAX
+    assert all(b == min(REFUSAL_BACKOFF_MAX, 2 * a) for a, b in pairwise([REFUSAL_BACKOFF, *waits]))
+    [fact] = state.dispatch_refused(now, DENIED)
+    assert fact.seconds == REFUSAL_BACKOFF_MAX
+    [fact] = state.dispatch_refused(now + REFUSAL_BACKOFF_MAX, "RunJob for launcher: NotFound: 404 no such job")
+    assert fact.outcome == "new"  # the error changed: logged again
+
+
+def test_a_dispatch_after_refusals_ends_the_backoff() -> None:
+    """An accepted RunJob resets the backoff (the next refusal waits the first step again, and is new)."""
+    state = ready(breaker_threshold=10)
+    state.observe_items(pending("a", "b"), 0.0)
+    state.dispatch_refused(0.0, DENIED)
+    state.dispatch_refused(REFUSAL_BACKOFF, DENIED)
+    now = 3 * REFUSAL_BACKOFF
+    decision = state.decide(now)
+    assert decision.start == 2
+    [fact] = state.dispatched(ex(1), now, probe=decision.probe)
+    assert (fact.kind, fact.execution, fact.seconds, fact.detail) == ("dispatch_recovered", ex(1), now, DENIED)
+    assert state.dispatched(ex(2), now, probe=False) == []
+    state.observe_items(pending("c"), now + 1)
+    [fact] = state.dispatch_refused(now + 1, DENIED)
+    assert (fact.outcome, fact.seconds) == ("new", REFUSAL_BACKOFF)
+
+
+def test_refusals_open_the_breaker_at_the_threshold_and_a_refused_probe_reopens_it() -> None:
+    """A refusal is a counted bailout: one alone leaves the breaker closed, `threshold` in a row open
+    it. Half-open, the probe's RunJob refused reopens it; resume ends both breaker and backoff."""
+    state = ready(breaker_threshold=3, breaker_cooldown=60.0)
+    state.observe_items(pending("a"), 0.0)
+    t = 0.0
+    for n in range(2):
+        assert [f.kind for f in state.dispatch_refused(t, DENIED)] == ["dispatch_refused"]
+        assert state.breaker.state is BreakerState.CLOSED
+        t += REFUSAL_BACKOFF * 2**n
+    facts = state.dispatch_refused(t, DENIED)
+    assert [f.kind for f in facts] == ["dispatch_refused", "breaker_opened"]
+    assert state.breaker.state is BreakerState.OPEN
+    decision = state.decide(t + 60.0)
+    assert state.breaker.state is BreakerState.HALF_OPEN
+    assert (decision.start, decision.probe) == (1, True)
+    facts = state.dispatch_refused(t + 60.0, DENIED)
+    assert "breaker_opened" in [f.kind for f in facts]
+    assert state.breaker.cooldown == 120.0
+    assert state.decide(t + 61.0).why == "breaker"
+    state.resume()
+    decision = state.decide(t + 61.0)
+    assert (state.breaker.state, decision.start, decision.not_before) == (BreakerState.CLOSED, 1, None)
+
+
 @pytest.mark.parametrize("count", [10, 200])
 def test_retention_bounds_memory(count: int) -> None:
     """Finished executions beyond retention_max, or older than retention_seconds, are dropped."""
     state = ready(retention_max=50, retention_seconds=100.0)
     for n in range(count):
-        state.dispatched(ex(n), f"d{n}", float(n), probe=False)
+        state.dispatched(ex(n), float(n), probe=False)
     state.observe_executions([ExecutionSeen(ex(n), "succeeded", n, n, n + 1.0) for n in range(count)], count + 1.0)
     state.prune(count + 1.0)
     assert len(state.executions) == min(count, 50)
@@ -363,7 +453,7 @@ def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing()
     """An execution that ended after the last listing may have claimed a 'pending' item: hold."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 0.0, probe=False)
+    state.dispatched(ex(1), 0.0, probe=False)
     state.observe_executions([ExecutionSeen(ex(1), "succeeded", 0.0, 0.1, 2.0)], 2.5)
     decision = state.decide(2.5)
     assert (decision.start, decision.why) == (0, "stale")
@@ -383,7 +473,7 @@ def submitted_and_lingering(
     at t=10 (listed with the run id and trace id), and the execution keeps running."""
     state = ready(stop_after_submit=stop_after_submit)
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None)], 3.0)
     if confirmed:
         state.event_claimed(ex(1), "a", 4.0)
@@ -451,7 +541,7 @@ def test_an_inferred_pairing_is_never_cancelled() -> None:
 def test_a_submitted_event_pairs_the_job_with_certainty() -> None:
     """The execution's own `submitted` event names the job: enough without a `claimed` event."""
     state = ready(stop_after_submit=5.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
     state.event_submitted(ex(1), JOB_A, 3.0)
     jobs = {JOB_A: VertexJob(JOB_A, "run-a", JobState.RUNNING, 2.0)}
     assert [a.execution for a in state.stop_after_submit(jobs, 7.0)] == [ex(1)]
@@ -480,8 +570,8 @@ def test_post_submit_waits_for_the_job_and_skips_a_missing_completion_time() -> 
     """The job listed after the execution ended still gives its sample; no completion_time, none."""
     state = ready()
     state.observe_items(pending("a", "b"), 0.0)
-    state.dispatched(ex(1), "d1", 1.0, probe=False)
-    state.dispatched(ex(2), "d2", 1.0, probe=False)
+    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(2), 1.0, probe=False)
     state.event_claimed(ex(1), "a", 2.0)
     state.event_claimed(ex(2), "b", 2.0)
     state.observe_executions(
