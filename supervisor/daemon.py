@@ -24,7 +24,6 @@ import errno
 import random
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from importlib import metadata
 from typing import Any
@@ -42,7 +41,7 @@ from supervisor.config import Config, QueueConfig
 from supervisor.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownError
 from supervisor.http import make_app
 from supervisor.metrics import Metrics, Snapshot
-from supervisor.model.events import EXECUTION_HINT, ITEM_ADDED, VERTEX_HINT, Event, Malformed, parse
+from supervisor.model.inbox import Inbox, Outcome
 from supervisor.model.state import Fact, QueuePolicy, QueueState, observe_vertex, prune_vertex
 from supervisor.model.vertex import VertexJob
 from supervisor.sources.pubsub import MAX_MESSAGES, EventSubscriber, Received
@@ -50,13 +49,8 @@ from supervisor.sources.wandb import WandbAuthError, WandbError
 
 DRAIN_SECONDS = 10.0
 """Longest wait for in-flight calls at shutdown; below systemd's TimeoutStopSec."""
-SEEN_EVENTS = 20_000
-"""Event keys remembered for idempotency (a redelivery older than this many events is rare)."""
 HINT_POLL_GAP = 0.1
 """Hints poll the queue at most this often (seconds): a burst of hints coalesces into a few polls."""
-BUFFERED_EVENTS = 1_000
-BUFFER_SECONDS = 600.0
-"""Events about executions not yet known wait this long for the execution to appear."""
 
 log = structlog.get_logger("launch_supervisor")
 
@@ -131,9 +125,8 @@ class Daemon:
         """The last error of each loop, so a persisting one is logged once."""
         self._naps: dict[str, anyio.Event] = {}
         """Wake-ups of every loop, by loop name ("queue:q", "executions:q", "vertex")."""
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._buffered: list[tuple[float, Event]] = []
-        self._malformed_kinds: set[str] = set()
+        self._inbox = Inbox()
+        """Pub/Sub handling's memory: dedupe keys, events waiting for their execution."""
         self._stopping = anyio.Event()
         self._loops = 0
         self._loops_done = anyio.Event()
@@ -565,98 +558,38 @@ class Daemon:
         scope.cancel()
 
     def handle_message(self, data: bytes, attributes: dict[str, str]) -> str:
-        """Apply one message; returns (and counts) what became of it. Never raises."""
-        parsed = parse(data, attributes)
-        if isinstance(parsed, Malformed):
-            self.metrics.pubsub_messages.labels("malformed", parsed.kind).inc()
-            if parsed.kind not in self._malformed_kinds:  # once per kind: a flood must not flood the log
-                self._malformed_kinds.add(parsed.kind)
-                log.warning("pubsub.malformed", kind=parsed.kind, reason=parsed.reason)
-            return parsed.kind
-        key = parsed.key
-        if key is not None and key in self._seen:
-            result = "duplicate"
-        else:
-            try:
-                result = self._apply_event(parsed)
-            except Exception:
-                log.exception("pubsub.apply_failed", type=parsed.type)  # a message never stops the daemon
-                result = "failed"
-            if result == "applied" and key is not None:
-                self._remember(key)
-        self.metrics.pubsub_messages.labels(parsed.type, result).inc()
-        return result
+        """Apply one message (the logic is the inbox's: docs/architecture.md, Events); returns (and
+        counts) what became of it. Never raises."""
+        outcome = self._inbox.receive(data, attributes, self.states, time.time(), time.monotonic())
+        if outcome.reason is not None:  # once per kind: a flood must not flood the log
+            log.warning("pubsub.malformed", kind=outcome.result, reason=outcome.reason)
+        if outcome.error is not None:  # a message never stops the daemon
+            log.error("pubsub.apply_failed", type=outcome.type, exc_info=outcome.error)
+        self._act(outcome)
+        self.metrics.pubsub_messages.labels(outcome.type, outcome.result).inc()
+        return outcome.result
 
-    def _find_execution(self, short: str, queue: str | None) -> tuple[QueueState, str] | None:
-        states = [self.states[queue]] if queue in self.states else list(self.states.values())
-        suffix = "/executions/" + short.rsplit("/", 1)[-1]
-        for state in states:
-            for name in state.executions:
-                if name == short or name.endswith(suffix):
-                    return state, name
-        return None
-
-    def _apply_event(self, event: Event) -> str:
-        if event.type == ITEM_ADDED:
-            if event.queue not in self.states:
-                return "unknown_queue"
-            self._poke(event.queue, poll=True)
-            return "applied"
-        if event.type == EXECUTION_HINT:
-            for name, state in self.states.items():
-                if event.job is None or state.policy.launcher_job.endswith("/jobs/" + event.job):
-                    self._wake_loop(f"executions:{name}")
-            return "applied"
-        if event.type == VERTEX_HINT:
+    def _act(self, outcome: Outcome) -> None:
+        """The I/O an event's outcome asks for: its metric and facts, then the wake-ups."""
+        if outcome.detection is not None:
+            queue, seconds = outcome.detection
+            self.metrics.bailout_detection.labels(queue).observe(seconds)
+        for queue in outcome.executions:
+            self._wake_loop(f"executions:{queue}")
+        if outcome.vertex:
             self._wake_loop("vertex")
-            return "applied"
-        assert event.execution is not None
-        found = self._find_execution(event.execution, event.queue)
-        if found is None:
-            if len(self._buffered) < BUFFERED_EVENTS:
-                self._buffered.append((time.monotonic() + BUFFER_SECONDS, event))
-                return "buffered"
-            return "unknown_execution"
-        state, name = found
-        now = time.time()
-        facts: list[Fact] = []
-        if event.type == "watchdog.claimed" and event.item_id:
-            facts = state.event_claimed(name, event.item_id, now)
-        elif event.type == "watchdog.submitted" and event.custom_job:
-            facts = state.event_submitted(name, event.custom_job, now)
-        elif event.type == "watchdog.bailout" and event.rule and event.category:
-            facts = state.event_bailout(name, event.rule, event.category, now)
-            if event.detection_ms is not None:
-                self.metrics.bailout_detection.labels(state.policy.name).observe(event.detection_ms / 1000)
-        elif event.type == "watchdog.idle_exit":
-            state.event_idle(name)
-        elif event.type == "watchdog.exited":
-            self._wake_loop(f"executions:{state.policy.name}")
-        self._facts(facts)
-        self._poke(state.policy.name)
-        return "applied"
+        self._facts(list(outcome.facts))
+        for queue in outcome.poll:
+            self._poke(queue, poll=True)
+        for queue in outcome.reconcile:
+            self._poke(queue)
 
     def _retry_buffered(self) -> None:
-        """Apply buffered events whose execution is now known; drop the expired."""
-        if not self._buffered:
-            return
-        waiting, self._buffered = self._buffered, []
-        now = time.monotonic()
-        for expires, event in waiting:
-            if expires < now:
-                self.metrics.pubsub_messages.labels(event.type, "expired").inc()
-                continue
-            assert event.execution is not None
-            key = event.key
-            if self._find_execution(event.execution, event.queue) is None:
-                self._buffered.append((expires, event))
-            elif key is not None and key not in self._seen and self._apply_event(event) == "applied":
-                self._remember(key)
-
-    def _remember(self, key: tuple[str, str]) -> None:
-        self._seen[key] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
+        """Apply buffered events whose execution is now known; count the expired."""
+        for outcome in self._inbox.retry(self.states, time.time(), time.monotonic()):
+            if outcome.result == "expired":
+                self.metrics.pubsub_messages.labels(outcome.type, outcome.result).inc()
+            self._act(outcome)
 
     # -- reload ---------------------------------------------------------------------------------
 
