@@ -72,6 +72,11 @@ def _cannot_listen(listen: str, exc: OSError) -> str:
     return f"cannot listen on {listen}: {why}; {fix} another address with {setting}"
 
 
+def _tenths(seconds: float | None) -> float | None:
+    """A duration for a log line: to a tenth of a second, or None when the fact has none."""
+    return None if seconds is None else round(seconds, 1)
+
+
 def version() -> str:
     try:
         return metadata.version("launch-supervisor")
@@ -252,14 +257,14 @@ class Daemon:
                     "dispatch.refused",
                     queue=fact.queue,
                     error=fact.detail,
-                    retry_in_s=None if fact.seconds is None else round(fact.seconds, 1),
+                    retry_in_s=_tenths(fact.seconds),
                 )
             elif fact.kind == "dispatch_recovered":
                 log.info(
                     "dispatch.recovered",
                     queue=fact.queue,
                     execution=fact.execution,
-                    refused_for_s=None if fact.seconds is None else round(fact.seconds, 1),
+                    refused_for_s=_tenths(fact.seconds),
                 )
             elif fact.kind == "cancel_requested":
                 log.warning(
@@ -268,7 +273,7 @@ class Daemon:
                     execution=fact.execution,
                     reason=fact.detail,
                     custom_job=fact.custom_job,
-                    since_submit_s=None if fact.seconds is None else round(fact.seconds, 1),
+                    since_submit_s=_tenths(fact.seconds),
                 )
 
     async def run(self, *, task_status: TaskStatus[tuple[str, int]] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -248,15 +248,21 @@ def test_breaker_reopens_on_a_failed_probe_with_doubled_cooldown() -> None:
     assert state.breaker.cooldown == 100.0
 
 
-def test_a_submission_while_open_leaves_the_breaker_open() -> None:
-    """A job submitted by an execution started before the breaker opened does not close it, nor
-    report that it did: only the half-open probe's submission does."""
+def two_claimed() -> QueueState:
+    """Items a and b, each claimed by its own execution (ex(1), ex(2)), as their events say."""
     state = ready()
     state.observe_items(pending("a", "b"), 0.0)
     state.dispatched(ex(1), 1.0, probe=False)
     state.dispatched(ex(2), 1.0, probe=False)
     state.event_claimed(ex(1), "a", 2.0)
     state.event_claimed(ex(2), "b", 2.0)
+    return state
+
+
+def test_a_submission_while_open_leaves_the_breaker_open() -> None:
+    """A job submitted by an execution started before the breaker opened does not close it, nor
+    report that it did: only the half-open probe's submission does."""
+    state = two_claimed()
     state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
     assert state.breaker.state is BreakerState.OPEN
@@ -568,12 +574,7 @@ def test_post_submit_is_observed_once_from_googles_times() -> None:
 
 def test_post_submit_waits_for_the_job_and_skips_a_missing_completion_time() -> None:
     """The job listed after the execution ended still gives its sample; no completion_time, none."""
-    state = ready()
-    state.observe_items(pending("a", "b"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.dispatched(ex(2), 1.0, probe=False)
-    state.event_claimed(ex(1), "a", 2.0)
-    state.event_claimed(ex(2), "b", 2.0)
+    state = two_claimed()
     state.observe_executions(
         [ExecutionSeen(ex(1), "succeeded", 1.0, 1.5, 12.0), ExecutionSeen(ex(2), "succeeded", 1.0, 1.5, None)], 13.0
     )
