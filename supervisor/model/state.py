@@ -357,7 +357,12 @@ class QueueState:
 
     def event_claimed(self, execution_name: str, item_id: str, now: float) -> list[Fact]:
         execution = self.executions.get(execution_name)
-        if execution is None or execution.item_id == item_id:
+        if execution is None:
+            return []
+        if execution.item_id == item_id:  # the listing inferred this pairing first: now it is certain
+            inferred = self.items.get(item_id)
+            if inferred is not None and inferred.claimed_by == execution_name:
+                inferred.claim_confirmed = True
             return []
         item = self.items.get(item_id) or Item(item_id, ItemState.CLAIMED, first_seen=now, last_seen=now)
         self.items.setdefault(item_id, item)

@@ -544,6 +544,15 @@ def test_an_inferred_pairing_is_never_cancelled() -> None:
     assert state.stop_after_submit(jobs, 1000.0) == []
 
 
+def test_a_claimed_event_confirms_the_pairing_a_listing_inferred_first() -> None:
+    """Under load the listing may pair the item before the execution's own `claimed` event arrives:
+    the event, agreeing, makes the pairing certain, so the lingering execution is cancelled."""
+    state, jobs = submitted_and_lingering(confirmed=False)
+    assert state.event_claimed(ex(1), "a", 13.0) == []  # nothing new to count
+    assert state.items["a"].claim_confirmed
+    assert [a.execution for a in state.stop_after_submit(jobs, 70.0)] == [ex(1)]
+
+
 def test_a_submitted_event_pairs_the_job_with_certainty() -> None:
     """The execution's own `submitted` event names the job: enough without a `claimed` event."""
     state = ready(stop_after_submit=5.0)
