@@ -2,12 +2,14 @@
 
 The line form carries `severity` and `message`, so Cloud Logging stores it as a structured
 `jsonPayload` that a log sink can route to the supervisor's topic without the container holding
-publish rights. Every string in an event is redacted before it is serialised.
+publish rights. Every string in an event is redacted before it is serialised. Every event names
+its run (the Cloud Run execution, the agent's queue and entity), so a consumer needs no other context.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +18,27 @@ from watchdog.publish import Publisher
 from watchdog.redact import Redactor
 
 SCHEMA = "launch-supervisor/1"
+
+
+def agent_target(command: Sequence[str], environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The queue and entity named on the agent's command line (`-q Q -e E`)."""
+    found: dict[str, str | None] = {"queue": None, "entity": environ.get("WANDB_ENTITY")}
+    names = {"-q": "queue", "--queue": "queue", "-e": "entity", "--entity": "entity"}
+    args = list(command)
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in names and flag.startswith("--") and eq:
+            found[names[flag]] = value
+        elif arg in names and i + 1 < len(args):
+            key = names[arg]
+            if key == "entity" or found[key] is None:
+                found[key] = args[i + 1]
+    return found
+
+
+def run_fields(command: Sequence[str], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields every event of a run carries: its Cloud Run execution, the agent's queue and entity."""
+    return {"execution": environ.get("CLOUD_RUN_EXECUTION"), **agent_target(command, environ)}
 
 
 def _redacted(value: Any, redactor: Redactor) -> Any:

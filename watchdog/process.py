@@ -20,11 +20,14 @@ import errno
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 _PR_SET_CHILD_SUBREAPER = 36
+KILL_WAIT_SECONDS = 2.0
+"""After a watchdog bug, how long to wait for the SIGKILLed processes to be gone."""
 
 
 def become_subreaper() -> bool:
@@ -209,3 +212,80 @@ class Stopper:
     def deadline(self) -> float | None:
         """When `tick` next has something to do."""
         return self._next_at if self._rest else None
+
+
+class Shutdown:
+    """Stops the agent's group, then every descendant that outlived it; or, after a bug, kills all."""
+
+    def __init__(self, report: Callable[[str], None]) -> None:
+        self.group: AgentGroup | None = None
+        """The agent's group, once started."""
+        self.stopper: Stopper | None = None
+        self.sweeper: Stopper | None = None
+        """Stops what outlived the agent's group."""
+        self.leftovers = Descendants()
+        self._report = report
+
+    def stop(self, grace: float, first: int, now: float) -> None:
+        """Start stopping the group with `first`, unless a stop is under way already."""
+        assert self.group is not None
+        if self.stopper is None:
+            self.stopper = Stopper(self.group, grace, first, now)
+
+    def forward(self, signum: int, grace: float, now: float) -> None:
+        """Pass a signal on to the group; the first one starts the stop."""
+        assert self.group is not None
+        if self.stopper is None:
+            self.stopper = Stopper(self.group, grace, signum, now)
+        else:
+            self.group.signal(signum)
+
+    def kill_now(self) -> None:
+        """Skip the remaining grace of every stop under way: SIGKILL at once."""
+        for stopper in (self.stopper, self.sweeper):
+            if stopper is not None:
+                stopper.escalate_now(time.monotonic())
+
+    def deadlines(self) -> list[float]:
+        """When the stops under way next escalate."""
+        return [
+            at
+            for stopper in (self.stopper, self.sweeper)
+            if stopper is not None and (at := stopper.deadline()) is not None
+        ]
+
+    def tick(self, now: float) -> None:
+        """Escalate the group's stop when due."""
+        if self.stopper is not None:
+            assert self.group is not None
+            self.stopper.tick(now)
+            self.group.reap()  # SIGCHLD reaps too; while stopping, check on every tick anyway
+
+    def no_leftovers(self, now: float, grace: float) -> bool:
+        """Whether every descendant is gone; if not, stop them (SIGTERM, then SIGKILL after the grace)."""
+        assert self.group is not None
+        self.group.reap()
+        living = self.leftovers.living()
+        if not living:
+            return True
+        if self.sweeper is None:
+            self._report(f"stopping {len(living)} process(es) the agent left running: {sorted(living)}")
+            self.sweeper = Stopper(self.leftovers, grace, signal.SIGTERM, now, LEFTOVER_SEQUENCE)
+        else:
+            self.sweeper.tick(now)
+            if self.sweeper.deadline() is None:
+                self.leftovers.signal(signal.SIGKILL)  # ones that appeared after the SIGKILL went out
+        return False
+
+    def kill_everything(self) -> None:
+        """SIGKILL the agent's group and every other descendant, and reap them (bounded wait)."""
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while True:
+            if self.group is not None:
+                self.group.signal(signal.SIGKILL)
+            self.leftovers.signal(signal.SIGKILL)
+            if self.group is not None:
+                self.group.reap()
+            if not self.leftovers.living() or time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)

@@ -1,14 +1,17 @@
-"""The bailout block printed to stderr when a rule stops the agent (or explains why it ended).
+"""How a bailout is reported: the `watchdog.bailout` event, and a block printed to stderr.
 
-It keeps the shape operators already read in the original wrapper's output: what triggered, every
-matching line with its line number, then the last lines the agent printed. All of it was redacted
-on the way in.
+The block keeps the shape operators already read in the original wrapper's output: what triggered,
+every matching line with its line number, then the last lines the agent printed. All of it was
+redacted on the way in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from watchdog.console import Console
+from watchdog.events import Events
+from watchdog.incident import Verdict
 from watchdog.scanner import Line
 
 RULE = "━" * 72
@@ -40,3 +43,42 @@ def bailout_block(
     ending = "launch-watchdog stopped the agent" if stopped else "the agent exited by itself"
     out.extend([RULE, f"{ending}: {category} ({rule_id})", ""])
     return "\n".join(out)
+
+
+def report_bailout(
+    events: Events,
+    console: Console,
+    verdict: Verdict,
+    *,
+    stopped: bool,
+    detection_ms: float,
+    item_id: str | None,
+    context: Iterable[str],
+    context_lines: int,
+) -> None:
+    """Emit the bailout event, then print the block; `stopped`: the watchdog stops the agent for it."""
+    events.emit(
+        "watchdog.bailout",
+        "ERROR",
+        f"bailout: {verdict.description} ({verdict.category}); "
+        + ("stopping the agent" if stopped else "the agent exited by itself"),
+        rule=verdict.rule,
+        category=verdict.category,
+        trigger_rule=verdict.trigger,
+        rules=list(verdict.rules),
+        lines=[{"source": line.source, "line": line.number, "text": line.text} for line in verdict.lines],
+        detection_ms=round(detection_ms, 3),
+        item_id=item_id,
+    )
+    console.err(
+        bailout_block(
+            description=verdict.description,
+            rule_id=verdict.rule,
+            category=verdict.category,
+            trigger=verdict.trigger,
+            matches=verdict.lines,
+            context=context,
+            context_lines=context_lines,
+            stopped=stopped,
+        )
+    )

@@ -1,11 +1,12 @@
-"""Finding and stopping what the agent left behind, without starting processes."""
+"""Finding and stopping the agent's processes and what it left behind, without starting processes."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
 
-from watchdog.process import LEFTOVER_SEQUENCE, Stopper, descendants
+from tests.watchdog.fakes import Group
+from watchdog.process import LEFTOVER_SEQUENCE, Shutdown, Stopper, descendants
 
 
 def fake_proc(tmp_path: Path, table: dict[int, tuple[int, str]]) -> Path:
@@ -60,3 +61,66 @@ def test_leftovers_get_sigterm_then_sigkill_after_the_grace() -> None:
     stopper.tick(102.0)
     assert target.sent == [signal.SIGTERM, signal.SIGKILL]
     assert stopper.deadline() is None
+
+
+class Leftovers(Recorder):
+    """Stands in for the watchdog's descendants: these pids live until SIGKILL."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__()
+        self.pids = pids
+
+    def living(self) -> list[int]:
+        return [] if signal.SIGKILL in self.sent else self.pids
+
+
+def shutdown(leftovers: list[int]) -> tuple[Shutdown, Group, Leftovers, list[str]]:
+    reports: list[str] = []
+    stop = Shutdown(reports.append)
+    stop.group = group = Group()  # type: ignore[assignment]
+    stop.leftovers = gone = Leftovers(leftovers)  # type: ignore[assignment]
+    return stop, group, gone, reports
+
+
+def test_one_stop_at_a_time_and_signals_go_to_it() -> None:
+    """A second stop request starts nothing new; a forwarded signal reaches the group."""
+    stop, group, _, _ = shutdown([])
+    stop.stop(10.0, signal.SIGINT, 100.0)
+    stop.stop(1.0, signal.SIGTERM, 101.0)
+    assert group.sent == [signal.SIGINT]
+    assert stop.deadlines() == [110.0]
+    stop.forward(signal.SIGTERM, 10.0, 102.0)
+    assert group.sent == [signal.SIGINT, signal.SIGTERM]
+    stop.tick(110.0)
+    assert group.sent == [signal.SIGINT, signal.SIGTERM, signal.SIGTERM]
+    stop.kill_now()
+    assert group.sent[-1] == signal.SIGKILL
+    assert stop.deadlines() == []
+
+
+def test_a_forwarded_signal_starts_the_stop_when_none_is_under_way() -> None:
+    stop, group, _, _ = shutdown([])
+    stop.forward(signal.SIGTERM, 10.0, 100.0)
+    assert group.sent == [signal.SIGTERM]
+    assert stop.deadlines() == [110.0]
+
+
+def test_leftovers_are_swept_once_the_group_is_gone() -> None:
+    """SIGTERM to what the agent left running, SIGKILL after the grace; done once none is left."""
+    stop, _, gone, reports = shutdown([41, 42])
+    assert not stop.no_leftovers(100.0, 2.0)
+    assert gone.sent == [signal.SIGTERM]
+    assert reports == ["stopping 2 process(es) the agent left running: [41, 42]"]
+    assert stop.deadlines() == [102.0]
+    assert not stop.no_leftovers(101.0, 2.0)
+    assert gone.sent == [signal.SIGTERM]
+    assert not stop.no_leftovers(102.0, 2.0)
+    assert gone.sent == [signal.SIGTERM, signal.SIGKILL, signal.SIGKILL]
+    assert stop.no_leftovers(102.1, 2.0)
+
+
+def test_after_a_bug_everything_is_killed() -> None:
+    stop, group, gone, _ = shutdown([41])
+    stop.kill_everything()
+    assert group.sent == [signal.SIGKILL]
+    assert gone.sent == [signal.SIGKILL]
