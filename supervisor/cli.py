@@ -18,7 +18,7 @@ import structlog
 
 from supervisor.clients import CredentialsError
 from supervisor.config import DEFAULT_PATH, Config, ConfigError, load_config
-from supervisor.daemon import Daemon, ListenError, version
+from supervisor.daemon.shell import Daemon, ListenError, version
 from supervisor.logs import configure
 from supervisor.model.events import ITEM_ADDED, item_added
 

@@ -19,12 +19,12 @@ from google.cloud.aiplatform_v1.services.job_service.transports.grpc_asyncio imp
 from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcAsyncIOTransport
 from google.cloud.run_v2.services.jobs.transports import JobsGrpcAsyncIOTransport
 
+from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.config import Config
-from supervisor.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
-from supervisor.observe import ObserveCall, ignore_call
-from supervisor.sources.wandb import WandbClient
-from supervisor.trackers.executions import ExecutionsTracker
-from supervisor.trackers.vertex import VertexTracker
+from supervisor.engines.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
+from supervisor.engines.sources.wandb import WandbClient
+from supervisor.engines.trackers.executions import ExecutionsTracker
+from supervisor.engines.trackers.vertex import VertexTracker
 
 
 class CredentialsError(Exception):

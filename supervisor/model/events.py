@@ -11,29 +11,39 @@ raises: a daemon must not stop on a bad message.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
-WATCHDOG_TYPES = frozenset(
-    {
-        "watchdog.started",
-        "watchdog.claimed",
-        "watchdog.submitted",
-        "watchdog.bailout",
-        "watchdog.idle_exit",
-        "watchdog.exited",
-    }
-)
-ITEM_ADDED = "queue.item_added"
+
+class EventType(enum.StrEnum):
+    """Every message type the daemon acts on; also the `type` label of its Pub/Sub counter."""
+
+    STARTED = "watchdog.started"
+    CLAIMED = "watchdog.claimed"
+    SUBMITTED = "watchdog.submitted"
+    BAILOUT = "watchdog.bailout"
+    IDLE_EXIT = "watchdog.idle_exit"
+    EXITED = "watchdog.exited"
+    ITEM_ADDED = "queue.item_added"
+    """From an enqueuer that wants instant dispatch (`launch-supervisor notify`)."""
+    EXECUTION_HINT = "log.cloudrun_execution"
+    """A Cloud Logging entry about a Cloud Run execution: list the executions again."""
+    VERTEX_HINT = "log.vertex_job"
+    """A Cloud Logging entry about a CustomJob: list the CustomJobs again."""
+
+
+WATCHDOG_TYPES = frozenset(t for t in EventType if t.value.startswith("watchdog."))
+ITEM_ADDED = EventType.ITEM_ADDED
+EXECUTION_HINT = EventType.EXECUTION_HINT
+VERTEX_HINT = EventType.VERTEX_HINT
 SCHEMA = "launch-supervisor/1"
-EXECUTION_HINT = "log.cloudrun_execution"
-VERTEX_HINT = "log.vertex_job"
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    type: str
+    type: EventType
     execution: str | None = None
     """The execution's short name (CLOUD_RUN_EXECUTION), or a full resource name."""
     queue: str | None = None
@@ -69,15 +79,16 @@ def _text(value: Any) -> str | None:
 
 
 def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
-    kind = payload.get("event")
-    if kind not in WATCHDOG_TYPES:
-        return Malformed("unknown_type", f"unknown watchdog event {kind!r}")
+    raw = payload.get("event")
+    kind = EventType(raw) if raw in WATCHDOG_TYPES else None
+    if kind is None:
+        return Malformed("unknown_type", f"unknown watchdog event {raw!r}")
     execution = _text(payload.get("execution"))
     if execution is None:
         return Malformed("missing_field", f"{kind} without `execution` (not running on Cloud Run?)")
     detection = payload.get("detection_ms")
     event = Event(
-        type=str(kind),
+        type=kind,
         execution=execution,
         queue=_text(payload.get("queue")),
         entity=_text(payload.get("entity")),
@@ -87,13 +98,12 @@ def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
         category=_text(payload.get("category")),
         detection_ms=float(detection) if isinstance(detection, int | float) else None,
     )
-    required = {"watchdog.claimed": event.item_id, "watchdog.submitted": event.custom_job}
-    if kind in required and required[str(kind)] is None:
-        return Malformed(
-            "missing_field", f"{kind} without its {'item_id' if kind.endswith('claimed') else 'custom_job'}"
-        )
-    if kind == "watchdog.bailout" and (event.rule is None or event.category is None):
-        return Malformed("missing_field", "watchdog.bailout without rule or category")
+    if kind is EventType.CLAIMED and event.item_id is None:
+        return Malformed("missing_field", f"{kind} without its item_id")
+    if kind is EventType.SUBMITTED and event.custom_job is None:
+        return Malformed("missing_field", f"{kind} without its custom_job")
+    if kind is EventType.BAILOUT and (event.rule is None or event.category is None):
+        return Malformed("missing_field", f"{kind} without rule or category")
     return event
 
 
@@ -120,7 +130,7 @@ def _log_entry(entry: dict[str, Any]) -> Event | Malformed:
 
 def item_added(queue: str, entity: str | None = None, item_id: str | None = None) -> bytes:
     """The body an enqueuer publishes (with attribute type=queue.item_added) for instant dispatch."""
-    body = {"event": ITEM_ADDED, "schema": SCHEMA, "queue": queue}
+    body = {"event": ITEM_ADDED.value, "schema": SCHEMA, "queue": queue}
     body.update({k: v for k, v in (("entity", entity), ("item_id", item_id)) if v})
     return json.dumps(body).encode()
 
@@ -137,7 +147,7 @@ def parse(data: bytes, attributes: dict[str, str] | None = None) -> Event | Malf
     if kind == ITEM_ADDED:
         queue = _text(body.get("queue"))
         if queue is None:
-            return Malformed("missing_field", "queue.item_added without `queue`")
+            return Malformed("missing_field", f"{ITEM_ADDED} without `queue`")
         return Event(ITEM_ADDED, queue=queue, entity=_text(body.get("entity")), item_id=_text(body.get("item_id")))
     if isinstance(kind, str) and kind.startswith("watchdog."):
         return _watchdog(body)

@@ -89,3 +89,16 @@ class Execution:
     @property
     def has_claimed(self) -> bool:
         return self.item_id is not None or self.phase in (Phase.CLAIMED, Phase.SUBMITTED)
+
+    def outcome(self, status: str, message: str, finished: float, timeout: float) -> Phase:
+        """The phase a listing that shows it ended (`status`: succeeded | failed | cancelled) means.
+        A failure is a bailout when its watchdog said so, a timeout when it ran its whole task
+        timeout (or Cloud Run says so), else a plain failure that waits for its category."""
+        if status == "succeeded":
+            return Phase.SUCCEEDED if self.has_claimed and not self.idle_exit else Phase.IDLE
+        if status == "cancelled":
+            return Phase.CANCELLED
+        if self.phase is Phase.BAILOUT or self.category is not None:
+            return Phase.BAILOUT
+        ran = finished - (self.started or self.created)
+        return Phase.TIMEOUT if ran >= timeout or "timeout" in message.lower() else Phase.FAILED

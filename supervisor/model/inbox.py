@@ -12,8 +12,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from supervisor.model.events import EXECUTION_HINT, ITEM_ADDED, VERTEX_HINT, Event, Malformed, parse
-from supervisor.model.state import Fact, QueueState
+from supervisor.model.events import Event, EventType, Malformed, parse
+from supervisor.model.facts import Fact
+from supervisor.model.queue import QueueState
 
 SEEN_EVENTS = 20_000
 """Event keys remembered for idempotency (a redelivery older than this many events is rare)."""
@@ -134,18 +135,18 @@ class Inbox:
         return outcomes
 
     def _apply(self, event: Event, states: Mapping[str, QueueState], now: float, clock: float) -> Outcome:
-        if event.type == ITEM_ADDED:
+        if event.type is EventType.ITEM_ADDED:
             if event.queue is None or event.queue not in states:
                 return Outcome(event.type, "unknown_queue")
             return Outcome(event.type, "applied", poll=(event.queue,))
-        if event.type == EXECUTION_HINT:
+        if event.type is EventType.EXECUTION_HINT:
             woken = tuple(
                 name
                 for name, state in states.items()
                 if event.job is None or state.policy.launcher_job.endswith("/jobs/" + event.job)
             )
             return Outcome(event.type, "applied", executions=woken)
-        if event.type == VERTEX_HINT:
+        if event.type is EventType.VERTEX_HINT:
             return Outcome(event.type, "applied", vertex=True)
         assert event.execution is not None
         found = find_execution(states, event.execution, event.queue)
@@ -159,17 +160,17 @@ class Inbox:
         facts: list[Fact] = []
         detection: tuple[str, float] | None = None
         executions: tuple[str, ...] = ()
-        if event.type == "watchdog.claimed" and event.item_id:
+        if event.type is EventType.CLAIMED and event.item_id:
             facts = state.event_claimed(name, event.item_id, now)
-        elif event.type == "watchdog.submitted" and event.custom_job:
+        elif event.type is EventType.SUBMITTED and event.custom_job:
             facts = state.event_submitted(name, event.custom_job, now)
-        elif event.type == "watchdog.bailout" and event.rule and event.category:
+        elif event.type is EventType.BAILOUT and event.rule and event.category:
             facts = state.event_bailout(name, event.rule, event.category, now)
             if event.detection_ms is not None:
                 detection = (queue, event.detection_ms / 1000)
-        elif event.type == "watchdog.idle_exit":
+        elif event.type is EventType.IDLE_EXIT:
             state.event_idle(name)
-        elif event.type == "watchdog.exited":
+        elif event.type is EventType.EXITED:
             executions = (queue,)
         return Outcome(
             event.type, "applied", tuple(facts), reconcile=(queue,), executions=executions, detection=detection

@@ -12,13 +12,13 @@ from typing import Any
 
 import anyio
 
-from supervisor.asgi import serve_asgi
 from supervisor.config import Config, parse_config
 from supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
 from supervisor.sandbox.google_front import GoogleFront, make_tls
 from supervisor.sandbox.simulated import SimulatedLauncher
 from supervisor.sandbox.vertex_server import VertexStandIn
 from supervisor.sandbox.wandb_server import WandbStandIn
+from supervisor.surface.asgi import serve_asgi
 
 PROJECT = "sandbox-project"
 REGION = "us-central1"

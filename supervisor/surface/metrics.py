@@ -9,8 +9,7 @@ No item ids, run ids or execution names are ever label values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,8 +17,9 @@ from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
 from supervisor.model.executions import Phase
-from supervisor.model.state import CANCEL_REASONS, FAIL_STAGES, Fact, QueueState
-from supervisor.model.vertex import JobState, VertexJob
+from supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
+from supervisor.model.state import State
+from supervisor.model.vertex import JobState
 
 PREFIX = "launch_supervisor_"
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
@@ -31,22 +31,12 @@ POST_SUBMIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600,
 OUTCOMES = tuple(p.value for p in Phase if p.finished)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the state gauges read at scrape time."""
-
-    queues: dict[str, QueueState]
-    vertex_jobs: list[VertexJob]
-    stopped: dict[str, str]
-    """queue → why its polling stopped (auth)."""
-
-
 class _StateCollector(Collector):
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
-        self._snapshot = snapshot
+    def __init__(self, state: State) -> None:
+        self._state = state
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._snapshot()
+        snap = self._state
         pending = GaugeMetricFamily(f"{PREFIX}queue_pending_items", "Items PENDING at the last poll.", labels=["queue"])
         in_flight = GaugeMetricFamily(
             f"{PREFIX}executions_in_flight", "Executions not finished, by phase.", labels=["queue", "phase"]
@@ -67,7 +57,7 @@ class _StateCollector(Collector):
             breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
             stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)
             for job_state in JobState:
-                count = sum(1 for j in snap.vertex_jobs if j.queue == name and j.state is job_state)
+                count = sum(1 for j in snap.vertex_jobs.values() if j.queue == name and j.state is job_state)
                 if count or job_state in (JobState.RUNNING, JobState.PENDING, JobState.QUEUED):
                     vertex.add_metric([name, job_state.value], count)
         yield from (pending, in_flight, breaker, stopped, vertex)
@@ -182,8 +172,9 @@ class Metrics:
         self.build_info = Gauge(f"{PREFIX}build_info", "The running version.", ["version"], registry=r)
         self.build_info.labels(version).set(1)
 
-    def watch(self, snapshot: Callable[[], Snapshot]) -> None:
-        self.registry.register(_StateCollector(snapshot))
+    def watch(self, state: State) -> None:
+        """Mirror the state in gauges, read at scrape time."""
+        self.registry.register(_StateCollector(state))
 
     def add_queue(self, queue: str) -> None:
         """Create every series of a queue at zero."""
@@ -209,25 +200,3 @@ class Metrics:
     def api_call(self, api: str, method: str, code: str, seconds: float) -> None:
         self.api_requests.labels(api, method, code).inc()
         self.api_duration.labels(api, method).observe(seconds)
-
-    def fact(self, fact: Fact) -> None:
-        """Record one fact from the model."""
-        q = fact.queue
-        if fact.kind == "claimed" and fact.seconds is not None:
-            self.claim_latency.labels(q).observe(fact.seconds)
-        elif fact.kind == "submitted" and fact.seconds is not None:
-            self.submit_latency.labels(q).observe(fact.seconds)
-        elif fact.kind == "finished" and fact.outcome:
-            self.finished.labels(q, fact.outcome).inc()
-            if fact.seconds is not None:
-                self.execution_duration.labels(q, fact.outcome).observe(fact.seconds)
-        elif fact.kind in ("bailout", "dispatch_refused") and fact.category:
-            self.bailouts.labels(q, fact.category).inc()
-        elif fact.kind == "queue_wait" and fact.seconds is not None:
-            self.queue_wait.labels(q).observe(fact.seconds)
-        elif fact.kind == "vertex_ended" and fact.outcome and fact.seconds is not None:
-            self.vertex_duration.labels(q, fact.outcome).observe(fact.seconds)
-        elif fact.kind == "cancel_requested" and fact.detail:
-            self.executions_cancelled.labels(q, fact.detail).inc()
-        elif fact.kind == "post_submit" and fact.seconds is not None:
-            self.post_submit.labels(q).observe(fact.seconds)

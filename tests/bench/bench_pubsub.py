@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from supervisor.config import parse_config  # noqa: E402
-from supervisor.daemon import Daemon  # noqa: E402
+from supervisor.daemon.shell import Daemon  # noqa: E402
 from supervisor.logs import configure  # noqa: E402
 from supervisor.sandbox.simulated import SimulatedLauncher  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
@@ -89,7 +89,7 @@ async def measure(host: str, trials: int, baseline_trials: int) -> tuple[list[fl
                     while len(stack.cloudrun.run_job_times) == before:
                         await anyio.sleep(0.001)
                 if waited.cancelled_caught:
-                    state = daemon.states["q"]
+                    state = daemon.state.queues["q"]
                     flying = [(e.name[-5:], e.phase.value, e.item_id) for e in state.executions.values() if e.in_flight]
                     items = {
                         i.id[-6:]: (i.state.value, i.claimed_by and i.claimed_by[-5:]) for i in state.items.values()

@@ -26,13 +26,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.daemon import Daemon  # noqa: E402
+from supervisor.daemon.shell import Daemon  # noqa: E402
 from supervisor.logs import configure  # noqa: E402
-from supervisor.metrics import Metrics  # noqa: E402
 from supervisor.model.items import ItemState  # noqa: E402
-from supervisor.model.state import ExecutionSeen, ItemSeen, QueuePolicy, QueueState  # noqa: E402
+from supervisor.model.observations import ExecutionSeen, ItemSeen  # noqa: E402
+from supervisor.model.policy import QueuePolicy  # noqa: E402
+from supervisor.model.queue import QueueState  # noqa: E402
+from supervisor.model.retention import prune  # noqa: E402
 from supervisor.sandbox.cloudrun_server import ExecutionHandle  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins  # noqa: E402
+from supervisor.surface.metrics import Metrics  # noqa: E402
+from supervisor.surface.report import report  # noqa: E402
 
 JOB = "projects/p/locations/r/jobs/launcher"
 
@@ -46,7 +50,7 @@ def model_tick_cpu(n: int, ticks: int = 50) -> float:
     state = QueueState(policy())
     now = time.time()
     for i in range(n):
-        state.dispatched(f"{JOB}/executions/x{i}", now, probe=False)
+        state.dispatched(f"{JOB}/executions/x{i}", now)
     seen = [ExecutionSeen(f"{JOB}/executions/x{i}", "running", now, now, None) for i in range(n)]
     items = [ItemSeen(f"i{i}", ItemState.CLAIMED, f"r{i}") for i in range(min(n, 100))]
     state.observe_items(items, now)
@@ -56,7 +60,7 @@ def model_tick_cpu(n: int, ticks: int = 50) -> float:
         state.observe_executions(seen, t)
         state.settle(t)
         state.decide(t)
-        state.prune(t)
+        prune(state, t)
     return (time.process_time() - start) / ticks
 
 
@@ -101,7 +105,7 @@ async def live_calls_per_tick(n: int, seconds: float = 3.0) -> dict[str, float]:
                 "ListCustomJobs per vertex tick": (stack.vertex.faults.calls["ListCustomJobs"] - vertex0)
                 / ticks["vertex"],
                 "RunJob while steady": stack.cloudrun.faults.calls["RunJob"] - calls_before.get("RunJob", 0),
-                "adopted": sum(1 for e in daemon.states["q"].executions.values() if e.recovered),
+                "adopted": sum(1 for e in daemon.state.queues["q"].executions.values() if e.recovered),
             }
             daemon.stop("bench")
         return result
@@ -128,12 +132,10 @@ def memory_after(items: int) -> float:
         item = ItemSeen(f"item-{i:06d}", ItemState.PENDING, None)
         state.observe_items([item], t)
         name = f"{JOB}/executions/launcher-{i:06d}"
-        state.dispatched(name, t, probe=False)
-        for fact in state.observe_items([ItemSeen(item.id, ItemState.CLAIMED, f"run-{i}")], t + 0.5):
-            metrics.fact(fact)
-        for fact in state.observe_executions([ExecutionSeen(name, "succeeded", t, t, t + 1)], t + 1):
-            metrics.fact(fact)
-        state.prune(t + 1)
+        state.dispatched(name, t)
+        report(metrics, state.observe_items([ItemSeen(item.id, ItemState.CLAIMED, f"run-{i}")], t + 0.5))
+        report(metrics, state.observe_executions([ExecutionSeen(name, "succeeded", t, t, t + 1)], t + 1))
+        prune(state, t + 1)
     gc.collect()
     assert len(state.executions) <= 1000
     return rss_mb() - before

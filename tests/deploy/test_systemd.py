@@ -6,7 +6,7 @@ import configparser
 import tomllib
 from pathlib import Path
 
-from supervisor.daemon import DRAIN_SECONDS
+from supervisor.daemon.shell import DRAIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "launch-supervisor.service"

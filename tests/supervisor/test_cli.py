@@ -20,7 +20,7 @@ from anyio.abc import Process
 
 from supervisor.cli import _startup_error
 from supervisor.clients import CredentialsError
-from supervisor.daemon import ListenError
+from supervisor.daemon.shell import ListenError
 from supervisor.sandbox.emulator import free_port
 from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,3 +107,29 @@ class EventSubscriber:
             with anyio.CancelScope(shield=True):
                 await send.aclose()  # callbacks still running now nack their message
                 await anyio.to_thread.run_sync(client.close)
+
+
+async def consume(subscription: str, handle: Callable[[bytes, dict[str, str]], object], stopping: anyio.Event) -> None:
+    """Hand every message to `handle`, then ack it, until `stopping` is set. Messages that arrived
+    but were not handled by then are nacked while the client can still do so."""
+    send, receive = anyio.create_memory_object_stream[Received](MAX_MESSAGES)
+    with send, receive:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(EventSubscriber(subscription).run, send, name="events subscriber")  # closes `send`
+            with anyio.CancelScope() as consuming:
+                tg.start_soon(_cancel_when_set, stopping, consuming, name="events stop")
+                async for received in receive:
+                    handle(received.data, received.attributes)
+                    received.ack()
+            while True:
+                try:
+                    receive.receive_nowait().nack()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            receive.close()  # callbacks still under way nack theirs too
+            tg.cancel_scope.cancel()
+
+
+async def _cancel_when_set(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -15,9 +15,9 @@ from typing import Any
 import anyio
 import httpx
 
+from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.items import ItemState
-from supervisor.model.state import ItemSeen
-from supervisor.observe import ObserveCall, ignore_call
+from supervisor.model.observations import ItemSeen
 
 LAUNCH_PROJECT = "model-registry"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from google.cloud import run_v2
 
-from supervisor.google_calls import observed, read_retry, seconds
-from supervisor.model.state import ExecutionSeen
-from supervisor.observe import ObserveCall, ignore_call
+from supervisor.calls.gcp import observed, read_retry, seconds
+from supervisor.calls.observe import ObserveCall, ignore_call
+from supervisor.model.observations import ExecutionSeen
 
 PAGE_SIZE = 1000
 C = run_v2.Condition

@@ -12,10 +12,10 @@ from typing import Any
 
 from google.cloud import aiplatform_v1
 
-from supervisor.google_calls import observed, read_retry, seconds
-from supervisor.model.state import VertexSeen
+from supervisor.calls.gcp import observed, read_retry, seconds
+from supervisor.calls.observe import ObserveCall, ignore_call
+from supervisor.model.observations import VertexSeen
 from supervisor.model.vertex import JobState
-from supervisor.observe import ObserveCall, ignore_call
 
 RUN_LABEL = "wandb-run-id"
 TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"

@@ -15,11 +15,11 @@ from supervisor.sandbox.cloudrun_server import ExecutionHandle
 from supervisor.sandbox.process_launcher import ProcessLauncher
 from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
 from tests.emulator import PROJECT, Emulator, require_emulator, running_emulator
-from tests.supervisor.test_daemon import executions_of, metric, running, scrape, until, until_metric
+from tests.supervisor.daemon.test_shell import executions_of, metric, running, scrape, until, until_metric
 from tests.watchdog import agent_lines
 
 pytestmark = pytest.mark.anyio
-AGENT = Path(__file__).resolve().parents[1] / "watchdog" / "agent.py"
+AGENT = Path(__file__).resolve().parents[3] / "tests" / "watchdog" / "agent.py"
 
 
 class Hold:
@@ -141,7 +141,7 @@ async def test_duplicate_delivery_has_one_effect(events: Bus) -> None:
                 metric(text, "launch_supervisor_pubsub_messages_total", type="watchdog.bailout", result="applied") == 1
             )
             assert metric(text, "launch_supervisor_bailout_detection_seconds_count", queue="q") == 1
-            assert daemon.states["q"].executions[execution].category == "quota"
+            assert daemon.state.queues["q"].executions[execution].category == "quota"
 
 
 async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once(events: Bus) -> None:
@@ -164,7 +164,7 @@ async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once
                 [execution] = executions_of(stack)
                 assert stack.cloudrun.cancels == [execution]
                 await until(lambda: stack.cloudrun.status(execution) == "cancelled", what="the execution ends")
-                await until(lambda: daemon.states["q"].executions[execution].phase.value == "cancelled")
+                await until(lambda: daemon.state.queues["q"].executions[execution].phase.value == "cancelled")
                 await until_metric(url, "launch_supervisor_post_submit_seconds_count", 1, queue="q")
                 await anyio.sleep(1.0)  # several more ticks: no second cancel
                 assert stack.cloudrun.cancels == [execution]
@@ -212,9 +212,9 @@ async def test_events_out_of_order_still_pair_execution_item_and_job(events: Bus
             await until_metric(
                 url, "launch_supervisor_pubsub_messages_total", 1, type="watchdog.claimed", result="applied"
             )
-            record = daemon.states["q"].executions[execution]
+            record = daemon.state.queues["q"].executions[execution]
             assert (record.item_id, record.vertex_job, record.phase.value) == (item, job, "submitted")
-            assert daemon.states["q"].items[item].vertex_job == job
+            assert daemon.state.queues["q"].items[item].vertex_job == job
 
 
 async def test_events_for_an_execution_not_yet_known_wait_for_it(events: Bus) -> None:
@@ -230,8 +230,8 @@ async def test_events_for_an_execution_not_yet_known_wait_for_it(events: Bus) ->
             await clients.aclose()
             bailout = {"event": "watchdog.bailout", "execution": short(execution), "queue": "q"}
             await events.publish({**bailout, "rule": "not_found", "category": "not_found"})
-            await until(lambda: execution in daemon.states["q"].executions, what="adopted by a listing")
-            await until(lambda: daemon.states["q"].executions[execution].category == "not_found")
+            await until(lambda: execution in daemon.state.queues["q"].executions, what="adopted by a listing")
+            await until(lambda: daemon.state.queues["q"].executions[execution].category == "not_found")
 
 
 async def test_the_emulator_restarting_mid_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,13 +329,13 @@ async def test_a_real_watchdog_publishes_and_the_daemon_learns_the_category(even
     async with stand_ins(["q"], behaviour=lambda w, v: launcher) as stack:
         item_ids.append(stack.wandb.enqueue(ENTITY, "q"))
         async with running(events.config(stack, "max_inflight = 1", poll=0.2)) as (daemon, url):
-            await until(lambda: daemon.states["q"].breaker.state.value == "open", timeout=30, what="breaker open")
+            await until(lambda: daemon.state.queues["q"].breaker.state.value == "open", timeout=30, what="breaker open")
             text = await scrape(url)
             assert metric(text, "launch_supervisor_bailouts_total", queue="q", category="permission") == 1
             assert (
                 metric(text, "launch_supervisor_pubsub_messages_total", type="watchdog.claimed", result="applied") == 1
             )
-            record = next(iter(daemon.states["q"].executions.values()))
+            record = next(iter(daemon.state.queues["q"].executions.values()))
             assert (record.bailout_rule, record.item_id) == ("permission_denied", item_ids[0])
 
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.config import Config
-from supervisor.daemon import Daemon
+from supervisor.daemon.shell import Daemon
 from supervisor.sandbox.cloudrun_server import ExecutionHandle
 from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import Plan, SimulatedLauncher
@@ -147,7 +147,7 @@ async def test_breaker_opens_probes_closes_and_reopens() -> None:
             stack.wandb.enqueue(ENTITY, "q")
         settings = "max_inflight = 1\n[queues.breaker]\nthreshold = 2\ncooldown = 1.0\nmax_cooldown = 4.0"
         async with running(stack.config(settings)) as (daemon, url):
-            state = daemon.states["q"]
+            state = daemon.state.queues["q"]
             await until(lambda: state.breaker.state.value == "open", what="breaker open after 2 bailouts")
             assert metric(await scrape(url), "launch_supervisor_breaker_open", queue="q") == 1
             opened = len(executions_of(stack))
@@ -169,12 +169,12 @@ async def test_breaker_opens_probes_closes_and_reopens() -> None:
 async def test_resume_closes_an_open_breaker_over_http() -> None:
     """POST /resume/QUEUE from loopback closes the breaker; unknown queues are 404."""
     async with stand_ins(["q"]) as stack, running(stack.config()) as (daemon, url):
-        daemon.states["q"].breaker.bailout(0.0, "permission")
+        daemon.state.queues["q"].breaker.bailout(0.0, "permission")
         async with httpx.AsyncClient() as client:
             response = await client.post(url + "/resume/q")
             assert response.json() == {"queue": "q", "breaker": "closed", "was": "open"}
             assert (await client.post(url + "/resume/nope")).status_code == 404
-        assert daemon.states["q"].breaker.state.value == "closed"
+        assert daemon.state.queues["q"].breaker.state.value == "closed"
 
 
 async def test_restart_with_executions_in_flight_dispatches_no_duplicate() -> None:
@@ -193,7 +193,7 @@ async def test_restart_with_executions_in_flight_dispatches_no_duplicate() -> No
             await until(lambda: len(executions_of(stack)) == 3)
         async with running(stack.config()) as (daemon, _url):
             await until(daemon.is_ready)
-            assert sum(1 for e in daemon.states["q"].executions.values() if e.recovered) == 3
+            assert sum(1 for e in daemon.state.queues["q"].executions.values() if e.recovered) == 3
             await until(lambda: len(stack.vertex.jobs) == 3, what="the first three submit")
             await anyio.sleep(0.5)
             assert len(executions_of(stack)) == 3
@@ -220,7 +220,7 @@ async def test_status_and_metrics_surface() -> None:
         stack.wandb.enqueue(ENTITY, "q")
         async with running(stack.config()) as (daemon, url):
             await until(lambda: len(stack.vertex.jobs) == 1)
-            await until(lambda: any(e.phase.finished for e in daemon.states["q"].executions.values()))
+            await until(lambda: any(e.phase.finished for e in daemon.state.queues["q"].executions.values()))
             async with httpx.AsyncClient() as client:
                 status = (await client.get(url + "/status")).json()
                 assert (await client.get(url + "/readyz")).status_code == 200
@@ -255,7 +255,7 @@ async def test_auth_errors_stop_that_queue_not_the_daemon() -> None:
     async with stand_ins(["q"]) as stack:
         stack.wandb.api_key = "rotated-away"
         async with running(stack.config()) as (daemon, url):
-            await until(lambda: daemon.stopped.get("q") == "auth")
+            await until(lambda: daemon.state.stopped.get("q") == "auth")
             text = await scrape(url)
             assert metric(text, "launch_supervisor_queue_polling_stopped", queue="q", reason="auth") == 1
             calls = stack.wandb.faults.calls["runQueueItems"]
@@ -263,6 +263,29 @@ async def test_auth_errors_stop_that_queue_not_the_daemon() -> None:
             assert stack.wandb.faults.calls["runQueueItems"] == calls
             async with httpx.AsyncClient() as client:
                 assert (await client.get(url + "/healthz")).json()["ok"] is True
+
+
+async def test_a_key_revoked_while_running_fails_calls_not_the_daemon() -> None:
+    """W&B rejects the key after work started: failRunQueueItem's 401 is a failed Vertex loop step
+    (logged, counted, tried again), polling that queue stops, and the daemon stays up and healthy."""
+    from supervisor.sandbox.vertex_server import Schedule
+
+    plan = Plan(vertex_error="The replica workerpool0-0 exited with a non-zero status of 137.")
+    async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=lambda n: plan)) as stack:
+        stack.vertex.schedule = Schedule(done=2.0)
+        item = stack.wandb.enqueue(ENTITY, "q")
+        async with running(stack.config()) as (daemon, url):
+            queue = daemon.state.queues["q"]
+            seen = lambda: item in queue.items and queue.items[item].state.value == "CLAIMED"  # noqa: E731
+            await until(lambda: seen() and queue.items[item].vertex_job is not None, what="item and job seen")
+            stack.wandb.api_key = "revoked"
+            await until_metric(url, "launch_supervisor_loop_failures_total", 1, loop="vertex")
+            await until(lambda: daemon.state.stopped.get("q") == "auth", what="polling stopped")
+            assert stack.wandb.items[item].state == "CLAIMED"
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(url + "/healthz")).json()["ok"] is True
+            stack.wandb.api_key = stack.api_key  # restored: the next Vertex tick fails the item
+            await until(lambda: stack.wandb.items[item].state == "FAILED", what="item failed after all")
 
 
 async def test_errors_and_timeouts_from_every_api_are_survived() -> None:
@@ -275,7 +298,7 @@ async def test_errors_and_timeouts_from_every_api_are_survived() -> None:
         stack.wandb.enqueue(ENTITY, "q")
         async with running(stack.config()) as (daemon, url):
             await until(lambda: len(stack.vertex.jobs) == 1, timeout=30, what="dispatch after the faults")
-            await until(lambda: daemon.vertex_jobs != {}, timeout=30, what="Vertex listing recovers")
+            await until(lambda: daemon.state.vertex_jobs != {}, timeout=30, what="Vertex listing recovers")
             text = await scrape(url)
             assert metric(text, "launch_supervisor_loop_failures_total", loop="queue") >= 1
             assert (
@@ -293,7 +316,9 @@ async def test_an_unknown_run_job_result_is_not_retried_blindly() -> None:
         stack.wandb.enqueue(ENTITY, "q")
         async with running(stack.config()) as (daemon, url):
             await until_metric(url, "launch_supervisor_dispatches_total", 1, queue="q", result="unknown")
-            await until(lambda: daemon.states["q"].uncertain_since is None, what="a listing settled it")
+            await until(
+                lambda: daemon.state.queues["q"].dispatching.uncertain_since is None, what="a listing settled it"
+            )
             await anyio.sleep(0.5)
             assert len(executions_of(stack)) == 1
             assert stack.cloudrun.faults.calls["RunJob"] == 1
@@ -308,7 +333,7 @@ async def test_a_refused_run_job_backs_the_queue_off_and_is_logged_once_per_erro
     bailout, each error is logged once, and the item is dispatched once RunJob is accepted again."""
     from structlog.testing import capture_logs
 
-    from supervisor.model import state as model
+    from supervisor.model import dispatching as model
 
     monkeypatch.setattr(model, "REFUSAL_BACKOFF", 0.3)  # 0.3, 0.6, 1.0, 1.0… s: the test's few seconds
     monkeypatch.setattr(model, "REFUSAL_BACKOFF_MAX", 1.0)
@@ -329,7 +354,7 @@ async def test_a_refused_run_job_backs_the_queue_off_and_is_logged_once_per_erro
                 await until(lambda: len(stack.vertex.jobs) == 1, what="dispatched once RunJob is accepted")
                 await anyio.sleep(0.5)
                 text = await scrape(url)
-                assert daemon.states["q"].refusal is None
+                assert daemon.state.queues["q"].dispatching.refusal is None
         refusals = faults.calls["RunJob"] - 1
         assert refusals == calls + 1
         assert len(executions_of(stack)) == 1
@@ -368,7 +393,7 @@ async def test_a_lingering_execution_paired_only_by_counting_is_not_cancelled() 
         async with running(stack.config("stop_after_submit = 0.5\nexecution_timeout = 2.5")) as (daemon, url):
             await until(lambda: len(stack.vertex.jobs) == 1, what="the CustomJob")
             await until(
-                lambda: any(e.phase.finished for e in daemon.states["q"].executions.values()),
+                lambda: any(e.phase.finished for e in daemon.state.queues["q"].executions.values()),
                 what="the execution ends at its task timeout",
             )
             assert stack.cloudrun.cancels == []

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from supervisor.model.inbox import Inbox, Outcome
-from supervisor.model.state import ExecutionSeen, QueueState
-from tests.supervisor.model.test_state import ex, pending, ready
+from supervisor.model.observations import ExecutionSeen
+from supervisor.model.queue import QueueState
+from tests.supervisor.model.test_queue import ex, pending, ready
 
 JOB = "projects/p/locations/r/customJobs/42"
 

@@ -1,24 +1,16 @@
-"""The pure model: dispatch formula, pairing, breaker, hung items, recovery, retention."""
+"""One queue's state: dispatch formula, pairing, breaker, recovery, retention."""
 
 from __future__ import annotations
 
 from itertools import pairwise
 
-import pytest
-
 from supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
+from supervisor.model.dispatching import REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX
 from supervisor.model.executions import Phase
 from supervisor.model.items import ItemState
-from supervisor.model.state import (
-    REFUSAL_BACKOFF,
-    REFUSAL_BACKOFF_MAX,
-    ExecutionSeen,
-    ItemSeen,
-    QueuePolicy,
-    QueueState,
-    VertexSeen,
-    observe_vertex,
-)
+from supervisor.model.observations import ExecutionSeen, ItemSeen
+from supervisor.model.policy import QueuePolicy
+from supervisor.model.queue import QueueState
 from supervisor.model.vertex import JobState, VertexJob
 
 JOB = "projects/p/locations/r/jobs/launcher"
@@ -75,7 +67,7 @@ def test_formula_takes_the_smallest_term() -> None:
     decision = state.decide(0.0)
     assert (decision.start, decision.why) == (3, "room")
     for n in range(3):
-        state.dispatched(ex(n), 0.0, probe=False)
+        state.dispatched(ex(n), 0.0)
     assert state.decide(1.0).start == 0
     budget = ready(dispatch_budget=2)
     budget.observe_items(pending(*"abcde"), 0.0)
@@ -87,8 +79,8 @@ def test_executions_not_yet_claimed_cover_pending_items() -> None:
     state = ready(max_inflight=10)
     state.observe_items(pending("a", "b"), 0.0)
     assert state.decide(0.0).start == 2
-    state.dispatched(ex(1), 0.0, probe=False)
-    state.dispatched(ex(2), 0.0, probe=False)
+    state.dispatched(ex(1), 0.0)
+    state.dispatched(ex(2), 0.0)
     assert state.decide(1.0).start == 0
     state.observe_items(pending("a", "b", "c"), 2.0)
     assert state.decide(2.0).start == 1
@@ -98,7 +90,7 @@ def test_claim_timeout_stops_an_execution_counting_as_about_to_claim() -> None:
     """After claim_timeout an unclaimed execution no longer covers a pending item."""
     state = ready(claim_timeout=100.0)
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 0.0, probe=False)
+    state.dispatched(ex(1), 0.0)
     assert state.decide(99.0).start == 0
     assert state.decide(100.0).start == 1
 
@@ -107,8 +99,8 @@ def test_a_claim_is_inferred_for_the_oldest_unclaimed_execution() -> None:
     """An item leaving PENDING is paired with the oldest in-flight execution without an item."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.dispatched(ex(2), 2.0, probe=False)
+    state.dispatched(ex(1), 1.0)
+    state.dispatched(ex(2), 2.0)
     facts = state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
     assert [f.kind for f in facts] == ["claimed", "queue_wait"]
     assert state.executions[ex(1)].item_id == "a"
@@ -120,8 +112,8 @@ def test_a_claimed_event_corrects_an_inferred_pairing() -> None:
     """The watchdog's claimed event moves the item to the execution that really took it."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.dispatched(ex(2), 2.0, probe=False)
+    state.dispatched(ex(1), 1.0)
+    state.dispatched(ex(2), 2.0)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
     state.event_claimed(ex(2), "a", 6.0)
     assert state.executions[ex(2)].item_id == "a"
@@ -134,7 +126,7 @@ def test_a_claimed_event_ahead_of_the_listing_is_not_pending_work() -> None:
     and a listing taken before the claim does not bring it back."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(1), 1.0)
     state.event_claimed(ex(1), "a", 2.0)
     assert state.pending_count() == 0
     assert state.decide(2.0).start == 0
@@ -146,7 +138,7 @@ def test_a_lease_that_runs_out_makes_the_item_pending_again() -> None:
     """An item inferred as taken (LEASED) but never acked returns to PENDING: it is work again."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(1), 1.0)
     state.observe_items([ItemSeen("a", ItemState.LEASED, None)], 2.0)
     assert state.items["a"].claimed_by == ex(1)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
@@ -160,7 +152,7 @@ def test_an_idle_exit_undoes_an_inferred_claim_and_finishes_idle() -> None:
     event, even ahead of the listing that shows it finished, makes it idle."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
+    state.dispatched(ex(1), 1.0)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "elsewhere")], 2.0)
     assert state.executions[ex(1)].item_id == "a"
     state.event_idle(ex(1))
@@ -174,7 +166,7 @@ def test_finished_executions_are_classified() -> None:
     state = ready(execution_timeout=50.0)
     state.observe_items(pending("a"), 0.0)
     for n in range(5):
-        state.dispatched(ex(n), 0.0, probe=False)
+        state.dispatched(ex(n), 0.0)
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "r")], 1.0)
     facts = state.observe_executions(
         [
@@ -194,10 +186,9 @@ def test_finished_executions_are_classified() -> None:
 
 def test_a_failure_waits_for_its_bailout_event_then_counts_as_crash() -> None:
     """With events configured, a failed execution takes the event's category if it comes in time."""
-    state = ready()
-    state.event_grace = 30.0
-    state.dispatched(ex(1), 0.0, probe=False)
-    state.dispatched(ex(2), 0.0, probe=False)
+    state = ready(event_grace=30.0)
+    state.dispatched(ex(1), 0.0)
+    state.dispatched(ex(2), 0.0)
     seen = [ExecutionSeen(ex(n), "failed", 0.0, 1.0, 10.0) for n in (1, 2)]
     assert state.observe_executions(seen, 10.0) == []
     facts = state.event_bailout(ex(1), "permission_denied", "permission", 12.0)
@@ -213,7 +204,7 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
     state = ready(breaker_threshold=2, breaker_cooldown=60.0)
     state.observe_items(pending("a", "b", "c"), 0.0)
     for n in (1, 2):
-        state.dispatched(ex(n), 0.0, probe=False)
+        state.dispatched(ex(n), 0.0)
         state.event_bailout(ex(n), "quota_exceeded", "quota", 1.0)
     facts = state.observe_executions([ExecutionSeen(ex(n), "failed", 0.0, 0.5, 1.0) for n in (1, 2)], 1.0)
     assert "breaker_opened" in [f.kind for f in facts]
@@ -223,11 +214,11 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
     decision = state.decide(61.0)
     assert state.breaker.state is BreakerState.HALF_OPEN
     assert (decision.start, decision.probe) == (1, True)
-    state.dispatched(ex(3), 61.0, probe=True)
+    state.dispatched(ex(3), 61.0)
     assert state.decide(62.0).start == 0
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b", "c")], 70.0)
     vertex = VertexJob("projects/p/locations/r/customJobs/1", "run-a", JobState.PENDING, 71.0)
-    assert "breaker_closed" in [f.kind for f in state.link_vertex(vertex, 72.0)]
+    assert "breaker_closed" in [f.kind for f in state.link_vertex(vertex, 72.0) or []]
     assert state.breaker.state is BreakerState.CLOSED
     assert state.decide(73.0).start == 2
 
@@ -235,13 +226,13 @@ def test_breaker_opens_at_threshold_then_probes_and_closes() -> None:
 def test_breaker_reopens_on_a_failed_probe_with_doubled_cooldown() -> None:
     """A probe that bails out reopens the breaker; the cooldown doubles, capped."""
     state = ready(breaker_cooldown=60.0, breaker_max_cooldown=100.0)
-    state.dispatched(ex(1), 0.0, probe=False)
+    state.dispatched(ex(1), 0.0)
     state.event_bailout(ex(1), "permission_denied", "permission", 1.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 1.0)
     assert state.breaker.state is BreakerState.OPEN
     assert state.breaker.reopens_at() == 61.0
     state.decide(61.0)
-    state.dispatched(ex(2), 61.0, probe=True)
+    state.dispatched(ex(2), 61.0)
     state.event_bailout(ex(2), "permission_denied", "permission", 62.0)
     state.observe_executions([ExecutionSeen(ex(2), "failed", 61.0, 61.5, 62.0)], 62.0)
     assert state.breaker.state is BreakerState.OPEN
@@ -252,8 +243,8 @@ def two_claimed() -> QueueState:
     """Items a and b, each claimed by its own execution (ex(1), ex(2)), as their events say."""
     state = ready()
     state.observe_items(pending("a", "b"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.dispatched(ex(2), 1.0, probe=False)
+    state.dispatched(ex(1), 1.0)
+    state.dispatched(ex(2), 1.0)
     state.event_claimed(ex(1), "a", 2.0)
     state.event_claimed(ex(2), "b", 2.0)
     return state
@@ -278,53 +269,6 @@ def test_resume_closes_the_breaker() -> None:
     assert state.breaker.state is BreakerState.OPEN
     state.breaker.close()
     assert state.breaker.state is BreakerState.CLOSED
-
-
-def test_hung_items_are_failed_exactly_once() -> None:
-    """A CustomJob that ends FAILED while its item is CLAIMED yields one FailItem, then none."""
-    state = ready()
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), ItemSeen("b", ItemState.CLAIMED, "run-b")], 0.0)
-    jobs = [
-        VertexJob("projects/p/locations/r/customJobs/1", "run-a", JobState.FAILED, 0.0, error="OOM"),
-        VertexJob("projects/p/locations/r/customJobs/2", "run-b", JobState.SUCCEEDED, 0.0),
-    ]
-    actions = state.hung_items(jobs)
-    assert [(a.item_id, a.message) for a in actions] == [("a", "OOM")]
-    state.item_failed("a")
-    assert state.hung_items(jobs) == []
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 5.0)
-    assert state.hung_items(jobs) == []
-
-
-def test_an_item_whose_execution_bailed_out_before_a_custom_job_is_failed_once() -> None:
-    """The watchdog stopped the agent before it failed the item: the supervisor fails it, once, and
-    only after a listing made since the execution ended still shows it CLAIMED."""
-    state = ready()
-    state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.event_claimed(ex(1), "a", 2.0)
-    state.event_bailout(ex(1), "permission_denied", "permission", 3.0)
-    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 4.0)], 4.0)
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 3.5)  # listed before it ended
-    assert state.orphaned_items() == []
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
-    [action] = state.orphaned_items()
-    assert (action.item_id, action.reason) == ("a", "execution_ended")
-    assert "(permission, rule permission_denied)" in action.message
-    state.item_failed("a")
-    assert state.orphaned_items() == []
-
-
-def test_an_inferred_claim_never_fails_an_item() -> None:
-    """Without the execution's own `claimed` event the pairing is a guess: the item is left alone."""
-    state = ready()
-    state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 2.0)
-    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 1.5, 3.0)], 3.0)
-    state.observe_items([ItemSeen("a", ItemState.CLAIMED, None)], 5.0)
-    assert state.items["a"].claimed_by == ex(1)
-    assert state.orphaned_items() == []
 
 
 def test_restart_adopts_executions_in_flight_and_does_not_duplicate() -> None:
@@ -399,9 +343,9 @@ def test_a_dispatch_after_refusals_ends_the_backoff() -> None:
     now = 3 * REFUSAL_BACKOFF
     decision = state.decide(now)
     assert decision.start == 2
-    [fact] = state.dispatched(ex(1), now, probe=decision.probe)
+    [fact] = state.dispatched(ex(1), now)
     assert (fact.kind, fact.execution, fact.seconds, fact.detail) == ("dispatch_recovered", ex(1), now, DENIED)
-    assert state.dispatched(ex(2), now, probe=False) == []
+    assert state.dispatched(ex(2), now) == []
     state.observe_items(pending("c"), now + 1)
     [fact] = state.dispatch_refused(now + 1, DENIED)
     assert (fact.outcome, fact.seconds) == ("new", REFUSAL_BACKOFF)
@@ -432,19 +376,6 @@ def test_refusals_open_the_breaker_at_the_threshold_and_a_refused_probe_reopens_
     assert (state.breaker.state, decision.start, decision.not_before) == (BreakerState.CLOSED, 1, None)
 
 
-@pytest.mark.parametrize("count", [10, 200])
-def test_retention_bounds_memory(count: int) -> None:
-    """Finished executions beyond retention_max, or older than retention_seconds, are dropped."""
-    state = ready(retention_max=50, retention_seconds=100.0)
-    for n in range(count):
-        state.dispatched(ex(n), float(n), probe=False)
-    state.observe_executions([ExecutionSeen(ex(n), "succeeded", n, n, n + 1.0) for n in range(count)], count + 1.0)
-    state.prune(count + 1.0)
-    assert len(state.executions) == min(count, 50)
-    state.prune(count + 200.0)
-    assert state.executions == {}
-
-
 def test_items_missing_from_the_latest_listing_are_not_pending() -> None:
     """An item last seen PENDING that drops out of a (capped) listing never counts as waiting work."""
     state = ready()
@@ -459,7 +390,7 @@ def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing()
     """An execution that ended after the last listing may have claimed a 'pending' item: hold."""
     state = ready()
     state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 0.0, probe=False)
+    state.dispatched(ex(1), 0.0)
     state.observe_executions([ExecutionSeen(ex(1), "succeeded", 0.0, 0.1, 2.0)], 2.5)
     decision = state.decide(2.5)
     assert (decision.start, decision.why) == (0, "stale")
@@ -467,132 +398,3 @@ def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing()
     assert state.decide(3.0).start == 0  # nothing pending any more: no wasted execution
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 4.0)
     assert state.decide(4.0).start == 1
-
-
-JOB_A = "projects/p/locations/r/customJobs/1"
-
-
-def submitted_and_lingering(
-    stop_after_submit: float = 60.0, confirmed: bool = True
-) -> tuple[QueueState, dict[str, VertexJob]]:
-    """ex(1) claims item a (by its own event, or only by inference), the agent creates the CustomJob
-    at t=10 (listed with the run id and trace id), and the execution keeps running."""
-    state = ready(stop_after_submit=stop_after_submit)
-    state.observe_items(pending("a"), 0.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None)], 3.0)
-    if confirmed:
-        state.event_claimed(ex(1), "a", 4.0)
-    else:
-        state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 4.0)
-    jobs: dict[str, VertexJob] = {}
-    observe_vertex(jobs, [VertexSeen(JOB_A, "run-a", JobState.PENDING, 10.0, None, None, item_id="a")], [state], 12.0)
-    return state, jobs
-
-
-def test_an_execution_running_after_its_custom_job_is_cancelled_once_after_stop_after_submit() -> None:
-    """Not before stop_after_submit has passed since the job's create_time; then one cancel, never two."""
-    state, jobs = submitted_and_lingering(stop_after_submit=60.0)
-    assert state.items["a"].vertex_job == JOB_A  # linked by the trace id, before any listing shows the run id
-    assert state.stop_after_submit(jobs, 69.9) == []
-    [action] = state.stop_after_submit(jobs, 70.0)
-    assert (action.execution, action.item_id, action.custom_job, action.reason) == (
-        ex(1),
-        "a",
-        JOB_A,
-        "stop_after_submit",
-    )
-    assert action.seconds == 60.0
-    assert state.cancel_failed(action, "ServiceUnavailable: 503") is True
-    assert state.cancel_failed(action, "ServiceUnavailable: 503") is False  # logged once
-    assert len(state.stop_after_submit(jobs, 75.0)) == 1  # a failed cancel is tried again
-    [fact] = state.cancel_answered(action, accepted=True)
-    assert (fact.kind, fact.execution, fact.detail, fact.custom_job) == (
-        "cancel_requested",
-        ex(1),
-        "stop_after_submit",
-        JOB_A,
-    )
-    assert state.stop_after_submit(jobs, 80.0) == []
-    assert state.stop_after_submit(jobs, 1000.0) == []
-
-
-def test_no_cancel_when_off_ended_moot_or_already_cancelling() -> None:
-    """stop_after_submit = 0 is off; an ended execution is left alone; "nothing to cancel" or a cancel
-    the listing already shows under way ends the attempts."""
-    off, jobs = submitted_and_lingering(stop_after_submit=0.0)
-    assert off.stop_after_submit(jobs, 1000.0) == []
-
-    ended, jobs = submitted_and_lingering()
-    ended.observe_executions([ExecutionSeen(ex(1), "succeeded", 1.0, 2.0, 12.0)], 20.0)
-    assert ended.stop_after_submit(jobs, 1000.0) == []
-
-    moot, jobs = submitted_and_lingering()
-    [action] = moot.stop_after_submit(jobs, 100.0)
-    assert moot.cancel_answered(action, accepted=False) == []
-    assert moot.stop_after_submit(jobs, 200.0) == []
-
-    cancelling, jobs = submitted_and_lingering()
-    cancelling.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None, cancelling=True)], 50.0)
-    assert cancelling.stop_after_submit(jobs, 100.0) == []
-
-
-def test_an_inferred_pairing_is_never_cancelled() -> None:
-    """Item a left PENDING and was paired with ex(1) by counting; ex(1) may be submitting another item."""
-    state, jobs = submitted_and_lingering(confirmed=False)
-    assert state.executions[ex(1)].vertex_job == JOB_A
-    assert state.stop_after_submit(jobs, 1000.0) == []
-
-
-def test_a_claimed_event_confirms_the_pairing_a_listing_inferred_first() -> None:
-    """Under load the listing may pair the item before the execution's own `claimed` event arrives:
-    the event, agreeing, makes the pairing certain, so the lingering execution is cancelled."""
-    state, jobs = submitted_and_lingering(confirmed=False)
-    assert state.event_claimed(ex(1), "a", 13.0) == []  # nothing new to count
-    assert state.items["a"].claim_confirmed
-    assert [a.execution for a in state.stop_after_submit(jobs, 70.0)] == [ex(1)]
-
-
-def test_a_submitted_event_pairs_the_job_with_certainty() -> None:
-    """The execution's own `submitted` event names the job: enough without a `claimed` event."""
-    state = ready(stop_after_submit=5.0)
-    state.dispatched(ex(1), 1.0, probe=False)
-    state.event_submitted(ex(1), JOB_A, 3.0)
-    jobs = {JOB_A: VertexJob(JOB_A, "run-a", JobState.RUNNING, 2.0)}
-    assert [a.execution for a in state.stop_after_submit(jobs, 7.0)] == [ex(1)]
-    assert state.stop_after_submit({}, 7.0) == []  # not listed yet: no create_time to go by
-    jobs[JOB_A].created = 0.0
-    assert state.stop_after_submit(jobs, 7.0) == []
-
-    inferred, jobs = submitted_and_lingering(confirmed=False)  # the listing linked the job first, by counting
-    inferred.event_submitted(ex(1), JOB_A, 20.0)
-    assert [a.execution for a in inferred.stop_after_submit(jobs, 70.0)] == [ex(1)]
-
-
-def test_post_submit_is_observed_once_from_googles_times() -> None:
-    """completion_time minus create_time, once per execution; only when both are known."""
-    state, jobs = submitted_and_lingering()
-    assert state.post_submit(jobs) == []  # still running
-    state.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 72.5)], 80.0)
-    [fact] = state.post_submit(jobs)
-    assert (fact.kind, fact.execution, fact.seconds, fact.custom_job) == ("post_submit", ex(1), 62.5, JOB_A)
-    assert state.post_submit(jobs) == []
-    state.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 72.5)], 90.0)
-    assert state.post_submit(jobs) == []
-
-
-def test_post_submit_waits_for_the_job_and_skips_a_missing_completion_time() -> None:
-    """The job listed after the execution ended still gives its sample; no completion_time, none."""
-    state = two_claimed()
-    state.observe_executions(
-        [ExecutionSeen(ex(1), "succeeded", 1.0, 1.5, 12.0), ExecutionSeen(ex(2), "succeeded", 1.0, 1.5, None)], 13.0
-    )
-    jobs: dict[str, VertexJob] = {}
-    assert state.post_submit(jobs) == []
-    seen = [
-        VertexSeen(JOB_A, "run-a", JobState.RUNNING, 10.0, None, None, item_id="a"),
-        VertexSeen("projects/p/locations/r/customJobs/2", "run-b", JobState.RUNNING, 10.0, None, None, item_id="b"),
-    ]
-    observe_vertex(jobs, seen, [state], 20.0)
-    assert [(f.execution, f.seconds) for f in state.post_submit(jobs)] == [(ex(1), 2.0)]
-    assert state.post_submit(jobs) == []

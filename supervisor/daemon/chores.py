@@ -1,0 +1,58 @@
+"""After each CustomJob listing, per queue: fail the items nothing will ever run, and cancel the
+executions still running after they submitted (docs/architecture.md, Data flow).
+
+The model names the calls (`State.chores`) and records their answers, so each item is failed once
+and each execution cancelled once; a call that fails is tried again at the next listing, and its
+error is logged when it is new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+from google.api_core.exceptions import GoogleAPICallError
+
+from supervisor.clients import Clients
+from supervisor.model.remedies import CancelExecution
+from supervisor.model.state import State
+from supervisor.surface.metrics import Metrics
+from supervisor.surface.report import report
+
+log = structlog.get_logger("launch_supervisor")
+
+
+async def do_chores(state: State, name: str, clients: Clients, metrics: Metrics, running: Callable[[], bool]) -> None:
+    chores = state.chores(name, time.time())
+    report(metrics, chores.facts)
+    for action in chores.fail:
+        if not await clients.wandb.fail_item(action.item_id, action.message, action.stage):
+            continue
+        state.item_failed(name, action.item_id)
+        metrics.items_failed.labels(name, action.reason).inc()
+        log.warning(
+            "item.failed_by_supervisor",
+            queue=name,
+            item=action.item_id,
+            reason=action.reason,
+            source=action.source,
+            message=action.message,
+        )
+    for cancel in chores.cancel:
+        if not running():
+            return
+        await _cancel(state, cancel, clients, metrics)
+
+
+async def _cancel(state: State, action: CancelExecution, clients: Clients, metrics: Metrics) -> None:
+    try:
+        accepted = await clients.canceller.cancel(action.execution)
+    except GoogleAPICallError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if state.cancel_failed(action, error):
+            log.warning("execution.cancel_failed", queue=action.queue, execution=action.execution, error=error)
+        return
+    if not accepted:
+        log.info("execution.cancel_moot", queue=action.queue, execution=action.execution)
+    report(metrics, state.cancel_answered(action, accepted))

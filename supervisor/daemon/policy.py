@@ -1,0 +1,35 @@
+"""From the configuration to the model's per-queue policies: the model never reads the config."""
+
+from __future__ import annotations
+
+from supervisor.config import Config, QueueConfig
+from supervisor.model.policy import QueuePolicy
+
+EVENT_GRACE = 30.0
+"""With events on, how long a failed execution waits for its watchdog's bailout event before it
+counts as `crash`: the event travels through Pub/Sub, the listing through Cloud Run."""
+
+
+def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
+    b = queue.breaker
+    return QueuePolicy(
+        name=queue.name,
+        entity=config.entity_of(queue),
+        launcher_job=queue.launcher_job,
+        max_inflight=queue.max_inflight,
+        dispatch_budget=queue.dispatch_budget,
+        claim_timeout=queue.claim_timeout,
+        execution_timeout=queue.execution_timeout,
+        breaker_threshold=b.threshold,
+        breaker_window=b.window,
+        breaker_cooldown=b.cooldown,
+        breaker_max_cooldown=b.max_cooldown,
+        retention_seconds=config.retention.finished_seconds,
+        retention_max=config.retention.finished_max,
+        stop_after_submit=queue.stop_after_submit,
+        event_grace=EVENT_GRACE if config.pubsub.subscription else 0.0,
+    )
+
+
+def policies_of(config: Config) -> list[QueuePolicy]:
+    return [policy_of(config, queue) for queue in config.queues]

@@ -1,0 +1,131 @@
+"""Who took what: pairing a queue's executions with the items they claimed and the CustomJobs they
+created (docs/architecture.md, Data flow).
+
+A watchdog's `claimed` event says which item an execution took, and its `submitted` event which
+CustomJob it created. Without them, an item that leaves PENDING is attributed to the oldest
+in-flight execution that has not yet claimed anything (the agent pops whatever is first, so only
+the numbers are certain anyway), and a CustomJob to the item whose id (its trace id) or run id it
+carries. An inferred pairing is never acted on where a wrong one would do harm (see `certain`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from supervisor.model.executions import Execution, Phase
+from supervisor.model.facts import Fact, FactKind
+from supervisor.model.items import Item, ItemState
+from supervisor.model.vertex import VertexJob
+
+
+def claim(queue: str, execution: Execution, item: Item, now: float) -> list[Fact]:
+    """`execution` took `item`."""
+    execution.item_id = item.id
+    execution.move(Phase.CLAIMED)
+    item.claimed_by = execution.name
+    return [
+        Fact(FactKind.CLAIMED, queue, execution.name, seconds=max(0.0, now - execution.created)),
+        Fact(FactKind.QUEUE_WAIT, queue, execution.name, seconds=max(0.0, execution.created - item.first_seen)),
+    ]
+
+
+def infer_claim(queue: str, executions: Mapping[str, Execution], item: Item, now: float) -> list[Fact]:
+    """`item` left PENDING with no event saying who took it: the oldest execution without an item."""
+    candidates = [e for e in executions.values() if e.in_flight and not e.has_claimed]
+    if not candidates:
+        return []
+    return claim(queue, min(candidates, key=lambda e: e.created), item, now)
+
+
+def confirm_claim(
+    queue: str,
+    items: dict[str, Item],
+    *,
+    executions: Mapping[str, Execution],
+    execution_name: str,
+    item_id: str,
+    now: float,
+) -> list[Fact]:
+    """The execution's own `claimed` event: the pairing becomes certain, correcting an inferred one."""
+    execution = executions.get(execution_name)
+    if execution is None:
+        return []
+    if execution.item_id == item_id:  # the listing inferred this pairing first: now it is certain
+        inferred = items.get(item_id)
+        if inferred is not None and inferred.claimed_by == execution_name:
+            inferred.claim_confirmed = True
+        return []
+    item = items.setdefault(item_id, Item(item_id, ItemState.CLAIMED, first_seen=now, last_seen=now))
+    if execution.item_id is not None:  # an inferred pairing was wrong: undo it
+        previous = items.get(execution.item_id)
+        if previous is not None and previous.claimed_by == execution_name:
+            previous.claimed_by = None
+    if item.claimed_by and item.claimed_by != execution_name:  # taken from a wrongly inferred one
+        other = executions.get(item.claimed_by)
+        if other is not None and other.item_id == item_id:
+            other.item_id = None
+    if execution.vertex_job and not item.vertex_job:  # `submitted` arrived first
+        item.vertex_job = execution.vertex_job
+    item.claim_confirmed = True
+    return claim(queue, execution, item, now)
+
+
+def undo_inferred_claim(items: Mapping[str, Item], execution: Execution) -> None:
+    """The execution found no item (`idle_exit`): a claim inferred for it was someone else's."""
+    item = items.get(execution.item_id) if execution.item_id else None
+    if item is not None and item.claimed_by == execution.name and not item.claim_confirmed:
+        item.claimed_by = None
+        execution.item_id = None
+
+
+def report_job(
+    queue: str, items: Mapping[str, Item], execution: Execution, custom_job: str, now: float
+) -> list[Fact] | None:
+    """The execution's own `submitted` event names its CustomJob; None when it was known already."""
+    execution.reported_job = custom_job  # even when a listing linked the same job by inference first
+    if execution.vertex_job == custom_job:
+        return None
+    execution.vertex_job = custom_job
+    execution.move(Phase.SUBMITTED)
+    item = items.get(execution.item_id) if execution.item_id else None
+    if item is None or item.vertex_job is not None:
+        return []
+    item.vertex_job = custom_job
+    return [Fact(FactKind.SUBMITTED, queue, execution.name, seconds=max(0.0, now - item.first_seen))]
+
+
+def link_job(
+    queue: str, items: Mapping[str, Item], executions: Mapping[str, Execution], job: VertexJob, now: float
+) -> list[Fact] | None:
+    """A listed CustomJob whose trace id (the item id) or run id belongs to one of the queue's items:
+    the job is the queue's. None when it is not; the `submitted` fact when the item had no job yet."""
+    item = items.get(job.item_id) if job.item_id else None
+    if item is None and job.run_id:
+        item = next((i for i in items.values() if i.run_id == job.run_id), None)
+    if item is None:
+        return None
+    job.queue = queue
+    if job.run_id and not item.run_id:
+        item.run_id = job.run_id  # the listing that shows associatedRunId may not have come yet
+    if item.vertex_job is not None:
+        return []
+    item.vertex_job = job.name
+    if item.claimed_by and (execution := executions.get(item.claimed_by)):
+        execution.vertex_job = job.name
+        execution.move(Phase.SUBMITTED)
+    return [Fact(FactKind.SUBMITTED, queue, item.claimed_by, seconds=max(0.0, now - item.first_seen))]
+
+
+def custom_job(
+    items: Mapping[str, Item], execution: Execution, jobs: Mapping[str, VertexJob], certain: bool
+) -> VertexJob | None:
+    """The listed CustomJob `execution` submitted. With `certain`, only as the execution itself
+    said: its `submitted` event, or its `claimed` event for the item the job runs. A pairing
+    inferred by counting may name another execution's item."""
+    names = [execution.reported_job]
+    item = items.get(execution.item_id) if execution.item_id else None
+    if item is not None and item.claimed_by == execution.name and (item.claim_confirmed or not certain):
+        names.append(item.vertex_job)
+    if not certain:
+        names.append(execution.vertex_job)
+    return next((jobs[name] for name in names if name and name in jobs), None)

@@ -1,0 +1,29 @@
+"""The settings the model needs for one queue, built from the configuration by the daemon. The model
+never reads the configuration itself: a reload hands it a new policy (`State.apply_policy`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    name: str
+    entity: str
+    launcher_job: str
+    max_inflight: int
+    dispatch_budget: int
+    claim_timeout: float
+    execution_timeout: float
+    breaker_threshold: int
+    breaker_window: float
+    breaker_cooldown: float
+    breaker_max_cooldown: float
+    retention_seconds: float
+    retention_max: int
+    stop_after_submit: float = 0.0
+    """Seconds an execution may keep running after its CustomJob was created before it is cancelled;
+    0: never."""
+    event_grace: float = 0.0
+    """How long a failed execution waits for its watchdog's bailout event before it counts as
+    `crash` (0 when no events are configured)."""

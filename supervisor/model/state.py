@@ -1,0 +1,164 @@
+"""The model's root: every queue's state, the CustomJobs, and the Pub/Sub inbox, in one pure object.
+
+The daemon hands it what it observed (listings, messages, policy changes, the answers to its calls)
+with the time, and gets back facts, wake-ups and the calls to make. Nothing here does I/O or
+sleeps, so every rule is tested with plain values (docs/architecture.md, Parts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from supervisor.model import remedies, retention
+from supervisor.model.facts import Fact, FactKind
+from supervisor.model.inbox import Inbox, Outcome
+from supervisor.model.observations import ExecutionSeen, VertexSeen
+from supervisor.model.policy import QueuePolicy
+from supervisor.model.queue import QueueState
+from supervisor.model.remedies import CancelExecution, FailItem
+from supervisor.model.vertex import VertexJob
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """What applying a new set of queue policies changed."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    resumed: tuple[str, ...] = ()
+    """Queues whose polling had stopped (a rejected key) and starts again: the reload may have fixed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionsStep:
+    """What one listing of a queue's executions changed, and what the daemon must do about it."""
+
+    facts: list[Fact]
+    list_items: bool
+    """An execution finished after the latest item listing: list the items now, not at the next tick."""
+    events: list[Outcome]
+    """Buffered Pub/Sub events applied now that their execution is listed, and those that expired."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chores:
+    """After a CustomJob listing, for one queue: what to report, and the calls to make."""
+
+    facts: list[Fact]
+    fail: list[FailItem]
+    cancel: list[CancelExecution]
+
+
+class State:
+    """Everything the daemon knows."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, QueueState] = {}
+        self.vertex_jobs: dict[str, VertexJob] = {}
+        """CustomJobs listed within the lookback, by resource name."""
+        self.stopped: dict[str, str] = {}
+        """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
+        self.inbox = Inbox()
+
+    @property
+    def ready(self) -> bool:
+        """Every queue has been listed, and its executions too: decisions are no longer blind."""
+        return all(q.polled and q.recovered for q in self.queues.values())
+
+    def apply_policy(self, policies: Sequence[QueuePolicy]) -> PolicyChange:
+        """The configured queues, at start or on reload: new ones are added, gone ones dropped, and the
+        others take the new settings while keeping what they know."""
+        wanted = {p.name: p for p in policies}
+        added, resumed = [], []
+        for name, policy in wanted.items():
+            queue = self.queues.get(name)
+            if queue is None:
+                self.queues[name] = QueueState(policy)
+                added.append(name)
+                continue
+            queue.apply_policy(policy)
+            if self.stopped.pop(name, None) is not None:
+                resumed.append(name)
+        removed = [name for name in self.queues if name not in wanted]
+        for name in removed:
+            del self.queues[name]
+            self.stopped.pop(name, None)
+        return PolicyChange(tuple(added), tuple(removed), tuple(resumed))
+
+    def stop_polling(self, queue: str, reason: str) -> None:
+        """Polling this queue stopped until a reload (W&B rejected the key)."""
+        self.stopped[queue] = reason
+
+    def observe_executions(self, queue: str, seen: Iterable[ExecutionSeen], now: float, clock: float) -> ExecutionsStep:
+        """A listing of one queue's launcher executions. `clock` is monotonic time (the inbox's deadlines)."""
+        state = self.queues[queue]
+        facts = state.observe_executions(seen, now)
+        facts += state.settle(now)
+        facts += remedies.post_submit(state, self.vertex_jobs)
+        list_items = state.stale
+        retention.prune(state, now)
+        return ExecutionsStep(facts, list_items, self.inbox.retry(self.queues, now, clock))
+
+    def observe_vertex(self, seen: Iterable[VertexSeen], now: float, horizon: float) -> list[Fact]:
+        """A CustomJob listing: fold it in, link new jobs to the queue whose item they run, note jobs
+        that ended, and forget ended jobs older than `horizon` (epoch seconds)."""
+        facts: list[Fact] = []
+        for obs in seen:
+            job = self.vertex_jobs.get(obs.name)
+            if job is None:
+                job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
+                self.vertex_jobs[obs.name] = job
+            job.item_id = job.item_id or obs.item_id
+            was_terminal = job.state.terminal
+            job.state, job.ended, job.error = obs.state, obs.ended, obs.error
+            if job.queue is None:
+                facts.extend(self._link(job, now))
+            if job.state.terminal and not was_terminal and job.queue is not None:
+                seconds = max(0.0, (obs.ended or now) - job.created)
+                facts.append(Fact(FactKind.VERTEX_ENDED, job.queue, outcome=job.state.value, seconds=seconds))
+        for name in [n for n, j in self.vertex_jobs.items() if j.state.terminal and (j.ended or j.created) < horizon]:
+            del self.vertex_jobs[name]
+        return facts
+
+    def _link(self, job: VertexJob, now: float) -> list[Fact]:
+        for state in self.queues.values():
+            facts = state.link_vertex(job, now)
+            if facts is not None:
+                return facts
+        return []
+
+    def chores(self, queue: str, now: float) -> Chores:
+        """For one queue, after a CustomJob listing: items to fail, executions to cancel."""
+        state = self.queues[queue]
+        jobs = self.vertex_jobs
+        fail = remedies.hung_items(state, jobs.values()) + remedies.orphaned_items(state)
+        return Chores(remedies.post_submit(state, jobs), fail, remedies.stop_after_submit(state, jobs, now))
+
+    def item_failed(self, queue: str, item_id: str) -> None:
+        """failRunQueueItem succeeded."""
+        if (state := self.queues.get(queue)) is not None:
+            remedies.item_failed(state, item_id)
+
+    def cancel_answered(self, action: CancelExecution, accepted: bool) -> list[Fact]:
+        """CancelExecution accepted, or nothing to cancel: never sent again."""
+        state = self.queues.get(action.queue)
+        return [] if state is None else remedies.cancel_answered(state, action, accepted)
+
+    def cancel_failed(self, action: CancelExecution, error: str) -> bool:
+        """CancelExecution failed (tried again later); True when the error is new."""
+        state = self.queues.get(action.queue)
+        return state is not None and remedies.cancel_failed(state, action, error)
+
+    def receive(self, data: bytes, attributes: dict[str, str] | None, now: float, clock: float) -> Outcome:
+        """One Pub/Sub message (docs/architecture.md, Events). Never raises."""
+        return self.inbox.receive(data, attributes, self.queues, now, clock)
+
+    def resume(self, queue: str) -> str | None:
+        """An operator's resume: the breaker's previous state, or None for an unknown queue."""
+        state = self.queues.get(queue)
+        if state is None:
+            return None
+        previous = state.breaker.state.value
+        state.resume()
+        return previous
