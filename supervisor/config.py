@@ -131,6 +131,10 @@ class QueueConfig(_Section):
     it: its watchdog should have stopped it at submission, and meanwhile it holds a max_inflight slot.
     Needs the execution's own `claimed` or `submitted` event (an inferred pairing may name another
     execution's item). 0 turns it off."""
+    stranded_after: float | None = Field(default=None, gt=0)
+    """Seconds an item may stay CLAIMED with no CustomJob and no execution holding it before the
+    daemon fails it as lost (after searching Vertex AI for its run). Default: execution_timeout
+    plus 600, so every execution that could still submit it has ended."""
     breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("launcher_job")

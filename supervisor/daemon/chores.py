@@ -15,7 +15,7 @@ import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
 from supervisor.clients import Clients
-from supervisor.model.remedies import CancelExecution
+from supervisor.model.remedies import CancelExecution, FailItem
 from supervisor.model.state import State
 from supervisor.surface.metrics import Metrics
 from supervisor.surface.report import report
@@ -27,22 +27,32 @@ async def do_chores(state: State, name: str, clients: Clients, metrics: Metrics,
     chores = state.chores(name, time.time())
     report(metrics, chores.facts)
     for action in chores.fail:
-        if not await clients.wandb.fail_item(action.item_id, action.message, action.stage):
-            continue
-        state.item_failed(name, action.item_id)
-        metrics.items_failed.labels(name, action.reason).inc()
-        log.warning(
-            "item.failed_by_supervisor",
-            queue=name,
-            item=action.item_id,
-            reason=action.reason,
-            source=action.source,
-            message=action.message,
-        )
+        await _fail(state, name, action, clients, metrics)
+    for action in chores.stranded:
+        if action.source:  # the run id: look for its CustomJob however old, and take it in
+            found = await clients.vertex.find_run(action.source)
+            report(metrics, state.observe_vertex(found, time.time(), horizon=0.0))
+        if state.still_stranded(name, action.item_id):
+            await _fail(state, name, action, clients, metrics)
     for cancel in chores.cancel:
         if not running():
             return
         await _cancel(state, cancel, clients, metrics)
+
+
+async def _fail(state: State, name: str, action: FailItem, clients: Clients, metrics: Metrics) -> None:
+    if not await clients.wandb.fail_item(action.item_id, action.message, action.stage):
+        return
+    state.item_failed(name, action.item_id)
+    metrics.items_failed.labels(name, action.reason).inc()
+    log.warning(
+        "item.failed_by_supervisor",
+        queue=name,
+        item=action.item_id,
+        reason=action.reason,
+        source=action.source,
+        message=action.message,
+    )
 
 
 async def _cancel(state: State, action: CancelExecution, clients: Clients, metrics: Metrics) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from supervisor.config import Config, QueueConfig
 from supervisor.model.policy import QueuePolicy
+from supervisor.model.remedies import STRANDED_MARGIN
 
 EVENT_GRACE = 30.0
 """With events on, how long a failed execution waits for its watchdog's bailout event before it
@@ -27,6 +28,7 @@ def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
         retention_seconds=config.retention.finished_seconds,
         retention_max=config.retention.finished_max,
         stop_after_submit=queue.stop_after_submit,
+        stranded_after=queue.stranded_after or queue.execution_timeout + STRANDED_MARGIN,
         event_grace=EVENT_GRACE if config.pubsub.subscription else 0.0,
     )
 

@@ -40,5 +40,7 @@ class Item:
     vertex_job: str | None = None
     failed_by_supervisor: bool = False
     """failRunQueueItem succeeded for it: never call again."""
+    claimed_seen: float | None = None
+    """When this process first saw it out of PENDING: the clock of the last-resort rule."""
     last_seen: float = 0.0
     """Last poll that listed it; items that disappear are dropped after retention."""

@@ -24,6 +24,9 @@ class QueuePolicy:
     stop_after_submit: float = 0.0
     """Seconds an execution may keep running after its CustomJob was created before it is cancelled;
     0: never."""
+    stranded_after: float = 2400.0
+    """Seconds an item may stay CLAIMED with no CustomJob and no execution in flight holding it
+    before it is given up for lost (see `remedies.stranded_items`)."""
     event_grace: float = 0.0
     """How long a failed execution waits for its watchdog's bailout event before it counts as
     `crash` (0 when no events are configured)."""

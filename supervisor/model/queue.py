@@ -21,6 +21,11 @@ from supervisor.model.observations import ExecutionSeen, ItemSeen
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.vertex import VertexJob
 
+RECOVERY_LOOKBACK = 900.0
+"""At start, executions that ended this recently are taken in too (as finished, and not counted
+again): a watchdog's `claimed` event may come after its execution ended while the daemon was down,
+and must still find it, so that an item it left CLAIMED is failed (docs/architecture.md, Data flow)."""
+
 
 @dataclass(slots=True)
 class QueueState:
@@ -75,6 +80,10 @@ class QueueState:
             if obs.state is ItemState.PENDING and item.state is ItemState.LEASED:
                 item.claimed_by = None  # the lease ran out un-acked: nobody holds the item any more
             item.state = obs.state
+            if obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_seen is None:
+                item.claimed_seen = now
+            elif obs.state is ItemState.PENDING:
+                item.claimed_seen = None
             if was_pending and obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_by is None:
                 facts.extend(pairing.infer_claim(self.policy.name, self.executions, item, now))
         self.polled = True
@@ -87,11 +96,15 @@ class QueueState:
         for obs in seen:
             execution = self.executions.get(obs.name)
             if execution is None:
-                if obs.status in ("succeeded", "failed", "cancelled"):
+                ended = obs.status in ("succeeded", "failed", "cancelled")
+                if ended and (self.recovered or (obs.finished or 0.0) < now - RECOVERY_LOOKBACK):
                     continue  # finished before we knew it: history, not state
                 execution = Execution(obs.name, self.policy.name, created=obs.created, recovered=True)
                 self.executions[obs.name] = execution
-                facts.append(Fact(FactKind.ADOPTED, self.policy.name, obs.name))
+                if ended:  # while this process was down: taken in, uncounted, for its late events
+                    execution.counted = True
+                else:
+                    facts.append(Fact(FactKind.ADOPTED, self.policy.name, obs.name))
             if obs.started is not None and execution.started is None:
                 execution.started = obs.started
             if obs.cancelling and execution.in_flight:

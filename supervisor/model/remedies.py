@@ -18,10 +18,13 @@ from supervisor.model.pairing import custom_job
 from supervisor.model.queue import QueueState
 from supervisor.model.vertex import HANGING, VertexJob
 
-FAIL_STAGES = {"vertex_job_ended": "run", "execution_ended": "agent"}
+FAIL_STAGES = {"vertex_job_ended": "run", "execution_ended": "agent", "stranded": "agent"}
 """Why the supervisor fails an item → the failRunQueueItem stage it reports."""
 ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 CANCEL_REASONS = ("stop_after_submit",)
+STRANDED_MARGIN = 600.0
+"""The default `stranded_after` is the execution timeout plus this: by then every execution that
+could still submit the item has ended."""
 """Why the supervisor cancels an execution (the label of the cancel counter)."""
 
 
@@ -32,7 +35,8 @@ class FailItem:
     item_id: str
     message: str
     reason: str
-    """vertex_job_ended: its CustomJob ended badly; execution_ended: its execution ended without one."""
+    """vertex_job_ended: its CustomJob ended badly; execution_ended: its execution ended without one;
+    stranded: CLAIMED for longer than any execution lives, with no CustomJob and no execution."""
     source: str
     """The CustomJob or execution that ended."""
 
@@ -97,6 +101,36 @@ def orphaned_items(state: QueueState) -> list[FailItem]:
             cause += f", rule {execution.bailout_rule}"
         message = f"launcher execution {short} ended ({cause}) before it created a Vertex AI job"
         actions.append(FailItem(item.id, message, "execution_ended", execution.name))
+    return actions
+
+
+def stranded_items(state: QueueState, now: float) -> list[FailItem]:
+    """The last resort: items CLAIMED for `stranded_after` (by default longer than any execution can
+    live), with no CustomJob linked and no execution in flight that took them. Something
+    was lost on the way (an agent stopped before it failed the item, while nothing saw it). The
+    daemon first looks for a CustomJob of the item's run however old (`find_run`), and fails the
+    item only if there is none."""
+    limit = state.policy.stranded_after
+    actions = []
+    for item in state.items.values():
+        if (
+            item.state is not ItemState.CLAIMED
+            or item.failed_by_supervisor
+            or item.vertex_job is not None
+            or item.claimed_seen is None
+            or now - item.claimed_seen < limit
+            or item.last_seen < state.items_seen_at
+        ):
+            continue
+        holder = state.executions.get(item.claimed_by or "")
+        if holder is not None and holder.in_flight:
+            continue
+        minutes = (now - item.claimed_seen) / 60
+        message = (
+            f"item CLAIMED for {minutes:.0f} min with no Vertex AI job and no launcher execution running"
+            f" (run {item.run_id or 'unknown'}): given up for lost"
+        )
+        actions.append(FailItem(item.id, message, "stranded", item.run_id or ""))
     return actions
 
 

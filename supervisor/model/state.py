@@ -48,6 +48,9 @@ class Chores:
     facts: list[Fact]
     fail: list[FailItem]
     cancel: list[CancelExecution]
+    stranded: list[FailItem]
+    """Items to fail as lost, once a search for a CustomJob of their run found none (`source` is the
+    run id); see `remedies.stranded_items`."""
 
 
 class State:
@@ -133,7 +136,14 @@ class State:
         state = self.queues[queue]
         jobs = self.vertex_jobs
         fail = remedies.hung_items(state, jobs.values()) + remedies.orphaned_items(state)
-        return Chores(remedies.post_submit(state, jobs), fail, remedies.stop_after_submit(state, jobs, now))
+        cancel = remedies.stop_after_submit(state, jobs, now)
+        return Chores(remedies.post_submit(state, jobs), fail, cancel, remedies.stranded_items(state, now))
+
+    def still_stranded(self, queue: str, item_id: str) -> bool:
+        """After the search for its run's CustomJob (whose results were folded in): still none."""
+        state = self.queues.get(queue)
+        item = state.items.get(item_id) if state is not None else None
+        return item is not None and item.vertex_job is None and not item.failed_by_supervisor
 
     def item_failed(self, queue: str, item_id: str) -> None:
         """failRunQueueItem succeeded."""

@@ -7,6 +7,8 @@ itself in the container env (WANDB_LAUNCH_TRACE_ID), which ties it even before W
 
 from __future__ import annotations
 
+import builtins
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +22,8 @@ from supervisor.model.vertex import JobState
 RUN_LABEL = "wandb-run-id"
 TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"
 PAGE_SIZE = 1000
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{1,63}")
+"""What a Vertex label value may hold (and so what a filter may safely quote)."""
 
 
 def trace_id(job: Any) -> str | None:
@@ -47,12 +51,21 @@ class VertexTracker:
     async def list(self, since: float) -> list[VertexSeen]:
         """CustomJobs labelled with a run id and created after `since` (epoch seconds)."""
         moment = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        found: list[VertexSeen] = []
+        return await self._list(f'labels.{RUN_LABEL}:* AND create_time>"{moment}"')
+
+    async def find_run(self, run_id: str) -> builtins.list[VertexSeen]:
+        """CustomJobs of one W&B run, however old: before the supervisor gives an item up for lost."""
+        if not _LABEL_VALUE.fullmatch(run_id):
+            return []  # not a value a label can hold, so no job carries it
+        return await self._list(f'labels.{RUN_LABEL}="{run_id}"')
+
+    async def _list(self, query: str) -> builtins.list[VertexSeen]:
+        found: builtins.list[VertexSeen] = []
         token = ""
         while True:
             request = aiplatform_v1.ListCustomJobsRequest(
                 parent=self._parent,
-                filter=f'labels.{RUN_LABEL}:* AND create_time>"{moment}"',
+                filter=query,
                 page_size=PAGE_SIZE,
                 page_token=token,
             )

@@ -214,6 +214,37 @@ async def test_an_item_whose_customjob_failed_is_failed_exactly_once() -> None:
             assert metric(text, "launch_supervisor_vertex_jobs", queue="q", state="FAILED") == 1
 
 
+async def test_an_item_stranded_claimed_is_failed_unless_its_run_has_a_custom_job() -> None:
+    """Two items CLAIMED with no execution: the one whose run has a CustomJob (older than the
+    listing's lookback, so only a search for its run finds it) is left alone; the other is failed
+    as lost, once, after `stranded_after`."""
+    from supervisor.config import parse_config
+    from supervisor.sandbox.simulated import custom_job
+
+    async with stand_ins(["q"]) as stack:
+        lost, kept = stack.wandb.enqueue(ENTITY, "q"), stack.wandb.enqueue(ENTITY, "q")
+        for item, run in ((lost, "run-lost"), (kept, "run-kept")):  # popped and acked by an agent now gone
+            assert stack.wandb.pop(ENTITY, "q") is not None
+            assert stack.wandb.ack(item, run)
+        stack.vertex.create(custom_job("q", "not-the-item", "run-kept"))
+        await anyio.sleep(1.2)  # the job is now older than the 1 s lookback
+        env = {"WANDB_API_KEY": stack.api_key, "LAUNCH_SUPERVISOR_GCP__VERTEX_LOOKBACK": "1"}
+        config = parse_config(stack.config_toml("stranded_after = 1"), "test", env)
+        async with running(config) as (daemon, url):
+            await until(lambda: stack.wandb.items[lost].state == "FAILED", what="the stranded item failed")
+            await anyio.sleep(1.0)  # several more Vertex ticks
+            assert stack.wandb.items[kept].state == "CLAIMED"
+            assert stack.wandb.faults.calls["failRunQueueItem"] == 1
+            [(message, stage)] = stack.wandb.items[lost].failures
+            assert stage == "agent"
+            assert "no Vertex AI job" in message
+            assert "run-lost" in message
+            text = await scrape(url)
+            labels = {"queue": "q", "reason": "stranded"}
+            assert metric(text, "launch_supervisor_items_failed_by_supervisor_total", **labels) == 1
+            assert daemon.state.queues["q"].items[kept].vertex_job is not None
+
+
 async def test_status_and_metrics_surface() -> None:
     """/status lists queues, executions and Vertex jobs; /metrics has every series, no ids as labels."""
     async with stand_ins(["q"]) as stack:

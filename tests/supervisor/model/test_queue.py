@@ -398,3 +398,23 @@ def test_a_finished_execution_makes_the_item_view_stale_until_the_next_listing()
     assert state.decide(3.0).start == 0  # nothing pending any more: no wasted execution
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 4.0)
     assert state.decide(4.0).start == 1
+
+
+def test_at_start_executions_that_ended_recently_are_taken_in_uncounted_for_their_late_events() -> None:
+    """An execution that ended while the daemon was down is known after the first listing, so its
+    late `claimed` event pairs the item; it is not counted again, and older history is left out."""
+    state = QueueState(policy())
+    seen = [
+        ExecutionSeen(ex(1), "failed", 100.0, 101.0, 110.0),
+        ExecutionSeen(ex(2), "failed", 0.0, 1.0, 5.0),  # long before the lookback
+    ]
+    assert state.observe_executions(seen, 120.0 + 900.0 - 20.0) == []
+    assert list(state.executions) == [ex(1)]
+    execution = state.executions[ex(1)]
+    assert (execution.phase, execution.counted, execution.recovered) == (Phase.FAILED, True, True)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 1001.0)
+    state.event_claimed(ex(1), "a", 1002.0)
+    assert (state.items["a"].claimed_by, state.items["a"].claim_confirmed) == (ex(1), True)
+    later = [ExecutionSeen(ex(3), "succeeded", 1003.0, 1004.0, 1005.0)]
+    state.observe_executions(later, 1006.0)
+    assert ex(3) not in state.executions  # after the first listing, an unknown ended one is history

@@ -6,6 +6,7 @@ from supervisor.model.items import ItemState
 from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
 from supervisor.model.queue import QueueState
 from supervisor.model.remedies import (
+    STRANDED_MARGIN,
     cancel_answered,
     cancel_failed,
     hung_items,
@@ -13,6 +14,7 @@ from supervisor.model.remedies import (
     orphaned_items,
     post_submit,
     stop_after_submit,
+    stranded_items,
 )
 from supervisor.model.state import State
 from supervisor.model.vertex import JobState, VertexJob
@@ -200,3 +202,23 @@ def test_post_submit_waits_for_the_job_and_skips_a_missing_completion_time() -> 
     observe_vertex(jobs, seen, [state], 20.0)
     assert [(f.execution, f.seconds) for f in post_submit(state, jobs)] == [(ex(1), 2.0)]
     assert post_submit(state, jobs) == []
+
+
+def test_an_item_claimed_longer_than_any_execution_lives_without_a_job_is_stranded() -> None:
+    """Past execution_timeout plus the margin since it was seen claimed, with no CustomJob and no
+    execution in flight holding it: given up for lost; not before, and not while one holds it."""
+    state = ready(stranded_after=1000.0 + STRANDED_MARGIN)
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), 1.0)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 10.0)  # inferred for ex(1)
+    limit = 10.0 + 1000.0 + STRANDED_MARGIN  # seen claimed at 10
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], limit + 1)
+    assert stranded_items(state, limit + 1) == []  # ex(1) still in flight
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 1.0, 2.0, 1001.0)], limit + 2)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], limit + 3)
+    assert stranded_items(state, limit - 1) == []  # too soon
+    [action] = stranded_items(state, limit + 3)
+    assert (action.item_id, action.reason, action.stage, action.source) == ("a", "stranded", "agent", "run-a")
+    assert "no Vertex AI job" in action.message
+    state.items["a"].vertex_job = JOB_A  # a search for its run found a CustomJob
+    assert stranded_items(state, limit + 4) == []
