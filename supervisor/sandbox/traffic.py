@@ -1,4 +1,5 @@
-"""The sandbox's traffic: run specs that succeed, and run specs that fail the way real jobs fail.
+"""The sandbox's traffic: run specs that succeed, run specs that fail the way real jobs fail, and
+the enqueuer that adds a scenario's items to the queue.
 
 Each failure is produced by the system, not announced to it: the Vertex stand-in refuses the spec
 (quota, permission, a machine type that does not take the accelerator) and the watchdog classifies
@@ -9,8 +10,13 @@ a container that exits before `wandb.init`) and the supervisor fails the item.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
+
+from supervisor.sandbox.wandb_server import WandbStandIn
 
 SCENARIOS = ("happy", "mixed", "burst")
 IMAGE = "us-docker.pkg.dev/sandbox-project/trainers/train:v1"
@@ -87,3 +93,30 @@ def run_spec(kind: Kind, entity: str, index: int) -> dict[str, Any]:
     spec["entity"] = entity
     spec["overrides"]["run_config"]["sandbox_item"] = index
     return spec
+
+
+async def enqueue(
+    wandb: WandbStandIn,
+    entity: str,
+    queue: str,
+    scenario: str,
+    items: int,
+    *,
+    every: float,
+    enqueued: dict[str, Kind],
+    stopping: anyio.Event,
+    publish: Callable[[str], None] | None = None,
+) -> None:
+    """Enqueue the scenario's items, `every` seconds apart (`burst`: all at once), recording each in
+    `enqueued` by id, and announce each with `publish` (a hint) when given. Ends early once `stopping`
+    is set: a stopped run takes no more items."""
+    burst = scenario == "burst"
+    for index, kind in enumerate(kinds(scenario, items)):
+        if stopping.is_set():
+            return
+        item_id = wandb.enqueue(entity, queue, run_spec(kind, entity, index))
+        enqueued[item_id] = kind
+        if publish is not None:
+            await anyio.to_thread.run_sync(publish, item_id)
+        if not burst:
+            await anyio.sleep(every)
