@@ -269,7 +269,7 @@ class Daemon:
         async def step() -> None:
             since = time.time() - self.config.gcp.vertex_lookback
             seen = await clients.vertex.list(since)
-            report(self.metrics, self.state.observe_vertex(seen, time.time(), since))
+            report(self.metrics, self.state.observe_vertex(seen, time.time(), since, complete=True))
             self.metrics.last_poll.labels("vertex").set(time.time())
             for name in list(self.state.queues):  # a reload may remove a queue meanwhile
                 if name in self.state.queues:

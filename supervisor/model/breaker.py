@@ -57,6 +57,10 @@ class Breaker:
     """The half-open probe execution, once dispatched."""
     recent: deque[tuple[float, str]] = field(default_factory=deque)
 
+    def configure(self, threshold: int, window: float, cooldown: float, max_cooldown: float) -> None:
+        """New settings (a reload); the state and the recent bailouts stay."""
+        self.threshold, self.window, self.base_cooldown, self.max_cooldown = threshold, window, cooldown, max_cooldown
+
     def _move(self, state: BreakerState) -> None:
         if allowed(TRANSITIONS, self.state, state):
             self.state = state

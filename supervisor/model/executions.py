@@ -41,6 +41,12 @@ TRANSITIONS[Phase.FAILED] = frozenset({Phase.BAILOUT, Phase.TIMEOUT})
 TRANSITIONS[Phase.SUCCEEDED] = frozenset({Phase.IDLE})
 
 
+VANISH_LISTINGS = 5
+"""Listings in a row an execution in flight may be missing from before it counts as gone. One miss
+can be a listing that raced RunJob; five (25 s at the default interval) is no race."""
+VANISHED = "vanished: no longer listed by Cloud Run (deleted?)"
+
+
 @dataclass(slots=True)
 class Execution:
     """One Cloud Run execution of a launcher job."""
@@ -74,6 +80,8 @@ class Execution:
     """The last CancelExecution error, so a persisting one is logged once."""
     post_submit_counted: bool = False
     """Its end, measured from its CustomJob's creation, has been observed."""
+    missed: int = 0
+    """Listings in a row that did not show it while in flight (see `absent`)."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False when refused."""
@@ -102,3 +110,20 @@ class Execution:
             return Phase.BAILOUT
         ran = finished - (self.started or self.created)
         return Phase.TIMEOUT if ran >= timeout or "timeout" in message.lower() else Phase.FAILED
+
+    def absent(self) -> bool:
+        """One more listing did not show it while in flight; True once that happened VANISH_LISTINGS
+        times in a row: it was deleted, or Cloud Run lost it, and it will never end by itself."""
+        self.missed += 1
+        return self.missed >= VANISH_LISTINGS
+
+    def end(self, status: str, message: str, finished: float | None, now: float, timeout: float) -> bool:
+        """A listing shows it ended: move to the phase that means (see `outcome`) and keep Cloud Run's
+        completion time; False when the table refuses the move (already ended that way)."""
+        if not self.move(self.outcome(status, message, finished or now, timeout)):
+            return False
+        if self.completed is None:
+            self.completed = finished
+        if self.finished is None:
+            self.finished = finished or now
+        return True

@@ -44,3 +44,20 @@ class Item:
     """When this process first saw it out of PENDING: the clock of the last-resort rule."""
     last_seen: float = 0.0
     """Last poll that listed it; items that disappear are dropped after retention."""
+
+    def observe(self, state: ItemState, run_id: str | None, now: float) -> bool:
+        """A listing shows it in `state`. True when it just left PENDING and no event said who took
+        it: the claim is to be inferred."""
+        self.last_seen = now
+        if run_id and not self.run_id:
+            self.run_id = run_id
+        was_pending = self.state is ItemState.PENDING
+        if state is ItemState.PENDING and self.state is ItemState.LEASED:
+            self.claimed_by = None  # the lease ran out un-acked: nobody holds the item any more
+        self.state = state
+        held = state in (ItemState.LEASED, ItemState.CLAIMED)
+        if not held:
+            self.claimed_seen = None
+        elif self.claimed_seen is None:
+            self.claimed_seen = now
+        return was_pending and held and self.claimed_by is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from supervisor.model import pairing
 from supervisor.model.breaker import DISPATCH_REFUSED, Breaker, BreakerState
 from supervisor.model.dispatching import Decision, Dispatching
-from supervisor.model.executions import IN_FLIGHT, Execution, Phase
+from supervisor.model.executions import IN_FLIGHT, VANISHED, Execution, Phase
 from supervisor.model.facts import Fact, FactKind
 from supervisor.model.items import Item, ItemState
 from supervisor.model.observations import ExecutionSeen, ItemSeen
@@ -53,8 +53,8 @@ class QueueState:
     def apply_policy(self, policy: QueuePolicy) -> None:
         """New settings from a reload; the breaker keeps its state and history."""
         self.policy = policy
-        self.breaker.threshold, self.breaker.window = policy.breaker_threshold, policy.breaker_window
-        self.breaker.base_cooldown, self.breaker.max_cooldown = policy.breaker_cooldown, policy.breaker_max_cooldown
+        p = policy
+        self.breaker.configure(p.breaker_threshold, p.breaker_window, p.breaker_cooldown, p.breaker_max_cooldown)
 
     @property
     def stale(self) -> bool:
@@ -73,18 +73,7 @@ class QueueState:
                 if obs.state is ItemState.PENDING:
                     item.last_seen = now
                     continue
-            item.last_seen = now
-            if obs.run_id and not item.run_id:
-                item.run_id = obs.run_id
-            was_pending = item.state is ItemState.PENDING
-            if obs.state is ItemState.PENDING and item.state is ItemState.LEASED:
-                item.claimed_by = None  # the lease ran out un-acked: nobody holds the item any more
-            item.state = obs.state
-            if obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_seen is None:
-                item.claimed_seen = now
-            elif obs.state is ItemState.PENDING:
-                item.claimed_seen = None
-            if was_pending and obs.state in (ItemState.LEASED, ItemState.CLAIMED) and item.claimed_by is None:
+            if item.observe(obs.state, obs.run_id, now):
                 facts.extend(pairing.infer_claim(self.policy.name, self.executions, item, now))
         self.polled = True
         self.items_seen_at = now
@@ -93,7 +82,9 @@ class QueueState:
     def observe_executions(self, seen: Iterable[ExecutionSeen], now: float) -> list[Fact]:
         """A listing of the launcher job's executions."""
         facts: list[Fact] = []
+        listed = set()
         for obs in seen:
+            listed.add(obs.name)
             execution = self.executions.get(obs.name)
             if execution is None:
                 ended = obs.status in ("succeeded", "failed", "cancelled")
@@ -113,21 +104,18 @@ class QueueState:
                 execution.move(Phase.RUNNING)
             elif obs.status in ("succeeded", "failed", "cancelled"):
                 facts.extend(self._finish(execution, obs, now))
+            execution.missed = 0
+        for gone in [e for e in self.executions.values() if e.in_flight and e.name not in listed and e.absent()]:
+            facts.extend(self._finish(gone, ExecutionSeen(gone.name, "failed", gone.created, None, now, VANISHED), now))
         self.recovered = True
         self.dispatching.uncertain_since = None
         return facts
 
     def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:
-        if not execution.move(
-            execution.outcome(obs.status, obs.message, obs.finished or now, self.policy.execution_timeout)
-        ):
+        if not execution.end(obs.status, obs.message, obs.finished, now, self.policy.execution_timeout):
             return []
-        if execution.completed is None:
-            execution.completed = obs.finished
-        if execution.finished is None:
-            execution.finished = obs.finished or now
-            # A listing made after the execution ended already shows what it claimed.
-            self.finished_at = max(self.finished_at, execution.finished)
+        # A listing made after the execution ended already shows what it claimed.
+        self.finished_at = max(self.finished_at, execution.finished or now)
         return self._count_finish(execution, now)
 
     def _count_finish(self, execution: Execution, now: float) -> list[Fact]:

@@ -17,7 +17,7 @@ from supervisor.model.observations import ExecutionSeen, VertexSeen
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.queue import QueueState
 from supervisor.model.remedies import CancelExecution, FailItem
-from supervisor.model.vertex import VertexJob
+from supervisor.model.vertex import VANISHED_JOB, JobState, VertexJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,26 +103,41 @@ class State:
         retention.prune(state, now)
         return ExecutionsStep(facts, list_items, self.inbox.retry(self.queues, now, clock))
 
-    def observe_vertex(self, seen: Iterable[VertexSeen], now: float, horizon: float) -> list[Fact]:
+    def observe_vertex(
+        self, seen: Iterable[VertexSeen], now: float, horizon: float, complete: bool = False
+    ) -> list[Fact]:
         """A CustomJob listing: fold it in, link new jobs to the queue whose item they run, note jobs
-        that ended, and forget ended jobs older than `horizon` (epoch seconds)."""
+        that ended, and forget ended jobs older than `horizon` (epoch seconds). With `complete`, the
+        listing shows every job created after `horizon`: one in flight it keeps leaving out was
+        deleted, and ends (CANCELLED) so that its item is failed rather than left CLAIMED."""
         facts: list[Fact] = []
+        listed = set()
         for obs in seen:
+            listed.add(obs.name)
             job = self.vertex_jobs.get(obs.name)
             if job is None:
                 job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
                 self.vertex_jobs[obs.name] = job
-            job.item_id = job.item_id or obs.item_id
-            was_terminal = job.state.terminal
-            job.state, job.ended, job.error = obs.state, obs.ended, obs.error
+            job.item_id, job.missed = job.item_id or obs.item_id, 0
             if job.queue is None:
                 facts.extend(self._link(job, now))
-            if job.state.terminal and not was_terminal and job.queue is not None:
-                seconds = max(0.0, (obs.ended or now) - job.created)
-                facts.append(Fact(FactKind.VERTEX_ENDED, job.queue, outcome=job.state.value, seconds=seconds))
-        for name in [n for n, j in self.vertex_jobs.items() if j.state.terminal and (j.ended or j.created) < horizon]:
-            del self.vertex_jobs[name]
+            facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
+        for job in list(self.vertex_jobs.values()):
+            if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
+                if job.absent():
+                    facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+            elif job.state.terminal and (job.ended or job.created) < horizon:
+                del self.vertex_jobs[job.name]
         return facts
+
+    @staticmethod
+    def _update(job: VertexJob, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:
+        was_terminal = job.state.terminal
+        job.state, job.ended, job.error = state, ended, error
+        if not job.state.terminal or was_terminal or job.queue is None:
+            return []
+        seconds = max(0.0, (ended or now) - job.created)
+        return [Fact(FactKind.VERTEX_ENDED, job.queue, outcome=job.state.value, seconds=seconds)]
 
     def _link(self, job: VertexJob, now: float) -> list[Fact]:
         for state in self.queues.values():

@@ -41,6 +41,10 @@ HANGING = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
 """End states after which the item would stay CLAIMED forever unless the supervisor fails it."""
 
 
+VANISH_LISTINGS = 3
+VANISHED_JOB = "the CustomJob no longer exists (deleted?)"
+
+
 @dataclass(slots=True)
 class VertexJob:
     name: str
@@ -53,3 +57,11 @@ class VertexJob:
     """The queue whose item it runs, once the run id is linked to an item."""
     item_id: str | None = None
     """WANDB_LAUNCH_TRACE_ID from its container env: the queue item it runs, when the agent set it."""
+    missed: int = 0
+    """Complete listings in a row that left it out while it was in flight (see `absent`)."""
+
+    def absent(self) -> bool:
+        """One more complete listing left it out; True once that happened VANISH_LISTINGS times in a
+        row: it was deleted."""
+        self.missed += 1
+        return self.missed >= VANISH_LISTINGS

@@ -12,6 +12,8 @@ class Fault:
     """HTTP status (W&B) or grpc.StatusCode name (Google) to answer with."""
     delay: float = 0.0
     """Seconds to wait before answering (to trip client timeouts)."""
+    body: str | None = None
+    """Answer 200 with this raw body instead (W&B): malformed JSON, missing fields, wrong types."""
     late: bool = False
     """Do the work first, then delay or fail the answer: the call took effect but its answer is
     lost, as when a deadline passes on the client while the server goes on."""

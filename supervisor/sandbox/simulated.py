@@ -31,7 +31,9 @@ class Plan:
     """What one execution does once it has an item."""
 
     outcome: str = "submit"
-    """submit | bailout | hang | linger"""
+    """submit | bailout | stopped | vanish | hang | linger. `stopped`: the watchdog stopped the agent
+    at a fatal line before the agent failed the item (the item stays CLAIMED); `vanish`: the
+    container died after popping the item, before acking it (the lease returns it to PENDING)."""
     message: str = "google.api_core.exceptions.PermissionDenied: 403 Permission denied"
     rule: str = "permission_denied"
     category: str = "permission"
@@ -75,11 +77,15 @@ class SimulatedLauncher:
             return
         plan = self.plan(self._claims)
         self._claims += 1
+        if plan.outcome == "vanish":
+            handle.finish("failed", "Container exited with code 137")
+            return
         run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
         self.wandb.ack(item.id, run_id)
         self._emit(handle, "claimed", queue=queue, entity=entity, item_id=item.id, run_id=run_id)
-        if plan.outcome == "bailout":
-            self.wandb.fail(item.id, plan.message, "agent")
+        if plan.outcome in ("bailout", "stopped"):
+            if plan.outcome == "bailout":
+                self.wandb.fail(item.id, plan.message, "agent")
             self._emit(handle, "bailout", queue=queue, rule=plan.rule, category=plan.category)
             handle.finish("failed", "Container exited with code 1")
             return

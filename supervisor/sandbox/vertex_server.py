@@ -40,6 +40,17 @@ class Schedule:
     done: float = 0.4
 
 
+ENDED = frozenset(
+    {
+        S.JOB_STATE_SUCCEEDED,
+        S.JOB_STATE_FAILED,
+        S.JOB_STATE_CANCELLED,
+        S.JOB_STATE_EXPIRED,
+        S.JOB_STATE_PARTIALLY_SUCCEEDED,
+    }
+)
+
+
 @dataclass(slots=True)
 class _Tracked:
     job: aiplatform_v1.CustomJob
@@ -132,7 +143,7 @@ class VertexStandIn:
         now = now or datetime.now(UTC)
         for tracked in self.jobs.values():
             job = tracked.job
-            if job.state in (S.JOB_STATE_SUCCEEDED, S.JOB_STATE_FAILED, S.JOB_STATE_CANCELLED):
+            if job.state in ENDED:  # an end state is final, however it was reached
                 continue
             age = (now - tracked.created).total_seconds()
             if age >= self.schedule.done:

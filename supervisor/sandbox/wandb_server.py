@@ -176,6 +176,8 @@ class WandbStandIn:
                 await anyio.sleep(fault.delay)
             if fault.status is not None:
                 return JSONResponse({"errors": [{"message": "injected fault"}]}, status_code=int(fault.status))
+            if fault.body is not None:
+                return Response(fault.body, media_type="application/json")
         if not self._authorised(request):
             return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
         handler = _HANDLERS.get(operation)

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
 from supervisor.model.dispatching import REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX
-from supervisor.model.executions import Phase
+from supervisor.model.executions import VANISH_LISTINGS, Phase
 from supervisor.model.items import ItemState
 from supervisor.model.observations import ExecutionSeen, ItemSeen
 from supervisor.model.policy import QueuePolicy
@@ -418,3 +418,23 @@ def test_at_start_executions_that_ended_recently_are_taken_in_uncounted_for_thei
     later = [ExecutionSeen(ex(3), "succeeded", 1003.0, 1004.0, 1005.0)]
     state.observe_executions(later, 1006.0)
     assert ex(3) not in state.executions  # after the first listing, an unknown ended one is history
+
+
+def test_an_execution_missing_from_listings_in_a_row_ends_as_vanished() -> None:
+    """Deleted, or lost by Cloud Run: after VANISH_LISTINGS listings without it, it is failed (a
+    crash), so it stops holding a slot; one listing that raced RunJob is not enough."""
+    state = ready()
+    state.dispatched(ex(1), 0.0)
+    state.dispatched(ex(2), 0.0)
+    for n in range(1, VANISH_LISTINGS):
+        assert state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], float(n)) == []
+    state.observe_executions([ExecutionSeen(ex(1), "running", 0.0, 0.5, None)], 10.0)  # seen again: count resets
+    for n in range(VANISH_LISTINGS - 1):
+        state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 11.0 + n)
+    assert state.executions[ex(1)].in_flight
+    facts = state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 20.0)
+    assert [(f.kind, f.outcome, f.category) for f in facts] == [
+        ("finished", "failed", None),
+        ("bailout", None, "crash"),
+    ]
+    assert state.executions[ex(1)].phase is Phase.FAILED

@@ -9,7 +9,7 @@ from supervisor.model.facts import FactKind
 from supervisor.model.items import ItemState
 from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
 from supervisor.model.state import State
-from supervisor.model.vertex import JobState
+from supervisor.model.vertex import VANISH_LISTINGS, VANISHED_JOB, JobState
 from tests.supervisor.model.test_queue import ex, pending, policy
 
 JOB_A = "projects/p/locations/r/customJobs/1"
@@ -106,3 +106,19 @@ def test_resume_names_the_previous_breaker_state_or_none_for_an_unknown_queue() 
     assert state.resume("q") == "open"
     assert (queue.breaker.state, queue.dispatching.refusal) == (BreakerState.CLOSED, None)
     assert state.resume("nope") is None
+
+
+def test_a_custom_job_complete_listings_keep_leaving_out_ends_and_its_item_is_failed() -> None:
+    """Deleted while running: after VANISH_LISTINGS complete listings without it, the job ends
+    CANCELLED and its item is failed; a listing that is not complete (a search) proves nothing."""
+    state = started("q")
+    state.queues["q"].observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a")], 1.0)
+    state.observe_vertex([VertexSeen(JOB_A, "run-a", JobState.RUNNING, 5.0, None, None)], 6.0, horizon=0.0)
+    for n in range(5):
+        assert state.observe_vertex([], 7.0 + n, horizon=0.0) == []  # not complete
+    for n in range(VANISH_LISTINGS - 1):
+        assert state.observe_vertex([], 20.0 + n, horizon=0.0, complete=True) == []
+    [fact] = state.observe_vertex([], 30.0, horizon=0.0, complete=True)
+    assert (fact.kind, fact.outcome) == (FactKind.VERTEX_ENDED, "CANCELLED")
+    [fail] = state.chores("q", 30.0).fail
+    assert (fail.item_id, fail.message) == ("a", VANISHED_JOB)
