@@ -17,7 +17,7 @@ import httpx
 import structlog
 
 from supervisor.clients import CredentialsError
-from supervisor.config import DEFAULT_PATH, Config, ConfigError, load_config
+from supervisor.config import DEFAULT_PATH, Config, ConfigError, exposure, load_config
 from supervisor.daemon.shell import Daemon, ListenError, version
 from supervisor.logs import configure
 from supervisor.model.events import ITEM_ADDED, item_added
@@ -50,6 +50,8 @@ def cli() -> None:
 def check_config(path: Path) -> None:
     """Validate PATH and print the effective configuration, secrets masked."""
     config = _load_or_exit(path)
+    for warning in exposure(path, config):
+        click.echo(f"launch-supervisor: warning: {warning}", err=True)
     click.echo(json.dumps(config.masked(), indent=2))
 
 
@@ -90,6 +92,8 @@ def run(path: Path) -> None:
     """Run the daemon (SIGTERM/SIGINT: drain and exit 0; SIGHUP: reload the config)."""
     config = _load_or_exit(path)
     configure(config.log.format, config.log.level)
+    for warning in exposure(path, config):
+        log.warning("config.exposed", detail=warning)
     daemon = Daemon(config)
     try:
         anyio.run(_serve, daemon, path)

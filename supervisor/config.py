@@ -357,3 +357,21 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file ({exc.strerror}); pass --config PATH"]) from exc
     return parse_config(text, str(path), environ)
+
+
+def exposure(path: Path, config: Config) -> list[str]:
+    """Warnings for files others on this machine can read: the key file (anyone but its owner) and
+    the config file (anyone at all: it names the project, the queues, the key file). Not errors: the
+    daemon still starts, but the operator should know."""
+    warnings = []
+    checks = [(path, 0o004, "the config file", "chmod o-rwx")]
+    if config.wandb.api_key_file is not None:
+        checks.append((config.wandb.api_key_file, 0o077, "the W&B API key file", "chmod 600"))
+    for file, mask, what, fix in checks:
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            continue
+        if mode & mask:
+            warnings.append(f"{what} {file} can be read by others (mode {mode & 0o777:03o}); run: {fix} {file}")
+    return warnings

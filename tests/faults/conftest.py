@@ -3,13 +3,14 @@ the whole suite ran, writes that table into docs/reliability.md (between its mar
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.faults.harness import Figures
+from tests.faults.harness import SECRETS, Figures
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 BEGIN, END = "<!-- fault-suite:begin -->", "<!-- fault-suite:end -->"
@@ -34,6 +35,18 @@ _collected: set[str] = set()
 def record() -> Callable[[Figures], None]:
     """Keep a scenario's figures for the table."""
     return _rows.append
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_any_output(capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """Everything a scenario printed (the daemon's log lines, /status, the stand-ins) is free of
+    the W&B key it ran with."""
+    yield
+    out, err = capfd.readouterr()
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    leaked = sorted(s for s in SECRETS if s in out or s in err)
+    assert not leaked, f"a W&B key appeared in the output ({len(leaked)} of {len(SECRETS)} keys)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ConfigError, parse_config
+from supervisor.config import ConfigError, exposure, parse_config
 
 MINIMAL = """
 [wandb]
@@ -52,7 +52,8 @@ def test_unknown_keys_get_a_suggestion() -> None:
     found = problems(MINIMAL.replace("max_inflight = 4", "max_infligt = 4"))
     assert found == [
         "unknown key `queues[0].max_infligt`; did you mean `max_inflight`? (allowed here: name, launcher_job, "
-        "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, stop_after_submit, breaker)"
+        "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, stop_after_submit, stranded_after, "
+        "breaker)"
     ]
     assert "did you mean `entity`" in problems(MINIMAL.replace('entity = "team-ml"', 'entitty = "team-ml"'))[1]
 
@@ -147,3 +148,33 @@ def test_check_config_command(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "cannot read the file" in missing.stderr
+
+
+def test_files_others_can_read_get_a_warning_naming_the_fix(tmp_path: Path) -> None:
+    """A key file anyone but its owner can read, or a config file anyone can read: a warning with
+    the chmod that fixes it; private files none. check-config prints it and still exits 0."""
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file-key\n")
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(MINIMAL.replace('entity = "team-ml"', f'entity = "team-ml"\napi_key_file = "{key_file}"'))
+    key_file.chmod(0o600)
+    config_file.chmod(0o640)
+    config = parse_config(config_file.read_text(), str(config_file), {})
+    assert exposure(config_file, config) == []
+    key_file.chmod(0o640)
+    config_file.chmod(0o644)
+    warnings = exposure(config_file, config)
+    assert warnings == [
+        f"the config file {config_file} can be read by others (mode 644); run: chmod o-rwx {config_file}",
+        f"the W&B API key file {key_file} can be read by others (mode 640); run: chmod 600 {key_file}",
+    ]
+    result = subprocess.run(
+        ["launch-supervisor", "check-config", str(config_file)],
+        capture_output=True,
+        text=True,
+        env={"PATH": BIN},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"warning: the W&B API key file {key_file} can be read by others" in result.stderr
+    assert "from-file-key" not in result.stdout + result.stderr
