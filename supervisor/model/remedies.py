@@ -61,7 +61,7 @@ class CancelExecution:
 
 
 def hung_items(state: QueueState, vertex_jobs: Iterable[VertexJob]) -> list[FailItem]:
-    """Items still CLAIMED whose CustomJob ended FAILED, CANCELLED or EXPIRED."""
+    """Items whose CustomJob ended FAILED, CANCELLED or EXPIRED, and that nobody failed yet."""
     by_run = {i.run_id: i for i in state.items.values() if i.run_id}
     actions = []
     for job in vertex_jobs:
@@ -70,7 +70,8 @@ def hung_items(state: QueueState, vertex_jobs: Iterable[VertexJob]) -> list[Fail
             item = by_run.get(job.run_id)
         if item is None or job.state not in HANGING:
             continue
-        if item.state is ItemState.CLAIMED and not item.failed_by_supervisor:
+        # The job names the item, so the item was claimed, whatever the (capped) listing last showed.
+        if item.state is not ItemState.FAILED and not item.failed_by_supervisor:
             message = job.error or f"Vertex AI job {job.name} ended {job.state.value}"
             actions.append(FailItem(item.id, message, "vertex_job_ended", job.name))
     return actions

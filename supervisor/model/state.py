@@ -17,7 +17,7 @@ from supervisor.model.observations import ExecutionSeen, VertexSeen
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.queue import QueueState
 from supervisor.model.remedies import CancelExecution, FailItem
-from supervisor.model.vertex import VANISHED_JOB, JobState, VertexJob
+from supervisor.model.vertex import HANGING, VANISHED_JOB, JobState, VertexJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,8 @@ class State:
         facts += state.settle(now)
         facts += remedies.post_submit(state, self.vertex_jobs)
         list_items = state.stale
-        retention.prune(state, now)
+        held = {n for n, j in self.vertex_jobs.items() if not j.state.terminal or j.state in HANGING}
+        retention.prune(state, now, held)
         return ExecutionsStep(facts, list_items, self.inbox.retry(self.queues, now, clock))
 
     def observe_vertex(

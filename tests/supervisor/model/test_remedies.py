@@ -222,3 +222,15 @@ def test_an_item_claimed_longer_than_any_execution_lives_without_a_job_is_strand
     assert "no Vertex AI job" in action.message
     state.items["a"].vertex_job = JOB_A  # a search for its run found a CustomJob
     assert stranded_items(state, limit + 4) == []
+
+
+def test_an_item_the_capped_listing_never_showed_claimed_is_failed_when_its_job_fails() -> None:
+    """Past the listing's first 100 items, an item is last seen PENDING; its `claimed` event and its
+    CustomJob (its trace id) prove it was taken, so a failed job still fails it."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatched(ex(1), 1.0)
+    state.event_claimed(ex(1), "a", 2.0)
+    jobs = {JOB_A: VertexJob(JOB_A, "run-a", JobState.FAILED, 3.0, error="OOM", item_id="a")}
+    [action] = hung_items(state, jobs.values())
+    assert (action.item_id, action.message, action.reason) == ("a", "OOM", "vertex_job_ended")
