@@ -37,13 +37,18 @@ def child_env(environ: Mapping[str, str], report: Callable[[str], None]) -> tupl
     env = dict(environ)
     owned = None
     if not env.get("WANDB_DIR"):
-        owned = Path(tempfile.mkdtemp(prefix="launch-watchdog-"))
-        env["WANDB_DIR"] = str(owned)
-    logs = wandb_log_dir(Path(env["WANDB_DIR"]))
-    try:
-        logs.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        report(f"cannot create {logs} ({exc.strerror}): the agent's CLI log goes to $TMPDIR, unread")
+        try:
+            owned = Path(tempfile.mkdtemp(prefix="launch-watchdog-"))
+        except OSError as exc:  # no writable temporary directory (a full /tmp): run the agent anyway
+            report(f"cannot make a WANDB_DIR ({exc}): the agent's CLI log is not read")
+        else:
+            env["WANDB_DIR"] = str(owned)
+    if env.get("WANDB_DIR"):
+        logs = wandb_log_dir(Path(env["WANDB_DIR"]))
+        try:
+            logs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            report(f"cannot create {logs} ({exc.strerror}): the agent's CLI log goes to $TMPDIR, unread")
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(AGENT_STARTUP) + (os.pathsep + existing if existing else "")
     return env, owned
@@ -51,7 +56,9 @@ def child_env(environ: Mapping[str, str], report: Callable[[str], None]) -> tupl
 
 def log_directories(env: Mapping[str, str]) -> list[tuple[LogDirectory, str | None]]:
     """Where the agent's log files appear, each with the kind of its files (None: the name says)."""
-    found: list[tuple[LogDirectory, str | None]] = [(LogDirectory(wandb_log_dir(Path(env["WANDB_DIR"]))), None)]
+    found: list[tuple[LogDirectory, str | None]] = []
+    if env.get("WANDB_DIR"):
+        found.append((LogDirectory(wandb_log_dir(Path(env["WANDB_DIR"]))), None))
     core_logs = core_log_dir(env)
     if core_logs is not None:
         found.append((LogDirectory(core_logs, prefix="core-debug-", newest_only=True), "core_log"))

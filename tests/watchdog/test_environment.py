@@ -47,6 +47,21 @@ def test_a_log_directory_that_cannot_be_made_is_reported(tmp_path: Path) -> None
     assert "$TMPDIR" in reports[0]
 
 
+def test_no_temporary_directory_is_reported_and_the_agent_still_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full /tmp (no temporary directory can be made): no WANDB_DIR, a report, and only wandb-core's
+    logs to follow, instead of a crash before the agent starts."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    reports: list[str] = []
+    env, owned = child_env({"HOME": str(tmp_path)}, reports.append)
+    assert owned is None
+    assert "WANDB_DIR" not in env
+    assert len(reports) == 1
+    assert reports[0].startswith("cannot make a WANDB_DIR")
+    assert [kind for _, kind in log_directories(env)] == ["core_log"]
+
+
 def test_wandb_logs_go_to_a_hidden_directory_when_it_exists(tmp_path: Path) -> None:
     assert wandb_log_dir(tmp_path) == tmp_path / "wandb"
     (tmp_path / ".wandb").mkdir()
