@@ -9,6 +9,7 @@ No item ids, run ids or execution names are ever label values.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,6 +30,9 @@ DETECTION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10)
 POST_SUBMIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 """From a watchdog stopping the agent within a second of submission to an execution left to its timeout."""
 OUTCOMES = tuple(p.value for p in Phase if p.finished)
+ENDED_STATES = tuple(s.value for s in JobState if s.terminal)
+SOURCES = ("wandb", "cloudrun", "vertex")
+"""The `source` label of last_successful_poll_timestamp_seconds."""
 
 
 class _StateCollector(Collector):
@@ -157,10 +161,13 @@ class Metrics:
         )
         self.last_poll = Gauge(
             f"{PREFIX}last_successful_poll_timestamp_seconds",
-            "When each source last answered a poll.",
+            "When each source last answered a poll (the daemon's start until the first answer).",
             ["source"],
             registry=r,
         )
+        started = time.time()
+        for source in SOURCES:  # a source that never answers is stale from the start, not invisible
+            self.last_poll.labels(source).set(started)
         self.loop_failures = Counter(
             f"{PREFIX}loop_failures", "Loop iterations that failed and were retried later.", ["loop"], registry=r
         )
@@ -188,6 +195,8 @@ class Metrics:
             self.items_failed.labels(queue, reason)
         for reason in CANCEL_REASONS:
             self.executions_cancelled.labels(queue, reason)
+        for state in ENDED_STATES:  # so the first FAILED after a start shows in increase()
+            self.vertex_duration.labels(queue, state)
         for histogram in (
             self.queue_wait,
             self.claim_latency,
