@@ -8,13 +8,13 @@ error is logged when it is new.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
 from supervisor.clients import Clients
+from supervisor.daemon import clock
 from supervisor.model.remedies import CancelExecution, FailItem
 from supervisor.model.state import State
 from supervisor.surface.metrics import Metrics
@@ -24,14 +24,14 @@ log = structlog.get_logger("launch_supervisor")
 
 
 async def do_chores(state: State, name: str, clients: Clients, metrics: Metrics, running: Callable[[], bool]) -> None:
-    chores = state.chores(name, time.time())
+    chores = state.chores(name, clock.now())
     report(metrics, chores.facts)
     for action in chores.fail:
         await _fail(state, name, action, clients, metrics)
     for action in chores.stranded:
         if action.source:  # the run id: look for its CustomJob however old, and take it in
             found = await clients.vertex.find_run(action.source)
-            report(metrics, state.observe_vertex(found, time.time(), horizon=0.0))
+            report(metrics, state.observe_vertex(found, clock.now(), horizon=0.0))
         if state.still_stranded(name, action.item_id):
             await _fail(state, name, action, clients, metrics)
     for cancel in chores.cancel:

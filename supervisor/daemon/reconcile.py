@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import structlog
 
+from supervisor.daemon import clock
 from supervisor.engines.dispatch.cloudrun import CloudRunDispatcher, DispatchRefusedError, DispatchUnknownError
 from supervisor.model.queue import QueueState
 from supervisor.surface.metrics import Metrics
@@ -27,7 +28,7 @@ async def reconcile(
 ) -> None:
     """Start what the model decides, while `running()` holds (the daemon stops, the queue goes)."""
     name = queue.policy.name
-    started, now = time.monotonic(), time.time()
+    started, now = time.monotonic(), clock.now()
     decision = queue.decide(now)
     metrics.reconcile_duration.observe(time.monotonic() - started)
     if decision.want > 0:  # it starts work, or holds some back
@@ -50,15 +51,15 @@ async def reconcile(
                 policy.launcher_job, name, policy.entity, dispatch_id, policy.execution_timeout
             )
         except DispatchUnknownError as exc:
-            queue.dispatch_unknown(time.time())
+            queue.dispatch_unknown(clock.now())
             metrics.dispatches.labels(name, "unknown").inc()
             log.warning("dispatch.unknown", queue=name, dispatch_id=dispatch_id, error=str(exc))
             return
         except DispatchRefusedError as exc:
             metrics.dispatches.labels(name, "refused").inc()
-            report(metrics, queue.dispatch_refused(time.time(), str(exc)))
+            report(metrics, queue.dispatch_refused(clock.now(), str(exc)))
             return
-        facts = queue.dispatched(execution, time.time())
+        facts = queue.dispatched(execution, clock.now())
         metrics.dispatches.labels(name, "started").inc()
         log.info(
             "dispatch.started",

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry
 
 from supervisor.clients import Clients, build_clients
 from supervisor.config import Config
+from supervisor.daemon import clock
 from supervisor.daemon.chores import do_chores
 from supervisor.daemon.loops import Loop
 from supervisor.daemon.policy import policies_of
@@ -103,7 +104,7 @@ class Daemon:
         self._running = 0
         self._all_ended = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._started = time.time()
+        self._started = clock.now()
         self.metrics.watch(self.state)
         for name in self.state.apply_policy(policies_of(config)).added:
             self.metrics.add_queue(name)
@@ -120,8 +121,8 @@ class Daemon:
         return (False, late) if late else (True, "ticking")
 
     def status(self) -> dict[str, Any]:
-        uptime = time.time() - self._started
-        return status_view(self.state, time.time(), version=version(), ready=self.is_ready(), uptime=uptime)
+        uptime = clock.now() - self._started
+        return status_view(self.state, clock.now(), version=version(), ready=self.is_ready(), uptime=uptime)
 
     def resume(self, queue: str) -> str | None:
         previous = self.state.resume(queue)
@@ -221,7 +222,7 @@ class Daemon:
                 loop.active = False
                 log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
                 return
-            report(self.metrics, queue.observe_items(items, time.time()))
+            report(self.metrics, queue.observe_items(items, clock.now()))
             self.metrics.last_poll.labels("wandb").set(time.time())
 
         async def dispatch() -> None:
@@ -249,8 +250,8 @@ class Daemon:
 
         async def step() -> None:
             launcher_job = self.state.queues[name].policy.launcher_job
-            seen = await tracker.list(launcher_job, time.time() - self.config.retention.finished_seconds)
-            change = self.state.observe_executions(name, seen, time.time(), time.monotonic())
+            seen = await tracker.list(launcher_job, clock.now() - self.config.retention.finished_seconds)
+            change = self.state.observe_executions(name, seen, clock.now(), time.monotonic())
             report(self.metrics, change.facts)
             self.metrics.last_poll.labels("cloudrun").set(time.time())
             for outcome in change.events:
@@ -267,9 +268,9 @@ class Daemon:
         clients = self._clients
 
         async def step() -> None:
-            since = time.time() - self.config.gcp.vertex_lookback
+            since = clock.now() - self.config.gcp.vertex_lookback
             seen = await clients.vertex.list(since)
-            report(self.metrics, self.state.observe_vertex(seen, time.time(), since, complete=True))
+            report(self.metrics, self.state.observe_vertex(seen, clock.now(), since, complete=True))
             self.metrics.last_poll.labels("vertex").set(time.time())
             for name in list(self.state.queues):  # a reload may remove a queue meanwhile
                 if name in self.state.queues:
@@ -285,7 +286,7 @@ class Daemon:
     def handle_message(self, data: bytes, attributes: dict[str, str]) -> str:
         """Apply one message (the logic is the model's: docs/architecture.md, Events); returns what
         became of it. Never raises."""
-        outcome = self.state.receive(data, attributes, time.time(), time.monotonic())
+        outcome = self.state.receive(data, attributes, clock.now(), time.monotonic())
         self._act(outcome, received=True)
         return outcome.result
 
