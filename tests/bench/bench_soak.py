@@ -1,0 +1,201 @@
+"""Soak: the daemon under steady traffic for a long time; memory stays flat and nothing leaks.
+
+    python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20]
+
+The real daemon (`launch-supervisor run`, a process of its own so its memory is its own) against
+the stand-ins and Google's Pub/Sub emulator. Items arrive at `--rate` per second; every
+`--fail-every`-th execution bails out and every `--fail-every`-th CustomJob fails; every watchdog
+event is published twice. Time is scaled: polls run 20-50x faster than the defaults and finished
+records are kept 60 s instead of an hour, so the run covers many retention cycles.
+
+Every 10 s it samples the daemon's RSS, open file descriptors, threads and child processes. It
+prints the RSS curve (start after warm-up, peak, end), the growth from the first to the last
+third, the items' figures, and the leak checks. Not part of CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from supervisor.sandbox.simulated import Plan, SimulatedLauncher  # noqa: E402
+from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
+from supervisor.sandbox.summary import is_terminal, jobs_by_item  # noqa: E402
+from supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
+from supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
+from tests.emulator import PROJECT  # noqa: E402
+
+WARM_UP = 60.0
+"""Seconds before the first sample that counts: imports, the first retention cycle."""
+
+
+def sample(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024,
+        "fds": sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir()),
+        "threads": int(fields["Threads"]),
+        "children": len(children),
+    }
+
+
+async def soak(minutes: float, rate: float, fail_every: int) -> dict[str, Any]:
+    from google.api_core.client_options import ClientOptions
+    from google.cloud import pubsub_v1
+
+    from supervisor.sandbox.emulator import Emulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "pubsub").mkdir()
+        emulator = await anyio.to_thread.run_sync(lambda: Emulator(work / "pubsub", project=PROJECT))
+        try:
+            os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+            options = ClientOptions(api_endpoint=emulator.host)
+            publisher = pubsub_v1.PublisherClient(client_options=options)
+            subscriber = pubsub_v1.SubscriberClient(client_options=options)
+            topic, subscription = publisher.topic_path(PROJECT, "soak"), subscriber.subscription_path(PROJECT, "soak")
+            publisher.create_topic(name=topic)
+            subscriber.create_subscription(name=subscription, topic=topic, ack_deadline_seconds=10)
+            subscriber.close()
+
+            def twice(record: dict[str, object]) -> None:
+                body = json.dumps(record).encode()
+                publisher.publish(topic, body)
+                publisher.publish(topic, body)
+
+            def plan(n: int) -> Plan:
+                if n % fail_every == fail_every - 1:
+                    return Plan(outcome="bailout", rule="quota_exceeded", category="quota")
+                if n % fail_every == fail_every // 2:
+                    return Plan(vertex_error="The replica workerpool0-0 exited with a non-zero status of 1.")
+                return Plan()
+
+            def launcher(w: WandbStandIn, v: VertexStandIn) -> SimulatedLauncher:
+                return SimulatedLauncher(w, v, plan=plan, idle_timeout=0.5, events=twice)
+
+            return await drive(launcher, work, subscription, minutes, rate)
+        finally:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+            await anyio.to_thread.run_sync(emulator.stop)
+
+
+async def drive(launcher: Any, work: Path, subscription: str, minutes: float, rate: float) -> dict[str, Any]:
+    async with stand_ins(["q"], behaviour=launcher) as stack:
+        stack.wandb.known_queues.add("q")
+        port = 19465
+        # The bailouts are on purpose and steady: a breaker that paused the queue for them (as it
+        # should in production) would end the traffic this measures.
+        settings = "max_inflight = 50\ndispatch_budget = 100000\nclaim_timeout = 30\nbreaker.threshold = 1000000"
+        toml = stack.config_toml(settings, f'\n[pubsub]\nsubscription = "{subscription}"\n')
+        toml = toml.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+        toml += "\n[retention]\nfinished_seconds = 60\nfinished_max = 300\n"
+        config = work / "config.toml"
+        config.write_text(toml)
+        env = {**os.environ, "WANDB_API_KEY": stack.api_key, "NO_GCE_CHECK": "true"}
+        log = (work / "daemon.log").open("wb")
+        process = await anyio.open_process(["launch-supervisor", "run", "--config", str(config)], env=env, stderr=log)
+        samples: list[tuple[float, dict[str, float]]] = []
+        ids: list[str] = []
+        try:
+            async with httpx.AsyncClient() as http:
+                with anyio.move_on_after(30) as waited:
+                    while True:
+                        try:
+                            if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                                break
+                        except httpx.HTTPError:
+                            pass
+                        await anyio.sleep(0.1)
+            if waited.cancelled_caught:
+                raise SystemExit(f"the daemon did not become ready:\n{(work / 'daemon.log').read_text()[-3000:]}")
+            started = time.monotonic()
+            end = started + minutes * 60
+            next_sample = started
+            while time.monotonic() < end:
+                ids.append(stack.wandb.enqueue(ENTITY, "q"))
+                if time.monotonic() >= next_sample:
+                    samples.append((time.monotonic() - started, sample(process.pid)))
+                    next_sample += 10.0
+                await anyio.sleep(1 / rate)
+            with anyio.move_on_after(120):
+                jobs = jobs_by_item(stack)
+                while not all(is_terminal(stack, i, jobs) for i in ids):
+                    await anyio.sleep(1.0)
+                    jobs = jobs_by_item(stack)
+            samples.append((time.monotonic() - started, sample(process.pid)))
+        finally:
+            process.terminate()
+            with anyio.move_on_after(20):
+                await process.wait()
+            log.close()
+        jobs = jobs_by_item(stack)
+        terminal = sum(1 for i in ids if is_terminal(stack, i, jobs))
+        stuck = [
+            f"{i}: {stack.wandb.items[i].state}, leases {stack.wandb.items[i].leases}, "
+            f"jobs {[j.state.name for j in jobs.get(i, [])]}, failures {stack.wandb.items[i].failures}"
+            for i in ids
+            if not is_terminal(stack, i, jobs)
+        ]
+        return {
+            "stuck": stuck,
+            "samples": samples,
+            "items": len(ids),
+            "terminal": terminal,
+            "duplicates": sum(max(0, len(found) - 1) for found in jobs.values()),
+            "executions": len(stack.cloudrun.executions),
+            "failed_items": sum(1 for i in ids if stack.wandb.items[i].state == "FAILED"),
+            "exit_code": process.returncode,
+            "log_bytes": (work / "daemon.log").stat().st_size,
+        }
+
+
+def report(result: dict[str, Any]) -> None:
+    samples = [(t, s) for t, s in result["samples"] if t >= WARM_UP] or result["samples"]
+    rss = [s["rss_mb"] for _, s in samples]
+    third = max(1, len(rss) // 3)
+    first, last = statistics.mean(rss[:third]), statistics.mean(rss[-third:])
+    print(
+        f"items {result['items']}, terminal {result['terminal']}, executions {result['executions']}, "
+        f"failed by design {result['failed_items']}, duplicates {result['duplicates']}"
+    )
+    print(
+        f"RSS after warm-up: start {rss[0]:.1f} MB, peak {max(rss):.1f} MB, end {rss[-1]:.1f} MB; "
+        f"last third / first third = {last / first:.3f}"
+    )
+    for key in ("fds", "threads", "children"):
+        values = [s[key] for _, s in samples]
+        print(f"{key}: start {values[0]:.0f}, max {max(values):.0f}, end {values[-1]:.0f}")
+    print("RSS curve (s: MB): " + ", ".join(f"{t:.0f}: {s['rss_mb']:.1f}" for t, s in result["samples"]))
+    print(f"daemon exit code {result['exit_code']} after SIGTERM; log {result['log_bytes'] / 1e6:.1f} MB")
+    for line in result["stuck"][:20]:
+        print(f"not terminal: {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=2.0, help="items per second")
+    parser.add_argument("--fail-every", type=int, default=20)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.minutes:g} min at {args.rate:g} items/s")
+    report(anyio.run(soak, args.minutes, args.rate, args.fail_every))
+
+
+if __name__ == "__main__":
+    main()
