@@ -112,7 +112,13 @@ class AgentOutput:
         return [int(key.fd) for key, _ in self._selector.select(timeout)]
 
     def read(self, fd: int) -> bool:
-        """Read and scan once from a pipe; False when nothing more is available right now."""
+        """Read and scan once from a pipe; False when nothing more is available right now.
+
+        A pipe that `select` reported may have had its end read ahead meanwhile (a rule fired on
+        another pipe); it is done, and reading it again is a no-op.
+        """
+        if fd not in self._sources:
+            return False
         data = self._read_raw(fd)
         if data is None:
             return False
@@ -213,7 +219,9 @@ class AgentOutput:
         if not text:
             return
         if "\x1b" in text:
-            text = _ANSI.sub("", text)
+            # Redacted on both sides of the escapes' removal: a secret split by escapes is whole
+            # only after it, and one right after an escape's `ESC [` would lose its first letter.
+            text = _ANSI.sub("", self.redactor.redact_inline(text))
         text = source.redactor.redact(text)
         if source.echo is not None:
             source.echo(text)

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from watchdog.lines import TRUNCATED
+
 MIN_SECRET_LENGTH = 6
 """Shorter values are not redacted: replacing every "1" or "true" would wreck the output."""
 
@@ -23,7 +25,8 @@ _SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     # (name, regex with the credential in group "secret", substrings one of which must be present)
     (
         "authorization",
-        r"(?i:\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic)\s+)(?P<auth>[A-Za-z0-9._~+/=:-]+)",
+        # No \b before it: `HTTP_AUTHORIZATION` (a WSGI environ) carries the same header.
+        r"(?i:authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic)\s+)(?P<auth>[A-Za-z0-9._~+/=:-]+)",
         ("uthorization", "UTHORIZATION"),
     ),
     ("oauth-token", r"\bya29\.[A-Za-z0-9._-]+", ("ya29.",)),
@@ -62,10 +65,25 @@ class Redactor:
         """`text` with secret values and token shapes replaced; private keys are left alone."""
         if self._value_regex is not None and any(value in text for value in self._values):
             text = self._value_regex.sub(self._value, text)
+        if self._values and TRUNCATED in text:
+            *cut, rest = text.split(TRUNCATED)
+            text = TRUNCATED.join([*map(self._cut_value, cut), rest])
         for regex, replacer, hints in self._shapes:
             if any(hint in text for hint in hints):
                 text = regex.sub(replacer, text)
         return text
+
+    def _cut_value(self, head: str) -> str:
+        """`head`, a line up to where `LineBuffer` cut it, without the start of a secret value the cut
+        left at its end: the rest of that value was dropped, so the value itself never matches."""
+        stem = head[:-1] if head.endswith("\ufffd") else head  # the cut may fall inside a character
+        longest, name = 0, ""
+        for value in self._values:
+            for size in range(min(len(value) - 1, len(stem)), longest, -1):
+                if stem.endswith(value[:size]):
+                    longest, name = size, self._names[value]
+                    break
+        return f"{stem[:-longest]}[REDACTED:{name}]" if longest else head
 
     def redact(self, text: str) -> str:
         """Redact a self-contained text (an event field, a line): everything, keys included."""
