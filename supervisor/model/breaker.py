@@ -25,6 +25,9 @@ refusal backoff already spaces those out. A refusal can also pass by itself (RES
 a rate limit), and one such should not pause the queue for a cooldown. A persisting one reaches the
 threshold soon all the same: with the default threshold of 3, some 15 s after the first refusal.
 """
+UNSEEN_PROBE = "(unseen)"
+"""`Breaker.probe` while the half-open probe's RunJob had an unknown result: it may have started, so
+no other execution starts until the next executions listing shows whether it did."""
 IMMEDIATE = frozenset({"permission", "invalid_spec", "not_found", "image_pull"})
 COUNTED = frozenset({"quota", "network", "http", "crash", "repeated_failure", "wandb", "timeout", DISPATCH_REFUSED})
 CATEGORIES = tuple(sorted(IMMEDIATE | COUNTED))

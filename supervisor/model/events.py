@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,15 +79,31 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one in place of a value of another type."""
+    return value if isinstance(value, dict) else {}
+
+
+def _millis(value: Any) -> float | None:
+    """A finite, non-negative number, else None: it ends up in a histogram, where one NaN would
+    spoil the sum for good."""
+    if not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
 def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
     raw = payload.get("event")
-    kind = EventType(raw) if raw in WATCHDOG_TYPES else None
+    kind = EventType(raw) if isinstance(raw, str) and raw in WATCHDOG_TYPES else None
     if kind is None:
         return Malformed("unknown_type", f"unknown watchdog event {raw!r}")
     execution = _text(payload.get("execution"))
     if execution is None:
         return Malformed("missing_field", f"{kind} without `execution` (not running on Cloud Run?)")
-    detection = payload.get("detection_ms")
     event = Event(
         type=kind,
         execution=execution,
@@ -96,7 +113,7 @@ def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
         custom_job=_text(payload.get("custom_job")),
         rule=_text(payload.get("rule")),
         category=_text(payload.get("category")),
-        detection_ms=float(detection) if isinstance(detection, int | float) else None,
+        detection_ms=_millis(payload.get("detection_ms")),
     )
     if kind is EventType.CLAIMED and event.item_id is None:
         return Malformed("missing_field", f"{kind} without its item_id")
@@ -111,14 +128,14 @@ def _log_entry(entry: dict[str, Any]) -> Event | Malformed:
     payload = entry.get("jsonPayload")
     if isinstance(payload, dict) and str(payload.get("event", "")).startswith("watchdog."):
         if not payload.get("execution"):
-            labels = entry.get("labels") or {}
-            resource = (entry.get("resource") or {}).get("labels") or {}
+            labels = _object(entry.get("labels"))
+            resource = _object(_object(entry.get("resource")).get("labels"))
             execution = labels.get("run.googleapis.com/execution_name") or resource.get("execution_name")
             payload = {**payload, "execution": execution}
         return _watchdog(payload)
-    resource = entry.get("resource") or {}
+    resource = _object(entry.get("resource"))
     resource_type = resource.get("type")
-    labels = resource.get("labels") or {}
+    labels = _object(resource.get("labels"))
     if resource_type == "cloud_run_job":
         return Event(EXECUTION_HINT, job=_text(labels.get("job_name")))
     proto = entry.get("protoPayload")
@@ -139,7 +156,7 @@ def parse(data: bytes, attributes: dict[str, str] | None = None) -> Event | Malf
     """One Pub/Sub message body (and attributes) as an Event, or why not."""
     try:
         body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: nested too deep
         return Malformed("not_json", f"body is not JSON ({len(data)} bytes)")
     if not isinstance(body, dict):
         return Malformed("not_object", f"body is a JSON {type(body).__name__}, not an object")

@@ -22,7 +22,9 @@ class Phase(enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self in FINISHED
+        # A tuple, not the frozenset: members compare by identity, while hashing an Enum member runs
+        # Python code, and this runs for every execution at every tick.
+        return self not in IN_FLIGHT
 
 
 FINISHED = frozenset({Phase.SUCCEEDED, Phase.IDLE, Phase.BAILOUT, Phase.FAILED, Phase.CANCELLED, Phase.TIMEOUT})
@@ -44,6 +46,8 @@ TRANSITIONS[Phase.SUCCEEDED] = frozenset({Phase.IDLE})
 VANISH_LISTINGS = 5
 """Listings in a row an execution in flight may be missing from before it counts as gone. One miss
 can be a listing that raced RunJob; five (25 s at the default interval) is no race."""
+VANISH_SECONDS = 30.0
+"""...and for this long since it was last listed, however often the listings come."""
 VANISHED = "vanished: no longer listed by Cloud Run (deleted?)"
 
 
@@ -82,6 +86,8 @@ class Execution:
     """Its end, measured from its CustomJob's creation, has been observed."""
     missed: int = 0
     """Listings in a row that did not show it while in flight (see `absent`)."""
+    listed: float | None = None
+    """When a listing last showed it."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False when refused."""
@@ -92,11 +98,14 @@ class Execution:
 
     @property
     def in_flight(self) -> bool:
-        return not self.phase.finished
+        return self.phase in IN_FLIGHT
 
     @property
     def has_claimed(self) -> bool:
-        return self.item_id is not None or self.phase in (Phase.CLAIMED, Phase.SUBMITTED)
+        """It holds an item, or reported its own CustomJob. Not its phase: a claim inferred by
+        counting moves it to `claimed` for good, and when an event shows that claim was another
+        execution's, this one must count again as about to claim (docs/architecture.md, Dispatch)."""
+        return self.item_id is not None or self.reported_job is not None
 
     def outcome(self, status: str, message: str, finished: float, timeout: float) -> Phase:
         """The phase a listing that shows it ended (`status`: succeeded | failed | cancelled) means.
@@ -111,11 +120,12 @@ class Execution:
         ran = finished - (self.started or self.created)
         return Phase.TIMEOUT if ran >= timeout or "timeout" in message.lower() else Phase.FAILED
 
-    def absent(self) -> bool:
+    def absent(self, now: float) -> bool:
         """One more listing did not show it while in flight; True once that happened VANISH_LISTINGS
-        times in a row: it was deleted, or Cloud Run lost it, and it will never end by itself."""
+        times in a row over VANISH_SECONDS at least: it was deleted, or Cloud Run lost it, and it
+        will never end by itself."""
         self.missed += 1
-        return self.missed >= VANISH_LISTINGS
+        return self.missed >= VANISH_LISTINGS and now - (self.listed or self.created) >= VANISH_SECONDS
 
     def end(self, status: str, message: str, finished: float | None, now: float, timeout: float) -> bool:
         """A listing shows it ended: move to the phase that means (see `outcome`) and keep Cloud Run's

@@ -163,7 +163,9 @@ class Inbox:
         if event.type is EventType.CLAIMED and event.item_id:
             facts = state.event_claimed(name, event.item_id, now)
         elif event.type is EventType.SUBMITTED and event.custom_job:
-            facts = state.event_submitted(name, event.custom_job, now)
+            if event.item_id:  # it names the item too: so the claim is known though `claimed` is late or lost
+                facts = state.event_claimed(name, event.item_id, now)
+            facts += state.event_submitted(name, event.custom_job, now)
         elif event.type is EventType.BAILOUT and event.rule and event.category:
             facts = state.event_bailout(name, event.rule, event.category, now)
             if event.detection_ms is not None:

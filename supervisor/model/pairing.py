@@ -29,9 +29,17 @@ def claim(queue: str, execution: Execution, item: Item, now: float) -> list[Fact
     ]
 
 
-def infer_claim(queue: str, executions: Mapping[str, Execution], item: Item, now: float) -> list[Fact]:
-    """`item` left PENDING with no event saying who took it: the oldest execution without an item."""
-    candidates = [e for e in executions.values() if e.in_flight and not e.has_claimed]
+def infer_claim(
+    queue: str, executions: Mapping[str, Execution], item: Item, now: float, since: float | None = None
+) -> list[Fact]:
+    """`item` left PENDING with no event saying who took it: the oldest execution without an item
+    that may have taken it. One that ended after `since` (the listing that last showed the item
+    pending) comes first, else one in flight: pairing the item with an execution still running when
+    one that ended took it would leave the running one uncounted as about to claim, and the next
+    pending item would get a second execution (docs/architecture.md, Dispatch)."""
+    unclaimed = [e for e in executions.values() if not e.has_claimed and not e.idle_exit]
+    ended = [e for e in unclaimed if since is not None and not e.in_flight and (e.finished or 0.0) >= since]
+    candidates = ended or [e for e in unclaimed if e.in_flight]
     if not candidates:
         return []
     return claim(queue, min(candidates, key=lambda e: e.created), item, now)
@@ -56,18 +64,41 @@ def confirm_claim(
             inferred.claim_confirmed = True
         return []
     item = items.setdefault(item_id, Item(item_id, ItemState.CLAIMED, first_seen=now, last_seen=now))
-    if execution.item_id is not None:  # an inferred pairing was wrong: undo it
+    if execution.item_id is not None:  # an inferred pairing was wrong: undo it, and the job it lent
         previous = items.get(execution.item_id)
         if previous is not None and previous.claimed_by == execution_name:
             previous.claimed_by = None
+        execution.vertex_job = execution.reported_job
     if item.claimed_by and item.claimed_by != execution_name:  # taken from a wrongly inferred one
         other = executions.get(item.claimed_by)
         if other is not None and other.item_id == item_id:
             other.item_id = None
-    if execution.vertex_job and not item.vertex_job:  # `submitted` arrived first
-        item.vertex_job = execution.vertex_job
+            other.vertex_job = other.reported_job
+    # Only the job the execution itself reported (`submitted` arrived first): one linked through an
+    # inferred pairing is another item's, and would keep this item from ever being failed.
+    if execution.reported_job and not item.vertex_job:
+        item.vertex_job = execution.reported_job
     item.claim_confirmed = True
     return claim(queue, execution, item, now)
+
+
+def take_inferred_claim(items: Mapping[str, Item], executions: Mapping[str, Execution], ending: Execution) -> None:
+    """`ending` ends holding no item, and its watchdog did not say it found none: it may be the one
+    that took an item counting paired with an execution still running (the listing saw the item
+    leave PENDING before this end). It takes that item over, so the running one counts again as
+    about to claim; else the next pending item would get a second execution. A wrong guess only
+    holds a start back, until the claim timeout or an event (docs/architecture.md, Dispatch)."""
+    if ending.has_claimed or ending.idle_exit:
+        return
+    for item in items.values():
+        holder = executions.get(item.claimed_by) if item.claimed_by else None
+        if holder is None or holder is ending or not holder.in_flight or holder.item_id != item.id:
+            continue
+        if item.claim_confirmed or holder.reported_job or (item.claimed_seen or 0.0) < ending.created:
+            continue  # certain, or it left PENDING before `ending` existed
+        holder.item_id, holder.vertex_job = None, holder.reported_job
+        item.claimed_by, ending.item_id = ending.name, item.id
+        return
 
 
 def undo_inferred_claim(items: Mapping[str, Item], execution: Execution) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from supervisor.model import pairing
-from supervisor.model.breaker import DISPATCH_REFUSED, Breaker, BreakerState
+from supervisor.model.breaker import DISPATCH_REFUSED, UNSEEN_PROBE, Breaker, BreakerState
 from supervisor.model.dispatching import Decision, Dispatching
 from supervisor.model.executions import IN_FLIGHT, VANISHED, Execution, Phase
 from supervisor.model.facts import Fact, FactKind
@@ -21,6 +21,9 @@ from supervisor.model.observations import ExecutionSeen, ItemSeen
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.vertex import VertexJob
 
+UNCERTAIN_SLACK = 5.0
+"""An execution created this long before a RunJob whose answer was lost may still be its (clocks
+differ): taken in even when it already ended, so its events find it and its end is counted."""
 RECOVERY_LOOKBACK = 900.0
 """At start, executions that ended this recently are taken in too (as finished, and not counted
 again): a watchdog's `claimed` event may come after its execution ended while the daemon was down,
@@ -66,6 +69,7 @@ class QueueState:
     def observe_items(self, seen: Iterable[ItemSeen], now: float) -> list[Fact]:
         """A poll of the queue's items."""
         facts: list[Fact] = []
+        since = self.items_seen_at
         for obs in seen:
             item = self.items.get(obs.id)
             if item is None:
@@ -74,7 +78,7 @@ class QueueState:
                     item.last_seen = now
                     continue
             if item.observe(obs.state, obs.run_id, now):
-                facts.extend(pairing.infer_claim(self.policy.name, self.executions, item, now))
+                facts.extend(pairing.infer_claim(self.policy.name, self.executions, item, now, since))
         self.polled = True
         self.items_seen_at = now
         return facts
@@ -83,19 +87,23 @@ class QueueState:
         """A listing of the launcher job's executions."""
         facts: list[Fact] = []
         listed = set()
+        adopted: list[Execution] = []
         for obs in seen:
             listed.add(obs.name)
             execution = self.executions.get(obs.name)
             if execution is None:
                 ended = obs.status in ("succeeded", "failed", "cancelled")
-                if ended and (self.recovered or (obs.finished or 0.0) < now - RECOVERY_LOOKBACK):
+                uncertain = self.dispatching.uncertain_since
+                ours = uncertain is not None and obs.created >= uncertain - UNCERTAIN_SLACK  # RunJob's lost answer
+                if ended and not ours and (self.recovered or (obs.finished or 0.0) < now - RECOVERY_LOOKBACK):
                     continue  # finished before we knew it: history, not state
                 execution = Execution(obs.name, self.policy.name, created=obs.created, recovered=True)
                 self.executions[obs.name] = execution
-                if ended:  # while this process was down: taken in, uncounted, for its late events
+                if ended and not ours:  # while this process was down: taken in, uncounted, for late events
                     execution.counted = True
                 else:
                     facts.append(Fact(FactKind.ADOPTED, self.policy.name, obs.name))
+                    adopted.append(execution)
             if obs.started is not None and execution.started is None:
                 execution.started = obs.started
             if obs.cancelling and execution.in_flight:
@@ -104,18 +112,23 @@ class QueueState:
                 execution.move(Phase.RUNNING)
             elif obs.status in ("succeeded", "failed", "cancelled"):
                 facts.extend(self._finish(execution, obs, now))
-            execution.missed = 0
-        for gone in [e for e in self.executions.values() if e.in_flight and e.name not in listed and e.absent()]:
+            execution.missed, execution.listed = 0, now
+        for gone in [e for e in self.executions.values() if e.in_flight and e.name not in listed and e.absent(now)]:
             facts.extend(self._finish(gone, ExecutionSeen(gone.name, "failed", gone.created, None, now, VANISHED), now))
         self.recovered = True
         self.dispatching.uncertain_since = None
+        if self.breaker.probe == UNSEEN_PROBE:  # the probe's RunJob had an unknown result: now it shows
+            self.breaker.probe = max(adopted, key=lambda e: e.created).name if adopted else None
         return facts
 
     def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:
+        if execution.in_flight:
+            pairing.take_inferred_claim(self.items, self.executions, execution)
         if not execution.end(obs.status, obs.message, obs.finished, now, self.policy.execution_timeout):
             return []
-        # A listing made after the execution ended already shows what it claimed.
-        self.finished_at = max(self.finished_at, execution.finished or now)
+        # A listing made after this one shows what it claimed. The daemon's own time, not Cloud Run's:
+        # compared with the items' listing time, two clocks would hold dispatch as long as they differ.
+        self.finished_at = max(self.finished_at, now)
         return self._count_finish(execution, now)
 
     def _count_finish(self, execution: Execution, now: float) -> list[Fact]:
@@ -224,7 +237,8 @@ class QueueState:
     def dispatched(self, name: str, now: float) -> list[Fact]:
         """RunJob created execution `name`: the half-open breaker's probe, if it waits for one; it
         ends a row of refusals, and their backoff."""
-        self.executions[name] = Execution(name, self.policy.name, created=now)
+        execution = self.executions.setdefault(name, Execution(name, self.policy.name, created=now))
+        execution.recovered = False  # a listing may have shown it before RunJob's answer came
         if self.breaker.allowance() == 1:
             self.breaker.probe = name
         refusal = self.dispatching.started(now)
@@ -246,8 +260,10 @@ class QueueState:
         return facts
 
     def dispatch_unknown(self, now: float) -> None:
-        """RunJob failed in a way that may still have created an execution."""
+        """RunJob failed but may have created an execution (if the probe: no second before a listing)."""
         self.dispatching.unknown(now)
+        if self.breaker.allowance() == 1:
+            self.breaker.probe = UNSEEN_PROBE
 
     def resume(self) -> None:
         """An operator's resume: they say the cause is fixed, so the breaker closes and a refusal
@@ -256,14 +272,6 @@ class QueueState:
         self.dispatching.refusal = None
 
     # -- views ----------------------------------------------------------------------------------
-
-    def in_flight_by_phase(self) -> dict[Phase, int]:
-        """Executions not finished, counted by phase (every in-flight phase present)."""
-        counts = dict.fromkeys(IN_FLIGHT, 0)
-        for execution in self.executions.values():
-            if execution.phase in counts:
-                counts[execution.phase] += 1
-        return counts
 
     def pending_count(self) -> int:
         """Items PENDING in the latest listing and not known to be claimed. An item missing from the
@@ -274,3 +282,12 @@ class QueueState:
             for i in self.items.values()
             if i.state is ItemState.PENDING and i.last_seen >= self.items_seen_at and i.claimed_by is None
         )
+
+
+def in_flight_by_phase(state: QueueState) -> dict[Phase, int]:
+    """Executions not finished, counted by phase (every in-flight phase present): for the gauges."""
+    counts = dict.fromkeys(IN_FLIGHT, 0)
+    for execution in state.executions.values():
+        if execution.phase in counts:
+            counts[execution.phase] += 1
+    return counts

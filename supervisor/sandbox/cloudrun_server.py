@@ -82,7 +82,7 @@ class CloudRunStandIn:
         """time.monotonic() at the arrival of each RunJob (for latency measurements)."""
         self.cancels: list[str] = []
         """The execution of each CancelExecution that was accepted, repeats included."""
-        self.page_cap = 100
+        self.page_cap: int | None = None
         """Most executions per ListExecutions page, whatever the client asks (to force paging)."""
         self._tg: TaskGroup | None = None
 
@@ -214,7 +214,7 @@ class CloudRunStandIn:
             key=lambda e: e.create_time,
             reverse=True,
         )
-        size = min(request.page_size or 100, self.page_cap)
+        size = min(request.page_size or 100, self.page_cap or 1000)
         start = int(request.page_token or 0)
         token = str(start + size) if start + size < len(mine) else ""
         return run_v2.ListExecutionsResponse(executions=mine[start : start + size], next_page_token=token)

@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
 from supervisor.model.executions import Phase
+from supervisor.model.queue import in_flight_by_phase
 from supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
 from supervisor.model.state import State
 from supervisor.model.vertex import JobState
@@ -56,7 +57,7 @@ class _StateCollector(Collector):
         vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
         for name, state in snap.queues.items():
             pending.add_metric([name], state.pending_count())
-            for phase, count in state.in_flight_by_phase().items():
+            for phase, count in in_flight_by_phase(state).items():
                 in_flight.add_metric([name, phase.value], count)
             breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
             stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)

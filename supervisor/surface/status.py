@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from supervisor.model.queue import in_flight_by_phase
 from supervisor.model.state import State
 
 LISTED = 200
@@ -20,7 +21,7 @@ def status_view(state: State, now: float, *, version: str, ready: bool, uptime: 
             "launcher_job": queue.policy.launcher_job,
             "polling": state.stopped.get(name, "ok"),
             "pending": queue.pending_count(),
-            "in_flight": {phase.value: count for phase, count in queue.in_flight_by_phase().items()},
+            "in_flight": {phase.value: count for phase, count in in_flight_by_phase(queue).items()},
             "breaker": {
                 "state": breaker.state.value,
                 "reason": breaker.reason,

@@ -53,3 +53,16 @@ def test_a_job_links_by_trace_id_or_run_id_and_only_certain_pairings_count_as_ce
     jobs = {JOB: job}
     assert custom_job(items, executions["x1"], jobs, certain=False) is job
     assert custom_job(items, executions["x1"], jobs, certain=True) is None
+
+
+def test_a_corrected_pairing_does_not_lend_another_items_job() -> None:
+    """x1 was paired with a by counting and so got a's CustomJob; its own `claimed` says it took b:
+    b must not get a's job (b would never be failed), and x1 loses it."""
+    items, executions = records()
+    items["b"] = Item("b", ItemState.CLAIMED, first_seen=0.0, run_id="run-b")
+    infer_claim("q", executions, items["a"], 5.0)
+    link_job("q", items, executions, VertexJob(JOB, "run-a", JobState.RUNNING, 9.0), 10.0)
+    assert executions["x1"].vertex_job == JOB
+    confirm_claim("q", items, executions=executions, execution_name="x1", item_id="b", now=11.0)
+    assert (items["a"].vertex_job, items["b"].vertex_job, executions["x1"].vertex_job) == (JOB, None, None)
+    assert items["b"].claimed_by == "x1"

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
 from supervisor.model.dispatching import REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX
-from supervisor.model.executions import VANISH_LISTINGS, Phase
+from supervisor.model.executions import VANISH_LISTINGS, VANISH_SECONDS, Phase
 from supervisor.model.items import ItemState
 from supervisor.model.observations import ExecutionSeen, ItemSeen
 from supervisor.model.policy import QueuePolicy
@@ -421,8 +421,8 @@ def test_at_start_executions_that_ended_recently_are_taken_in_uncounted_for_thei
 
 
 def test_an_execution_missing_from_listings_in_a_row_ends_as_vanished() -> None:
-    """Deleted, or lost by Cloud Run: after VANISH_LISTINGS listings without it, it is failed (a
-    crash), so it stops holding a slot; one listing that raced RunJob is not enough."""
+    """Deleted, or lost by Cloud Run: after VANISH_LISTINGS listings without it over VANISH_SECONDS, it
+    is failed (a crash), so it stops holding a slot; listings that raced RunJob are not enough."""
     state = ready()
     state.dispatched(ex(1), 0.0)
     state.dispatched(ex(2), 0.0)
@@ -432,9 +432,47 @@ def test_an_execution_missing_from_listings_in_a_row_ends_as_vanished() -> None:
     for n in range(VANISH_LISTINGS - 1):
         state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 11.0 + n)
     assert state.executions[ex(1)].in_flight
-    facts = state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 20.0)
+    assert state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 20.0) == []  # too soon
+    facts = state.observe_executions([ExecutionSeen(ex(2), "running", 0.0, 0.5, None)], 10.0 + VANISH_SECONDS)
     assert [(f.kind, f.outcome, f.category) for f in facts] == [
         ("finished", "failed", None),
         ("bailout", None, "crash"),
     ]
     assert state.executions[ex(1)].phase is Phase.FAILED
+
+
+def test_a_listing_ahead_of_runjobs_answer_keeps_what_events_taught_about_the_execution() -> None:
+    """The executions listing shows the new execution before RunJob answers: its answer keeps the
+    record (its claim, its bailout) instead of starting a blank one that would count it twice."""
+    state = ready(event_grace=30.0)
+    state.observe_items(pending("a"), 0.0)
+    state.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 1.1, None)], 1.5)
+    state.event_claimed(ex(1), "a", 1.6)
+    state.dispatched(ex(1), 2.0)
+    execution = state.executions[ex(1)]
+    assert (execution.item_id, execution.recovered, execution.phase) == ("a", False, Phase.CLAIMED)
+
+
+def test_an_execution_of_a_lost_runjob_answer_that_ended_before_any_listing_is_taken_in() -> None:
+    """RunJob's answer is lost and the execution ends before the next listing: it is still taken in
+    (created after the uncertain RunJob) and counted, so its events pair and its bailout counts."""
+    state = ready()
+    state.observe_items(pending("a"), 0.0)
+    state.dispatch_unknown(10.0)
+    facts = state.observe_executions([ExecutionSeen(ex(1), "failed", 10.2, 10.3, 12.0)], 13.0)
+    assert [(f.kind, f.category) for f in facts] == [("adopted", None), ("finished", None), ("bailout", "crash")]
+    assert state.executions[ex(1)].recovered
+    old = state.observe_executions([ExecutionSeen(ex(2), "failed", 1.0, 1.1, 2.0)], 14.0)
+    assert (old, ex(2) in state.executions) == ([], False)  # ended before the uncertainty: history
+
+
+def test_the_item_view_is_stale_from_the_listing_that_saw_an_end_on_the_daemons_own_clock() -> None:
+    """Cloud Run's clock ahead of the daemon's does not hold dispatch: staleness runs from when the
+    daemon saw the end until its next item listing."""
+    state = ready()
+    state.observe_items(pending("a", "b"), 0.0)
+    state.dispatched(ex(1), 0.0)
+    state.observe_executions([ExecutionSeen(ex(1), "succeeded", 0.0, 0.1, 600.0)], 5.0)  # Google 10 min ahead
+    assert state.decide(5.0).why == "stale"
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 6.0)
+    assert state.decide(6.0).start == 1
