@@ -271,8 +271,6 @@ class QueueState:
         self.breaker.close()
         self.dispatching.refusal = None
 
-    # -- views ----------------------------------------------------------------------------------
-
     def pending_count(self) -> int:
         """Items PENDING in the latest listing and not known to be claimed. An item missing from the
         listing (it is capped, or the item is gone) keeps its last known state but is never counted as
