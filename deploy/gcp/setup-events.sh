@@ -6,8 +6,10 @@
 #       [--topic launch-supervisor-events] [--subscription launch-supervisor] \
 #       [--daemon-sa launch-supervisor@P.iam.gserviceaccount.com] [--dry-run]
 #
-# Re-running is safe: what exists is left as it is. --dry-run prints the gcloud commands only.
+# Re-running is safe: every step checks first and changes only what differs (a sink whose filter
+# differs is updated). --dry-run prints the gcloud commands only. deploy/gcp/setup.sh runs this.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 
 project="" topic="launch-supervisor-events" subscription="launch-supervisor" daemon_sa="" dry_run=0
 jobs=()
@@ -27,25 +29,19 @@ if [ -z "$project" ] || [ ${#jobs[@]} -eq 0 ]; then
     echo "setup-events.sh: --project and at least one --job (the launcher Cloud Run job) are required" >&2
     exit 2
 fi
-
-run() {
-    if [ "$dry_run" = 1 ]; then
-        printf '%q ' "$@"; echo
-    else
-        "$@"
-    fi
-}
-exists() { [ "$dry_run" = 0 ] && "$@" >/dev/null 2>&1; }
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$here/lib.sh"
 
 job_list=$(printf ' OR "%s"' "${jobs[@]}"); job_list="(${job_list# OR })"
 destination="pubsub.googleapis.com/projects/$project/topics/$topic"
 
+declare -A filters
 # Watchdog event lines (structured jsonPayload) from the launcher executions.
-watchdog_filter="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND jsonPayload.event:\"watchdog.\""
+filters[watchdog]="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND jsonPayload.event:\"watchdog.\""
 # Execution lifecycle (started, completed, failed) as Cloud Run reports it.
-executions_filter="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND logName:\"run.googleapis.com%2Fvarlog%2Fsystem\""
+filters[executions]="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND logName:\"run.googleapis.com%2Fvarlog%2Fsystem\""
 # Vertex AI CustomJob state changes.
-vertex_filter="resource.type=\"ml_job\" OR (protoPayload.serviceName=\"aiplatform.googleapis.com\" AND protoPayload.methodName:\"CustomJob\")"
+filters[vertex]="resource.type=\"ml_job\" OR (protoPayload.serviceName=\"aiplatform.googleapis.com\" AND protoPayload.methodName:\"CustomJob\")"
 
 exists gcloud pubsub topics describe "$topic" --project "$project" || \
     run gcloud pubsub topics create "$topic" --project "$project"
@@ -55,22 +51,24 @@ exists gcloud pubsub subscriptions describe "$subscription" --project "$project"
 
 for sink in watchdog executions vertex; do
     name="launch-supervisor-$sink"
-    filter_var="${sink}_filter"
-    if ! exists gcloud logging sinks describe "$name" --project "$project"; then
-        run gcloud logging sinks create "$name" "$destination" --project "$project" --log-filter "${!filter_var}"
+    filter="${filters[$sink]}"
+    current=$(query gcloud logging sinks describe "$name" --project "$project" --format 'value(filter)')
+    if [ -z "$current" ]; then
+        run gcloud logging sinks create "$name" "$destination" --project "$project" --log-filter "$filter"
+    elif [ "$current" != "$filter" ]; then
+        run gcloud logging sinks update "$name" "$destination" --project "$project" --log-filter "$filter"
     fi
     if [ "$dry_run" = 1 ]; then
         writer="serviceAccount:WRITER-OF-$name"
     else
         writer=$(gcloud logging sinks describe "$name" --project "$project" --format 'value(writerIdentity)')
     fi
-    run gcloud pubsub topics add-iam-policy-binding "$topic" --project "$project" \
-        --member "$writer" --role roles/pubsub.publisher
+    ensure_binding roles/pubsub.publisher "$writer" "pubsub topics" "$topic" --project "$project"
 done
 
 if [ -n "$daemon_sa" ]; then
-    run gcloud pubsub subscriptions add-iam-policy-binding "$subscription" --project "$project" \
-        --member "serviceAccount:$daemon_sa" --role roles/pubsub.subscriber
+    ensure_binding roles/pubsub.subscriber "serviceAccount:$daemon_sa" "pubsub subscriptions" "$subscription" \
+        --project "$project"
 fi
 echo "config.toml: [pubsub] subscription = \"projects/$project/subscriptions/$subscription\""
 echo "enqueuers:   launch-supervisor notify --topic projects/$project/topics/$topic --queue QUEUE"

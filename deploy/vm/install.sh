@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# launch-supervisor on a Debian or Ubuntu VM: a system user, a venv under /opt/launch-supervisor, the
+# config under /etc/launch-supervisor, the W&B key as a systemd credential, and the unit
+# (deploy/systemd/launch-supervisor.service, with a drop-in that loads the key); with
+# --with-prometheus, Prometheus and Alertmanager with the shipped rules (deploy/prometheus,
+# deploy/alertmanager), listening on 127.0.0.1 only.
+#
+#   sudo deploy/vm/install.sh --config config.toml (--wandb-key-file FILE | --wandb-key-stdin) \
+#       [--package 'launch-supervisor[daemon]'] [--upgrade] [--with-prometheus] [--no-start] [--root DIR]
+#
+# Run it from a checkout of the repository (it installs the files beside it). --config and the key
+# are needed on the first run; later runs keep what is installed unless given new ones. Re-running
+# changes only what differs, and restarts the daemon only when something of it changed.
+# --package is what pip installs (a wheel, a directory, or a requirement; default from PyPI);
+# --upgrade installs it again even when launch-supervisor is already in the venv.
+# --root DIR writes every file under DIR instead of / (for tests and images); the commands it runs
+# (apt-get, useradd, systemctl, pip, chown) still act on this machine, so use it with stubs.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+root="" config="" key_file="" key_stdin=0 package="launch-supervisor[daemon]" upgrade=0 prometheus=0 start=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --config) config="$2"; shift 2 ;;
+        --wandb-key-file) key_file="$2"; shift 2 ;;
+        --wandb-key-stdin) key_stdin=1; shift ;;
+        --package) package="$2"; shift 2 ;;
+        --upgrade) upgrade=1; shift ;;
+        --with-prometheus) prometheus=1; shift ;;
+        --no-start) start=0; shift ;;
+        --root) root="${2%/}"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+python=${PYTHON:-python3}
+
+# What the unit expects, read from it: its user and group, the venv its ExecStart runs, its config.
+unit_src="$repo/deploy/systemd/launch-supervisor.service"
+unit=$(basename "$unit_src")
+unit_value() { sed -n "s/^$1=//p" "$unit_src" | tail -n 1; }
+user=$(unit_value User)
+group=$(unit_value Group)
+exec_start=$(unit_value ExecStart)
+venv=${exec_start%% *}; venv=${venv%/bin/*}                      # /opt/launch-supervisor
+config_path=$(sed -n 's/.*--config \([^ ]*\).*/\1/p' <<<"$exec_start")  # /etc/launch-supervisor/config.toml
+etc=$(dirname "$config_path")
+key_path="$etc/credentials/wandb-key"
+if [ -z "$user" ] || [ -z "$group" ] || [ -z "$config_path" ]; then
+    echo "install.sh: cannot read User=, Group= and ExecStart=… --config from $unit_src" >&2
+    exit 1
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+changed=0   # something the daemon reads changed: restart it
+
+# fix MODE OWNER PATH: set mode and owner where they differ.
+fix() {
+    [ "$(stat -c %a "$3")" = "${1#0}" ] || chmod "$1" "$3"
+    [ "$(stat -c %U:%G "$3")" = "$2" ] || chown "$2" "$3"
+}
+# put SRC DEST MODE OWNER: install SRC at DEST (under the root) unless it is there already;
+# true when it wrote the file.
+put() {
+    local dest="$root$2"
+    if [ -f "$dest" ] && cmp -s "$1" "$dest"; then
+        fix "$3" "$4" "$dest"
+        return 1
+    fi
+    install -D -m "$3" "$1" "$dest"
+    chown "$4" "$dest"
+    echo "install.sh: wrote $2"
+}
+# directory DIR MODE OWNER
+directory() {
+    [ -d "$root$1" ] || install -d -m "$2" "$root$1"
+    fix "$2" "$3" "$root$1"
+}
+installed() { dpkg-query -W -f '${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+
+# -- packages ------------------------------------------------------------------------------------------
+packages=(python3-venv)
+if [ "$prometheus" = 1 ]; then packages+=(prometheus prometheus-alertmanager); fi
+missing=()
+for p in "${packages[@]}"; do installed "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# -- the system user -----------------------------------------------------------------------------------
+if ! getent group "$group" >/dev/null; then
+    groupadd --system "$group"
+fi
+if ! getent passwd "$user" >/dev/null; then
+    useradd --system --gid "$group" --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$user"
+fi
+
+# -- the venv --------------------------------------------------------------------------------------------
+if [ ! -x "$root$venv/bin/python" ]; then
+    "$python" -m venv "$root$venv"
+fi
+if [ "$upgrade" = 1 ] || ! "$root$venv/bin/pip" show launch-supervisor >/dev/null 2>&1; then
+    "$root$venv/bin/pip" install --quiet --upgrade "$package"
+    changed=1
+fi
+
+# -- config and key ---------------------------------------------------------------------------------------
+directory "$etc" 0750 "root:$group"
+if [ -n "$config" ]; then
+    put "$config" "$config_path" 0640 "root:$group" && changed=1
+elif [ ! -f "$root$config_path" ]; then
+    echo "install.sh: no $config_path yet: pass --config FILE (README: Configuration)" >&2
+    exit 2
+else
+    fix 0640 "root:$group" "$root$config_path"
+fi
+
+# The key is a systemd credential: root's file, which systemd hands to the service in its own
+# credentials directory ($CREDENTIALS_DIRECTORY, %d), readable by the service's user only.
+directory "$(dirname "$key_path")" 0700 root:root
+if [ -n "$key_file" ] || [ "$key_stdin" = 1 ]; then
+    (umask 077; if [ "$key_stdin" = 1 ]; then cat; else cat -- "$key_file"; fi | tr -d '\r\n' >"$work/key")
+    if [ ! -s "$work/key" ]; then
+        echo "install.sh: the W&B key is empty" >&2
+        exit 2
+    fi
+    put "$work/key" "$key_path" 0600 root:root && changed=1
+elif [ ! -f "$root$key_path" ]; then
+    echo "install.sh: no W&B key yet: pass --wandb-key-file FILE or --wandb-key-stdin" >&2
+    exit 2
+else
+    fix 0600 root:root "$root$key_path"
+fi
+
+# -- the unit and its drop-in ---------------------------------------------------------------------------
+units_changed=0
+put "$unit_src" "/etc/systemd/system/$unit" 0644 root:root && units_changed=1
+{
+    echo "# Written by deploy/vm/install.sh: the W&B key as a systemd credential."
+    echo "[Service]"
+    if ! grep -q '^LoadCredential=wandb-key:' "$unit_src"; then
+        echo "LoadCredential=wandb-key:$key_path"
+    fi
+    echo "Environment=LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/wandb-key"
+} >"$work/dropin"
+directory "/etc/systemd/system/$unit.d" 0755 root:root
+put "$work/dropin" "/etc/systemd/system/$unit.d/wandb-key.conf" 0644 root:root && units_changed=1
+
+# -- Prometheus and Alertmanager ---------------------------------------------------------------------------
+restart=()
+if [ "$prometheus" = 1 ]; then
+    prom_changed=0 am_changed=0
+    put "$repo/deploy/prometheus/prometheus.yml" /etc/prometheus/prometheus.yml 0644 root:root && prom_changed=1
+    put "$repo/deploy/prometheus/alerts.yml" /etc/prometheus/alerts.yml 0644 root:root && prom_changed=1
+    echo 'ARGS="--web.listen-address=127.0.0.1:9090"' >"$work/prometheus.default"
+    put "$work/prometheus.default" /etc/default/prometheus 0644 root:root && prom_changed=1
+    put "$repo/deploy/alertmanager/alertmanager.yml" /etc/prometheus/alertmanager.yml 0640 root:prometheus && am_changed=1
+    directory /etc/prometheus/secrets 0750 root:prometheus
+    echo 'ARGS="--web.listen-address=127.0.0.1:9093 --cluster.listen-address="' >"$work/alertmanager.default"
+    put "$work/alertmanager.default" /etc/default/prometheus-alertmanager 0644 root:root && am_changed=1
+    for service in prometheus prometheus-alertmanager; do
+        systemctl is-enabled --quiet "$service" || systemctl enable --quiet "$service"
+    done
+    if [ "$prom_changed" = 1 ]; then restart+=(prometheus); fi
+    if [ "$am_changed" = 1 ]; then restart+=(prometheus-alertmanager); fi
+fi
+
+# -- systemd -------------------------------------------------------------------------------------------------
+if [ "$units_changed" = 1 ]; then
+    systemctl daemon-reload
+    changed=1
+fi
+systemctl is-enabled --quiet "$unit" || systemctl enable --quiet "$unit"
+if [ "$start" = 1 ]; then
+    if [ "$changed" = 1 ]; then
+        restart+=("$unit")
+    elif ! systemctl is-active --quiet "$unit"; then
+        systemctl start "$unit"
+    fi
+fi
+if [ ${#restart[@]} -gt 0 ]; then
+    systemctl restart "${restart[@]}"
+fi
+echo "install.sh: done; check with: systemctl status $unit; $venv/bin/launch-supervisor status"
