@@ -18,6 +18,7 @@ import structlog
 
 from supervisor.clients import CredentialsError
 from supervisor.config import DEFAULT_PATH, Config, ConfigError, exposure, load_config
+from supervisor.daemon.notify import Notifier
 from supervisor.daemon.shell import Daemon, ListenError, version
 from supervisor.logs import configure
 from supervisor.model.events import ITEM_ADDED, item_added
@@ -77,13 +78,19 @@ async def _serve(daemon: Daemon, path: Path) -> None:
 
 
 def _reload(daemon: Daemon, path: Path) -> None:
+    """SIGHUP: apply a valid file, keep the old configuration otherwise; systemd is told the reload
+    began (RELOADING=1) and, applied or rejected, that it ended (READY=1)."""
+    daemon.notifier.reloading()
     try:
-        config = load_config(path)
-    except ConfigError as exc:
-        log.error("config.reload_rejected", path=str(path), problems=exc.problems)
-        return
-    restart = daemon.reload(config)
-    log.info("config.reloaded", path=str(path), needs_restart=restart)
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            log.error("config.reload_rejected", path=str(path), problems=exc.problems)
+            return
+        restart = daemon.reload(config)
+        log.info("config.reloaded", path=str(path), needs_restart=restart)
+    finally:
+        daemon.notifier.reloaded()
 
 
 @cli.command()
@@ -94,7 +101,7 @@ def run(path: Path) -> None:
     configure(config.log.format, config.log.level)
     for warning in exposure(path, config):
         log.warning("config.exposed", detail=warning)
-    daemon = Daemon(config)
+    daemon = Daemon(config, notifier=Notifier.from_environ(os.environ))
     try:
         anyio.run(_serve, daemon, path)
     except (*STARTUP_ERRORS, BaseExceptionGroup) as exc:

@@ -7,7 +7,9 @@ Tasks, all named, in one task group (started in this order, readiness last):
 - per queue, an executions loop: list the launcher job's executions;
 - one Vertex loop: list CustomJobs, then per queue fail the items nothing will run and cancel
   executions still running `stop_after_submit` seconds after their CustomJob was created;
-- with a subscription, the events loop: each Pub/Sub message goes to the model.
+- with a subscription, the events loop: each Pub/Sub message goes to the model;
+- under systemd (`$NOTIFY_SOCKET`), the notifier: READY=1 once ready, WATCHDOG=1 while healthy
+  (`supervisor.daemon.notify`).
 
 The shell calls the engines and hands what they return to the model (`supervisor.model.state`), then
 does what the model answers: report facts, wake loops, make calls. An observation that can change a
@@ -38,6 +40,7 @@ from supervisor.config import Config
 from supervisor.daemon import clock
 from supervisor.daemon.chores import do_chores
 from supervisor.daemon.loops import Loop
+from supervisor.daemon.notify import Notifier
 from supervisor.daemon.policy import policies_of
 from supervisor.daemon.reconcile import reconcile
 from supervisor.engines.sources.pubsub import consume
@@ -90,8 +93,11 @@ class Daemon:
         config: Config,
         registry: CollectorRegistry | None = None,
         clients: Callable[[Config, Any], Clients] = build_clients,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier()
+        """systemd's notify protocol; by default (and without `$NOTIFY_SOCKET`) silent."""
         self.metrics = Metrics(version(), registry)
         self.registry = self.metrics.registry
         self.state = State()
@@ -151,6 +157,7 @@ class Daemon:
                 self._spawn(Loop("vertex", interval=self.config.poll.vertex_interval), self._vertex_loop)
                 if (subscription := self.config.pubsub.subscription) is not None:
                     self._spawn(Loop("events"), lambda _: consume(subscription, self.handle_message, self._stopping))
+                tg.start_soon(self.notifier.watch, self.is_ready, self.healthy, name="systemd notify")
                 task_status.started(self.address)
                 log.info("supervisor.started", version=version(), queues=list(self.state.queues))
                 await self._stopping.wait()
@@ -170,6 +177,7 @@ class Daemon:
         if self._stopping.is_set():
             return
         log.info("supervisor.stopping", reason=reason)
+        self.notifier.stopping()
         self._stopping.set()
         for loop in self._loops.values():
             loop.poke()

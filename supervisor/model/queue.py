@@ -87,7 +87,6 @@ class QueueState:
         """A listing of the launcher job's executions."""
         facts: list[Fact] = []
         listed = set()
-        adopted: list[Execution] = []
         for obs in seen:
             listed.add(obs.name)
             execution = self.executions.get(obs.name)
@@ -103,7 +102,8 @@ class QueueState:
                     execution.counted = True
                 else:
                     facts.append(Fact(FactKind.ADOPTED, self.policy.name, obs.name))
-                    adopted.append(execution)
+                    if self.breaker.probe == UNSEEN_PROBE:  # the probe whose RunJob answer was lost
+                        self.breaker.probe = obs.name
             if obs.started is not None and execution.started is None:
                 execution.started = obs.started
             if obs.cancelling and execution.in_flight:
@@ -117,8 +117,8 @@ class QueueState:
             facts.extend(self._finish(gone, ExecutionSeen(gone.name, "failed", gone.created, None, now, VANISHED), now))
         self.recovered = True
         self.dispatching.uncertain_since = None
-        if self.breaker.probe == UNSEEN_PROBE:  # the probe's RunJob had an unknown result: now it shows
-            self.breaker.probe = max(adopted, key=lambda e: e.created).name if adopted else None
+        if self.breaker.probe == UNSEEN_PROBE:  # that RunJob started nothing: a probe may go
+            self.breaker.probe = None
         return facts
 
     def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:

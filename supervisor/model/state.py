@@ -66,8 +66,9 @@ class State:
 
     @property
     def ready(self) -> bool:
-        """Every queue has been listed, and its executions too: decisions are no longer blind."""
-        return all(q.polled and q.recovered for q in self.queues.values())
+        """Every queue has been listed, and its executions too: decisions are no longer blind. A queue
+        whose polling stopped (a rejected key) does not hold the others back: it is reported apart."""
+        return all(q.polled and q.recovered for name, q in self.queues.items() if name not in self.stopped)
 
     def apply_policy(self, policies: Sequence[QueuePolicy]) -> PolicyChange:
         """The configured queues, at start or on reload: new ones are added, gone ones dropped, and the

@@ -27,6 +27,12 @@ from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 pytestmark = pytest.mark.anyio
 
 
+def write_private(path: Path, text: str) -> None:
+    """The config as an operator keeps it: not readable by others (else the daemon warns, on stderr)."""
+    path.write_text(text)
+    path.chmod(0o640)
+
+
 def env(stack: Stack | None, home: Path) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LAUNCH_SUPERVISOR_", "GOOGLE_"))}
     metadata = f"127.0.0.1:{free_port()}"  # closed: a metadata lookup fails at once, and on loopback
@@ -118,7 +124,7 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     async with stand_ins(["q"]) as stack:
         stack.wandb.enqueue(ENTITY, "q")
         config = tmp_path / "config.toml"
-        config.write_text(stack.config_toml())
+        write_private(config, stack.config_toml())
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             listening = await daemon.read_until("http.listening")
             url = f"http://{listening['address']}"
@@ -138,14 +144,14 @@ async def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp
     async with stand_ins(["q", "r"]) as stack:
         config = tmp_path / "config.toml"
         only_q = Stack(**{**stack.__dict__, "queues": ["q"]})
-        config.write_text(only_q.config_toml())
+        write_private(config, only_q.config_toml())
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             await daemon.read_until("supervisor.started")
-            config.write_text(only_q.config_toml().replace("[http]", "[htp]"))
+            write_private(config, only_q.config_toml().replace("[http]", "[htp]"))
             daemon.process.send_signal(signal.SIGHUP)
             rejected = await daemon.read_until("config.reload_rejected")
             assert any("unknown key `htp`" in p for p in rejected["problems"])
-            config.write_text(stack.config_toml())
+            write_private(config, stack.config_toml())
             daemon.process.send_signal(signal.SIGHUP)
             await daemon.read_until("queue.added")
             stack.wandb.enqueue(ENTITY, "r")
@@ -163,7 +169,7 @@ async def test_missing_google_credentials_is_one_clear_error(tmp_path: Path) -> 
         text = stack.config_toml()
         text = "\n".join(line for line in text.splitlines() if not line.startswith(("run_endpoint", "vertex_endpoint")))
         config = tmp_path / "config.toml"
-        config.write_text(text)
+        write_private(config, text)
         code, stderr = await run_daemon(config, env(stack, tmp_path))
         assert code == 1
         assert_one_clear_line(stderr, "no Google credentials", "GOOGLE_APPLICATION_CREDENTIALS")
@@ -177,7 +183,7 @@ async def test_a_busy_http_address_is_one_clear_error(tmp_path: Path) -> None:
             taken.listen()
             address = f"127.0.0.1:{taken.getsockname()[1]}"
             config = tmp_path / "config.toml"
-            config.write_text(stack.config_toml(listen=address))
+            write_private(config, stack.config_toml(listen=address))
             code, stderr = await run_daemon(config, env(stack, tmp_path))
         assert code == 1
         assert_one_clear_line(stderr, f"cannot listen on {address}", "already in use", "[http] listen")
@@ -188,7 +194,7 @@ async def test_a_rejected_wandb_key_stops_polling_not_the_daemon(tmp_path: Path)
     key, the daemon keeps running and stays healthy, and SIGTERM still exits 0; no traceback."""
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
-        config.write_text(stack.config_toml())
+        write_private(config, stack.config_toml())
         async with daemon_process(config, {**env(None, tmp_path), "WANDB_API_KEY": "0" * 40}) as daemon:
             listening = await daemon.read_until("http.listening")
             stopped = await daemon.read_until("queue.polling_stopped")
@@ -223,7 +229,7 @@ async def test_missing_wandb_key_is_one_clear_error(tmp_path: Path) -> None:
     """Without a W&B key the daemon names the three ways to provide one and exits 2."""
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
-        config.write_text(stack.config_toml())
+        write_private(config, stack.config_toml())
         result = await anyio.run_process(
             ["launch-supervisor", "run", "--config", str(config)], env=env(None, tmp_path), check=False
         )
@@ -235,7 +241,7 @@ async def test_status_and_resume_commands(tmp_path: Path) -> None:
     """`status` prints a table of a running daemon; `resume` closes a breaker."""
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
-        config.write_text(stack.config_toml())
+        write_private(config, stack.config_toml())
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             listening = await daemon.read_until("http.listening")
             url = f"http://{listening['address']}"
@@ -272,7 +278,7 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
 
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
-        config.write_text(stack.config_toml())
+        write_private(config, stack.config_toml())
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             await daemon.read_until("supervisor.started")
             stack.wandb.faults.add("runQueueItems", Fault(delay=30.0), times=100)
