@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.emulator import Emulator, require_emulator, running_emulator
+
+# Under CI the property tests run the same examples every time (a gate must not flip on a random
+# draw); locally they search afresh at every run, which is how they find new counterexamples.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 AGENT = Path(__file__).parent / "watchdog" / "agent.py"
 

@@ -122,13 +122,14 @@ class QueueState:
         return facts
 
     def _finish(self, execution: Execution, obs: ExecutionSeen, now: float) -> list[Fact]:
-        if execution.in_flight:
+        if ending := execution.in_flight:
             pairing.take_inferred_claim(self.items, self.executions, execution)
         if not execution.end(obs.status, obs.message, obs.finished, now, self.policy.execution_timeout):
             return []
-        # A listing made after this one shows what it claimed. The daemon's own time, not Cloud Run's:
-        # compared with the items' listing time, two clocks would hold dispatch as long as they differ.
-        self.finished_at = max(self.finished_at, now)
+        # The next item listing shows what it claimed. Only when it ends, not at each listing still showing
+        # it; and by the daemon's clock: against Cloud Run's, dispatch would wait as long as they differ.
+        if ending:
+            self.finished_at = max(self.finished_at, now)
         return self._count_finish(execution, now)
 
     def _count_finish(self, execution: Execution, now: float) -> list[Fact]:

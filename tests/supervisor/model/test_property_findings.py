@@ -32,6 +32,7 @@ CUSTOM_JOB = "projects/p/locations/r/customJobs/7"
         (json.dumps({"jsonPayload": {"event": "watchdog.idle_exit"}, "resource": ["y"]}).encode(), "missing_field"),
         (json.dumps({"logName": "l", "resource": "cloud_run_job"}).encode(), "unknown_type"),
     ],
+    ids=["deep", "event-list", "event-object", "labels-text", "resource-list", "resource-text"],
 )
 def test_a_body_of_the_wrong_shape_is_malformed_and_the_inbox_counts_it(data: bytes, kind: str) -> None:
     """Unhashable types, labels or resources that are not objects, deep nesting: malformed, never raised."""
@@ -48,7 +49,11 @@ def test_a_cloud_run_entry_whose_labels_are_not_an_object_is_still_a_hint() -> N
     assert parsed == Event(EXECUTION_HINT, job=None)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(12, 12.0), (10**400, None), (float("nan"), None), (-5, None)])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(12, 12.0), (10**400, None), (float("nan"), None), (-5, None)],
+    ids=["ms", "huge", "nan", "<0"],
+)
 def test_a_detection_time_out_of_range_is_dropped(value: Any, expected: float | None) -> None:
     """An integer beyond any float used to raise; NaN would spoil the histogram's sum for good."""
     body = {"event": "watchdog.bailout", "execution": "x1", "rule": "r", "category": "quota", "detection_ms": value}
@@ -60,6 +65,11 @@ def test_a_detection_time_out_of_range_is_dropped(value: Any, expected: float | 
 # -- dispatch ---------------------------------------------------------------------------------------
 
 
+def breaker(state: QueueState) -> BreakerState:
+    """The breaker's state, read afresh (a call, so the type checker does not hold on to an earlier one)."""
+    return state.breaker.state
+
+
 def opened() -> QueueState:
     """Items a, b, c; x1 bailed out for permission, which opened the breaker at 1.0 (cooldown 60 s)."""
     state = ready(breaker_cooldown=60.0)
@@ -68,23 +78,22 @@ def opened() -> QueueState:
     state.event_bailout(ex(1), "permission_denied", "permission", 1.0)
     state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 1.0)
     state.observe_items(pending("a", "b", "c"), 2.0)
-    assert state.breaker.state is BreakerState.OPEN
+    assert breaker(state) is BreakerState.OPEN
     return state
 
 
 def test_a_half_open_probe_whose_runjob_answer_was_lost_is_still_the_only_probe() -> None:
-    """The probe's RunJob fails with an unknown result and the listing shows it running: no second
-    probe starts beside it, and its bailout reopens the breaker."""
+    """The probe's RunJob answer is lost and it runs: no second probe beside it; its bailout reopens the breaker."""
     state = opened()
     assert (state.decide(61.0).start, state.decide(61.0).probe) == (1, True)
     state.dispatch_unknown(61.0)
     running = [ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0), ExecutionSeen(ex(2), "running", 61.0, 61.5, None)]
     state.observe_executions(running, 63.0)
-    assert state.breaker.state is BreakerState.HALF_OPEN
+    assert breaker(state) is BreakerState.HALF_OPEN
     assert state.decide(64.0).start == 0
     state.event_bailout(ex(2), "permission_denied", "permission", 65.0)
     state.observe_executions([ExecutionSeen(ex(2), "failed", 61.0, 61.5, 65.0)], 66.0)
-    assert state.breaker.state is BreakerState.OPEN
+    assert breaker(state) is BreakerState.OPEN
 
 
 def test_a_lost_probe_that_ended_before_the_listing_still_decides_the_breaker() -> None:
@@ -93,7 +102,7 @@ def test_a_lost_probe_that_ended_before_the_listing_still_decides_the_breaker() 
     state.decide(61.0)
     state.dispatch_unknown(61.0)
     state.observe_executions([ExecutionSeen(ex(2), "failed", 61.0, 61.5, 62.0)], 63.0)
-    assert state.breaker.state is BreakerState.OPEN
+    assert breaker(state) is BreakerState.OPEN
 
 
 def test_a_lost_probe_runjob_that_started_nothing_lets_a_probe_go() -> None:
@@ -103,6 +112,20 @@ def test_a_lost_probe_runjob_that_started_nothing_lets_a_probe_go() -> None:
     state.dispatch_unknown(61.0)
     state.observe_executions([], 63.0)
     assert (state.decide(64.0).start, state.decide(64.0).probe) == (1, True)
+
+
+def test_a_listing_that_still_shows_an_ended_execution_does_not_hold_dispatch_again() -> None:
+    """Only the listing that saw an execution end makes the item view stale, not each later one still showing it."""
+    state = ready()
+    state.observe_items(pending("a", "b"), 0.0)
+    state.dispatched(ex(1), 0.0)
+    ended = [ExecutionSeen(ex(1), "failed", 0.0, 0.1, 1.0)]
+    state.observe_executions(ended, 2.0)
+    assert state.stale
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 3.0)
+    state.observe_executions(ended, 4.0)
+    assert not state.stale
+    assert state.decide(5.0).start == 1
 
 
 def two_dispatched() -> QueueState:
@@ -125,8 +148,7 @@ def test_an_item_gone_from_pending_goes_to_an_execution_that_ended_since_rather_
 
 
 def test_an_execution_that_ends_with_no_item_takes_over_a_claim_counted_for_a_running_one() -> None:
-    """The listing saw a leave PENDING and gave it to x1 (the oldest); then x2 ends without an item of
-    its own: x2 may be the one that took a, so x1 counts again as about to take b."""
+    """Counting gave a to x1; x2 then ends with no item: a is x2's, and x1 counts again as about to take b."""
     state = two_dispatched()
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 5.0)
     assert state.executions[ex(1)].item_id == "a"
