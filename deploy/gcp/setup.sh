@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # launch-supervisor on a Google Cloud project, from empty: APIs, service accounts and custom roles,
 # the W&B key in Secret Manager, the launcher Cloud Run job, Pub/Sub and log sinks
-# (setup-events.sh), and the daemon's VM.
+# (setup-events.sh), and the daemon's VM as a managed instance group of one that autoheals on /healthz.
 #
 #   deploy/gcp/setup.sh --project P --region R --image IMAGE \
-#       [--wandb-key-file FILE | --wandb-key-stdin] [--zone ZONE (R-b)] [--job vertex-ai-launcher] \
+#       [--wandb-key-file FILE | --wandb-key-stdin] [--config config.toml] [--package SPEC] \
+#       [--alertmanager-config FILE] [--zone ZONE (R-b)] [--job vertex-ai-launcher] \
 #       [--training-sa EMAIL] [--vm launch-supervisor] [--network default] [--subnet SUBNET] \
-#       [--with-nat] [--task-timeout 1800] [--dry-run] [--print-job]
+#       [--with-nat] [--task-timeout 1800] [--initial-delay 300] [--dry-run] [--print-job]
 #
 # IMAGE is the launcher image (images/launcher), pushed to a registry the project can pull from.
 # The W&B key comes from a file or stdin, never from the command line; it is needed on the first
@@ -15,15 +16,26 @@
 # (and the checks, as "# check:" lines on stderr) and queries nothing. --print-job prints the
 # launcher job's spec as it would be applied, and exits.
 #
+# The VM: an instance template whose startup script (deploy/vm/startup.sh) runs deploy/vm/install.sh
+# at every boot with this checkout's deploy files, --config (the daemon's config.toml), --package
+# (what pip installs; default this checkout's version from PyPI) and --alertmanager-config (default
+# deploy/alertmanager/alertmanager.yml), all carried in the template's metadata, and the W&B key
+# read from Secret Manager. The template's name ends in a hash of all that: a change makes a new
+# template, and the group replaces its VM (the old one stops first: two daemons never run at once).
+# Without --config the VM is left as it is. --network is the network of --subnet when both are given.
+# --initial-delay is how long a new VM has to boot and install before its health check counts.
+#
 # The VM has no external IP: it needs Cloud NAT to reach W&B and PyPI (--with-nat creates a router
 # and NAT for the region on --network) and reaches Google APIs through the NAT or Private Google
 # Access; reach it with `gcloud compute ssh --tunnel-through-iap` (firewall: tcp:22 from
 # 35.235.240.0/20).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
 
 project="" region="" zone="" image="" job="vertex-ai-launcher" training_sa="" vm="launch-supervisor"
 network="default" subnet="" with_nat=0 task_timeout=1800 key_file="" key_stdin=0 dry_run=0 print_job=0
+config="" package="" alertmanager_config="$repo/deploy/alertmanager/alertmanager.yml" initial_delay=300
 secret="wandb-api-key"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,11 +50,15 @@ while [ $# -gt 0 ]; do
         --subnet) subnet="$2"; shift 2 ;;
         --with-nat) with_nat=1; shift ;;
         --task-timeout) task_timeout="$2"; shift 2 ;;
+        --config) config="$2"; shift 2 ;;
+        --package) package="$2"; shift 2 ;;
+        --alertmanager-config) alertmanager_config="$2"; shift 2 ;;
+        --initial-delay) initial_delay="$2"; shift 2 ;;
         --wandb-key-file) key_file="$2"; shift 2 ;;
         --wandb-key-stdin) key_stdin=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         --print-job) print_job=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,7 +66,23 @@ if [ -z "$project" ] || [ -z "$region" ] || [ -z "$image" ]; then
     echo "setup.sh: --project, --region and --image (the launcher image) are required" >&2
     exit 2
 fi
-case "$task_timeout" in ''|*[!0-9]*) echo "setup.sh: --task-timeout must be whole seconds" >&2; exit 2 ;; esac
+case "$task_timeout$initial_delay" in
+    *[!0-9]*) echo "setup.sh: --task-timeout and --initial-delay must be whole seconds" >&2; exit 2 ;;
+esac
+if [ -z "$task_timeout" ] || [ -z "$initial_delay" ]; then
+    echo "setup.sh: --task-timeout and --initial-delay must be whole seconds" >&2
+    exit 2
+fi
+for file in "$config" "$alertmanager_config"; do
+    if [ -n "$file" ] && [ ! -f "$file" ]; then
+        echo "setup.sh: no such file: $file" >&2
+        exit 2
+    fi
+done
+if [ -z "$package" ]; then
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml")
+    package="launch-supervisor[daemon]==$version"
+fi
 zone=${zone:-$region-b}
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$here/lib.sh"
@@ -133,8 +165,8 @@ ensure_role launchSupervisorLauncher "launch-supervisor launcher" \
 # only (roles/run.developer would also let it change the job).
 ensure_role launchSupervisorDispatch "launch-supervisor dispatch" \
     run.jobs.run run.jobs.runWithOverrides run.executions.get run.executions.list run.executions.cancel
-# The daemon lists CustomJobs and cancels those of failed items (roles/aiplatform.viewer would let
-# it read all of Vertex AI, and cancels nothing).
+# The daemon lists CustomJobs, and cancels those of failed items and of runs stopped in W&B
+# (roles/aiplatform.viewer would let it read all of Vertex AI, and cancels nothing).
 ensure_role launchSupervisorVertex "launch-supervisor Vertex AI" \
     aiplatform.customJobs.list aiplatform.customJobs.cancel
 
@@ -175,13 +207,21 @@ fi
 ensure_binding "projects/$project/roles/launchSupervisorDispatch" "$supervisor" "run jobs" "$job" \
     --region "$region" --project "$project"
 ensure_binding "projects/$project/roles/launchSupervisorVertex" "$supervisor" projects "$project"
+# The VM's startup script reads the W&B key, and the Alertmanager secrets that exist
+# (alertmanager-NAME for each /etc/prometheus/secrets/NAME the Alertmanager config names).
+ensure_binding roles/secretmanager.secretAccessor "$supervisor" secrets "$secret" --project "$project"
+while read -r name; do
+    if exists gcloud secrets describe "alertmanager-$name" --project "$project"; then
+        ensure_binding roles/secretmanager.secretAccessor "$supervisor" secrets "alertmanager-$name" --project "$project"
+    fi
+done < <(grep -o '/etc/prometheus/secrets/[A-Za-z0-9_-]*' "$alertmanager_config" | sed 's|.*/||' | sort -u)
 
 # -- events: topic, subscription (the daemon subscribes), log sinks --------------------------------------
 events=(--project "$project" --job "$job" --daemon-sa "$supervisor_sa")
 if [ "$dry_run" = 1 ]; then events+=(--dry-run); fi
 "$here/setup-events.sh" "${events[@]}"
 
-# -- the daemon's VM -------------------------------------------------------------------------------------
+# -- the daemon's VM: a managed instance group of one, recreated when /healthz fails ----------------------
 if [ "$with_nat" = 1 ]; then
     router="launch-supervisor-router"
     exists gcloud compute routers describe "$router" --region "$region" --project "$project" || \
@@ -191,24 +231,108 @@ if [ "$with_nat" = 1 ]; then
         run gcloud compute routers nats create launch-supervisor-nat --router "$router" --region "$region" \
             --project "$project" --auto-allocate-nat-external-ips --nat-all-subnet-ip-ranges
 fi
-vm_sa=$(query gcloud compute instances describe "$vm" --zone "$zone" --project "$project" \
-    --format 'value(serviceAccounts[0].email)')
-if [ -z "$vm_sa" ] && ! exists gcloud compute instances describe "$vm" --zone "$zone" --project "$project"; then
+
+# The daemon serves /healthz on [http] listen (supervisor/config.py: 127.0.0.1:9464 by default). The
+# health check probes the VM's own address, so the startup script has install.sh bind 0.0.0.0:9464.
+# Only Google's health-check ranges reach that port through the rule below; mind broader rules on
+# the network (the default network's default-allow-internal lets its other VMs read /metrics and
+# /status too; POST /resume answers loopback only).
+http_port=9464
+tag="launch-supervisor"
+health_check="launch-supervisor-healthz"
+firewall="launch-supervisor-healthz"
+probe_ranges="35.191.0.0/16,130.211.0.0/22"
+want="$probe_ranges"$'\t'"$tag"$'\t'"$http_port"
+current=$(query gcloud compute firewall-rules describe "$firewall" --project "$project" \
+    --format 'value(sourceRanges.list(),targetTags.list(),allowed[0].ports.list())')
+if [ -z "$current" ]; then
+    run gcloud compute firewall-rules create "$firewall" --project "$project" --network "$network" \
+        --direction INGRESS --action ALLOW --rules "tcp:$http_port" --source-ranges "$probe_ranges" \
+        --target-tags "$tag" --description "Google health checks to launch-supervisor's /healthz"
+elif [ "$current" != "$want" ]; then
+    run gcloud compute firewall-rules update "$firewall" --project "$project" --rules "tcp:$http_port" \
+        --source-ranges "$probe_ranges" --target-tags "$tag"
+fi
+
+# Every 30 s; unhealthy after 5 failures in a row (about 2.5 min). systemd's watchdog restarts a hung
+# daemon within about 40 s of /healthz failing (deploy/systemd/launch-supervisor.service), so the group
+# recreates the VM only when that did not bring it back: a daemon that cannot start, a hung VM.
+hc_flags=(--port "$http_port" --request-path /healthz --check-interval 30s --timeout 10s
+    --unhealthy-threshold 5 --healthy-threshold 2)
+want="$http_port"$'\t'/healthz$'\t'30$'\t'10$'\t'5$'\t'2
+current=$(query gcloud compute health-checks describe "$health_check" --project "$project" \
+    --format 'value(httpHealthCheck.port,httpHealthCheck.requestPath,checkIntervalSec,timeoutSec,unhealthyThreshold,healthyThreshold)')
+if [ -z "$current" ]; then
+    run gcloud compute health-checks create http "$health_check" --project "$project" "${hc_flags[@]}"
+elif [ "$current" != "$want" ]; then
+    run gcloud compute health-checks update http "$health_check" --project "$project" "${hc_flags[@]}"
+fi
+
+if [ -z "$config" ]; then
+    echo "setup.sh: no --config: the daemon's VM (group $vm) is left as it is" >&2
+else
+    # The template's metadata: the startup script and what it gives install.sh, as files.
+    md="$work/metadata"
+    mkdir "$md"
+    cp "$repo/deploy/vm/startup.sh" "$md/startup-script"
+    cp "$repo/deploy/vm/install.sh" "$md/launch-supervisor-install"
+    cp "$repo/deploy/systemd/launch-supervisor.service" "$md/launch-supervisor-unit"
+    cp "$repo/deploy/prometheus/prometheus.yml" "$md/launch-supervisor-prometheus"
+    cp "$repo/deploy/prometheus/alerts.yml" "$md/launch-supervisor-alerts"
+    cp "$alertmanager_config" "$md/launch-supervisor-alertmanager"
+    cp "$config" "$md/launch-supervisor-config"
+    printf '%s' "$package" >"$md/launch-supervisor-package"
+    printf '%s' "$secret" >"$md/launch-supervisor-secret"
+    printf '%s' "0.0.0.0:$http_port" >"$md/launch-supervisor-http-listen"
+    from_file=""
+    for file in "$md"/*; do from_file+="${from_file:+,}$(basename "$file")=$file"; done
+
     placement=(--network "$network")
-    if [ -n "$subnet" ]; then placement=(--subnet "$subnet"); fi
-    run gcloud compute instances create "$vm" --zone "$zone" --project "$project" \
-        --machine-type e2-small --image-family debian-12 --image-project debian-cloud \
-        --boot-disk-size 10GB "${placement[@]}" --no-address \
-        --service-account "$supervisor_sa" --scopes cloud-platform \
-        --shielded-secure-boot --shielded-vtpm --shielded-integrity-monitoring \
-        --metadata enable-oslogin=TRUE
-elif [ "$vm_sa" != "$supervisor_sa" ]; then
-    # Changing it means stopping the VM: say so, do not do it behind the operator's back.
-    echo "setup.sh: VM $vm runs as ${vm_sa:-no service account}, not $supervisor_sa; left as it is" >&2
+    if [ -n "$subnet" ]; then placement=(--network "$network" --subnet "$subnet" --region "$region"); fi
+    template_flags=(--machine-type e2-small --image-family debian-12 --image-project debian-cloud
+        --boot-disk-size 10GB --boot-disk-type pd-balanced "${placement[@]}" --no-address --tags "$tag"
+        --service-account "$supervisor_sa" --scopes cloud-platform
+        --shielded-secure-boot --shielded-vtpm --shielded-integrity-monitoring
+        --metadata enable-oslogin=TRUE)
+    hash=$({ printf '%s\n' "${template_flags[@]}"; cd "$md" && sha256sum -- *; } | sha256sum | cut -c1-10)
+    template="$vm-$hash"
+    exists gcloud compute instance-templates describe "$template" --project "$project" || \
+        run gcloud compute instance-templates create "$template" --project "$project" "${template_flags[@]}" \
+            --metadata-from-file "$from_file"
+
+    # The group: its template (the first version's, or the top-level one) and its autohealing policy.
+    mig=$(query gcloud compute instance-groups managed describe "$vm" --zone "$zone" --project "$project" \
+        --format 'value(versions[0].instanceTemplate.basename(),instanceTemplate.basename(),autoHealingPolicies[0].healthCheck.basename(),autoHealingPolicies[0].initialDelaySec)')
+    mig_template=$(cut -f1 <<<"$mig")
+    mig_template=${mig_template:-$(cut -sf2 <<<"$mig")}
+    mig_check=$(cut -sf3 <<<"$mig")
+    mig_delay=$(cut -sf4 <<<"$mig")
+    if [ -z "$mig_template" ]; then
+        # setup.sh once made a plain VM of this name; its daemon and the group's must not both run.
+        if exists gcloud compute instances describe "$vm" --zone "$zone" --project "$project"; then
+            echo "setup.sh: VM $vm is not in a managed instance group; delete it first, two daemons must not" \
+                "watch the same queues: gcloud compute instances delete $vm --zone $zone --project $project" >&2
+            exit 2
+        fi
+        run gcloud compute instance-groups managed create "$vm" --zone "$zone" --project "$project" \
+            --base-instance-name "$vm" --size 1 --template "$template" \
+            --health-check "$health_check" --initial-delay "$initial_delay"
+    else
+        if [ "$mig_check" != "$health_check" ] || [ "$mig_delay" != "$initial_delay" ]; then
+            run gcloud compute instance-groups managed update "$vm" --zone "$zone" --project "$project" \
+                --health-check "$health_check" --initial-delay "$initial_delay"
+        fi
+        if [ "$mig_template" != "$template" ]; then
+            # Stop the old VM before its successor starts (--max-surge 0), keeping its name.
+            run gcloud compute instance-groups managed rolling-action start-update "$vm" --zone "$zone" \
+                --project "$project" --version "template=$template" --type proactive \
+                --max-surge 0 --max-unavailable 1 --replacement-method recreate
+        fi
+    fi
 fi
 
 cat <<END
 launcher job: projects/$project/locations/$region/jobs/$job  (queues[].launcher_job)
 training service account: $training_sa  (the queue's resource_args.vertex.run.service_account)
-next, on the VM:  deploy/vm/install.sh --config config.toml --wandb-key-stdin  (README: Deploy from an empty project)
+the daemon's VM: group $vm in $zone  (gcloud compute instance-groups managed list-instances $vm --zone $zone --project $project)
 END

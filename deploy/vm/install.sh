@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # launch-supervisor on a Debian or Ubuntu VM: a system user, a venv under /opt/launch-supervisor, the
 # config under /etc/launch-supervisor, the W&B key as a systemd credential, and the unit
-# (deploy/systemd/launch-supervisor.service, with a drop-in that loads the key); with
-# --with-prometheus, Prometheus and Alertmanager with the shipped rules (deploy/prometheus,
-# deploy/alertmanager), listening on 127.0.0.1 only.
+# (deploy/systemd/launch-supervisor.service); with --with-prometheus, Prometheus and Alertmanager
+# with the shipped rules (deploy/prometheus, deploy/alertmanager), listening on 127.0.0.1 only.
 #
 #   sudo deploy/vm/install.sh --config config.toml (--wandb-key-file FILE | --wandb-key-stdin) \
-#       [--package 'launch-supervisor[daemon]'] [--upgrade] [--with-prometheus] [--no-start] [--root DIR]
+#       [--package 'launch-supervisor[daemon]'] [--upgrade] [--with-prometheus] \
+#       [--http-listen HOST:PORT] [--no-start] [--root DIR]
 #
 # Run it from a checkout of the repository (it installs the files beside it). --config and the key
 # are needed on the first run; later runs keep what is installed unless given new ones. Re-running
 # changes only what differs, and restarts the daemon only when something of it changed.
+# The key goes where the unit's LoadCredential= reads it (a drop-in adds one to a unit without).
 # --package is what pip installs (a wheel, a directory, or a requirement; default from PyPI);
 # --upgrade installs it again even when launch-supervisor is already in the venv.
+# --http-listen sets [http] listen for the service in a drop-in (LAUNCH_SUPERVISOR_HTTP__LISTEN,
+# over the config file); 0.0.0.0:9464 lets Compute Engine's health checks reach /healthz and keeps
+# 127.0.0.1:9464 working for Prometheus and `launch-supervisor status`. Later runs without it keep it.
 # --root DIR writes every file under DIR instead of / (for tests and images); the commands it runs
 # (apt-get, useradd, systemctl, pip, chown) still act on this machine, so use it with stubs.
 set -euo pipefail
@@ -20,6 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 root="" config="" key_file="" key_stdin=0 package="launch-supervisor[daemon]" upgrade=0 prometheus=0 start=1
+http_listen=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --config) config="$2"; shift 2 ;;
@@ -28,12 +33,17 @@ while [ $# -gt 0 ]; do
         --package) package="$2"; shift 2 ;;
         --upgrade) upgrade=1; shift ;;
         --with-prometheus) prometheus=1; shift ;;
+        --http-listen) http_listen="$2"; shift 2 ;;
         --no-start) start=0; shift ;;
         --root) root="${2%/}"; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+case "$http_listen" in
+    ''|?*:[0-9]*) ;;
+    *) echo "install.sh: --http-listen must be HOST:PORT, such as 0.0.0.0:9464" >&2; exit 2 ;;
+esac
 python=${PYTHON:-python3}
 
 # What the unit expects, read from it: its user and group, the venv its ExecStart runs, its config.
@@ -46,7 +56,14 @@ exec_start=$(unit_value ExecStart)
 venv=${exec_start%% *}; venv=${venv%/bin/*}                      # /opt/launch-supervisor
 config_path=$(sed -n 's/.*--config \([^ ]*\).*/\1/p' <<<"$exec_start")  # /etc/launch-supervisor/config.toml
 etc=$(dirname "$config_path")
-key_path="$etc/credentials/wandb-key"
+# The unit's LoadCredential=ID:PATH names where the key goes (its Environment= points
+# wandb.api_key_file at %d/ID); a unit without one gets it from a drop-in, below.
+credential=$(unit_value LoadCredential)
+if [ -n "$credential" ]; then
+    key_path=${credential#*:}
+else
+    key_path="$etc/credentials/wandb-key"
+fi
 if [ -z "$user" ] || [ -z "$group" ] || [ -z "$config_path" ]; then
     echo "install.sh: cannot read User=, Group= and ExecStart=… --config from $unit_src" >&2
     exit 1
@@ -120,7 +137,8 @@ fi
 
 # The key is a systemd credential: root's file, which systemd hands to the service in its own
 # credentials directory ($CREDENTIALS_DIRECTORY, %d), readable by the service's user only.
-directory "$(dirname "$key_path")" 0700 root:root
+key_dir=$(dirname "$key_path")
+if [ "$key_dir" != "$etc" ]; then directory "$key_dir" 0700 root:root; fi
 if [ -n "$key_file" ] || [ "$key_stdin" = 1 ]; then
     (umask 077; if [ "$key_stdin" = 1 ]; then cat; else cat -- "$key_file"; fi | tr -d '\r\n' >"$work/key")
     if [ ! -s "$work/key" ]; then
@@ -138,16 +156,24 @@ fi
 # -- the unit and its drop-in ---------------------------------------------------------------------------
 units_changed=0
 put "$unit_src" "/etc/systemd/system/$unit" 0644 root:root && units_changed=1
-{
-    echo "# Written by deploy/vm/install.sh: the W&B key as a systemd credential."
-    echo "[Service]"
-    if ! grep -q '^LoadCredential=wandb-key:' "$unit_src"; then
-        echo "LoadCredential=wandb-key:$key_path"
-    fi
-    echo "Environment=LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/wandb-key"
-} >"$work/dropin"
-directory "/etc/systemd/system/$unit.d" 0755 root:root
-put "$work/dropin" "/etc/systemd/system/$unit.d/wandb-key.conf" 0644 root:root && units_changed=1
+dropins="/etc/systemd/system/$unit.d"
+directory "$dropins" 0755 root:root
+if [ -z "$credential" ]; then
+    printf '%s\n' "# Written by deploy/vm/install.sh: the W&B key as a systemd credential." "[Service]" \
+        "LoadCredential=wandb-key:$key_path" "Environment=LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/wandb-key" \
+        >"$work/dropin"
+    put "$work/dropin" "$dropins/wandb-key.conf" 0644 root:root && units_changed=1
+elif [ -f "$root$dropins/wandb-key.conf" ]; then
+    # Written by an earlier install.sh for a unit that had no credential of its own.
+    rm -f "$root$dropins/wandb-key.conf"
+    echo "install.sh: removed $dropins/wandb-key.conf (the unit loads the key itself)"
+    units_changed=1
+fi
+if [ -n "$http_listen" ]; then
+    printf '%s\n' "# Written by deploy/vm/install.sh --http-listen: [http] listen, over the config file." "[Service]" \
+        "Environment=LAUNCH_SUPERVISOR_HTTP__LISTEN=$http_listen" >"$work/http-listen"
+    put "$work/http-listen" "$dropins/http-listen.conf" 0644 root:root && units_changed=1
+fi
 
 # -- Prometheus and Alertmanager ---------------------------------------------------------------------------
 restart=()

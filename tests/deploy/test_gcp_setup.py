@@ -3,12 +3,16 @@ roles they would use), shellcheck, and setup.sh run twice against a fake gcloud.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.deploy.shell import require_shellcheck
+from tests.deploy import fakes
 
-SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "gcp" / "setup-events.sh"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "deploy" / "gcp" / "setup-events.sh"
 
 
 def dry_run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,17 +60,19 @@ def setup(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> sub
 
 
 def test_shellcheck_passes() -> None:
-    """setup.sh, setup-events.sh, lib.sh and deploy/vm/install.sh are shellcheck-clean."""
-    scripts = [SETUP, SCRIPT, SCRIPT.parent / "lib.sh", SCRIPT.parents[1] / "vm" / "install.sh"]
+    """setup.sh, setup-events.sh, lib.sh and deploy/vm/install.sh and startup.sh are shellcheck-clean."""
+    from tests.deploy.shell import require_shellcheck
+
+    scripts = [SETUP, SCRIPT, SCRIPT.parent / "lib.sh", *sorted((ROOT / "deploy" / "vm").glob("*.sh"))]
     result = subprocess.run(
         [require_shellcheck(), "-x", *map(str, scripts)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dry_run_grants_the_roles_and_no_basic_role() -> None:
+def test_dry_run_grants_the_roles_and_no_basic_role(tmp_path: Path) -> None:
     """The dry run makes both accounts, the custom roles with their permissions, and no basic role."""
-    result = setup("--wandb-key-stdin", "--dry-run", stdin="secret-key\n")
+    result = setup("--wandb-key-stdin", "--config", str(config_file(tmp_path)), "--dry-run", stdin="secret-key\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for name in ("launch-launcher", "launch-supervisor", "launch-training"):
@@ -76,6 +82,7 @@ def test_dry_run_grants_the_roles_and_no_basic_role() -> None:
     dispatch = roles["launchSupervisorDispatch"]
     for permission in ("run.jobs.run\\,", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"):
         assert permission in dispatch
+    # The daemon cancels the CustomJobs of failed items and of runs stopped in W&B.
     assert "aiplatform.customJobs.cancel\\,aiplatform.customJobs.list" in roles["launchSupervisorVertex"]
     launcher = "--member serviceAccount:launch-launcher@p.iam.gserviceaccount.com"
     supervisor = "--member serviceAccount:launch-supervisor@p.iam.gserviceaccount.com"
@@ -91,16 +98,13 @@ def test_dry_run_grants_the_roles_and_no_basic_role() -> None:
         f"projects add-iam-policy-binding p {supervisor} --role projects/p/roles/launchSupervisorVertex",
         f"pubsub subscriptions add-iam-policy-binding launch-supervisor --project p {supervisor} "
         "--role roles/pubsub.subscriber",
+        f"secrets add-iam-policy-binding wandb-api-key --project p {supervisor} "
+        "--role roles/secretmanager.secretAccessor",
     ]
     for command in expected:
         assert f"gcloud {command} " in out, command
     assert "gcloud run jobs replace " in out
     assert "gcloud logging sinks create launch-supervisor-watchdog " in out
-    vm = next(line for line in out.splitlines() if line.startswith("gcloud compute instances create"))
-    assert "--machine-type e2-small" in vm
-    assert "--image-family debian-12" in vm
-    assert "--no-address" in vm
-    assert "--service-account launch-supervisor@p.iam.gserviceaccount.com" in vm
     assert not any(role in out + result.stderr for role in BASIC_ROLES)
     assert "secret-key" not in out + result.stderr
 
@@ -139,27 +143,273 @@ def test_launcher_job_spec() -> None:
     assert all("value" in env[name] for name in settings)
 
 
-def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
-    """Against a fake gcloud, the first run creates everything and a second makes no mutating call."""
-    from tests.deploy import fakes
+# -- the daemon's VM: template, health check, firewall rule, managed instance group ---------------------
 
+CONFIG = """[wandb]
+entity = "e"
+
+[gcp]
+project = "p"
+region = "us-central1"
+
+[[queues]]
+name = "q"
+launcher_job = "projects/p/locations/us-central1/jobs/vertex-ai-launcher"
+"""
+
+
+def config_file(tmp_path: Path, text: str = CONFIG) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def line_of(out: str, prefix: str) -> str:
+    """The one line of the dry run's script that starts with `prefix`."""
+    (line,) = [line for line in out.splitlines() if line.startswith(prefix)]
+    return line
+
+
+def test_dry_run_makes_a_self_healing_group_of_one(tmp_path: Path) -> None:
+    """A template (e2-small, Debian 12, the supervisor account, no address, the startup script), a
+    health check on /healthz at the daemon's port, a firewall rule for Google's probes, and a group
+    of one that autoheals on it."""
+    from supervisor.config import HttpConfig
+
+    port = HttpConfig().port
+    result = setup("--wandb-key-stdin", "--config", str(config_file(tmp_path)), "--dry-run", stdin="secret-key")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gcloud compute instances create" not in out
+
+    template = line_of(out, "gcloud compute instance-templates create ")
+    name = template.split()[4]
+    assert name.startswith("launch-supervisor-")
+    flags = ["--machine-type e2-small", "--image-family debian-12", "--no-address", "--tags launch-supervisor"]
+    flags += ["--service-account launch-supervisor@p.iam.gserviceaccount.com", "--scopes cloud-platform"]
+    for flag in flags:
+        assert flag in template, flag
+    from_file = template.split("--metadata-from-file ")[1].split()[0].split("\\,")
+    keys = {item.split("=", 1)[0] for item in from_file}
+    assert {"startup-script", "launch-supervisor-install", "launch-supervisor-unit", "launch-supervisor-config",
+            "launch-supervisor-package", "launch-supervisor-http-listen"} <= keys  # fmt: skip
+
+    check = line_of(out, "gcloud compute health-checks create http launch-supervisor-healthz ")
+    assert f"--port {port} " in check
+    assert "--request-path /healthz " in check
+    rule = line_of(out, "gcloud compute firewall-rules create launch-supervisor-healthz ")
+    assert f"--rules tcp:{port} " in rule
+    assert "--source-ranges 35.191.0.0/16\\,130.211.0.0/22 " in rule
+    assert "--target-tags launch-supervisor " in rule
+
+    group = line_of(out, "gcloud compute instance-groups managed create launch-supervisor ")
+    assert "--size 1 " in group or "--size=1 " in group
+    assert f"--template {name} " in group
+    assert "--health-check launch-supervisor-healthz " in group
+    assert "--initial-delay 300 " in group
+    assert "secret-key" not in out + result.stderr
+
+
+def test_the_vm_serves_healthz_where_the_health_check_looks() -> None:
+    """The startup script has install.sh bind the daemon's default port on every address."""
+    from supervisor.config import HttpConfig
+
+    startup = (ROOT / "deploy" / "vm" / "startup.sh").read_text()
+    assert "--http-listen" in startup
+    assert "launch-supervisor-http-listen" in startup
+    text = SETUP.read_text()
+    assert f"http_port={HttpConfig().port}\n" in text
+    assert '"0.0.0.0:$http_port"' in text
+
+
+def test_without_a_config_the_vm_is_left_alone(tmp_path: Path) -> None:
+    """No --config: no template and no group, said on stderr; the health check and rule still."""
+    result = setup("--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "instance-templates create" not in result.stdout
+    assert "instance-groups managed create" not in result.stdout
+    assert "gcloud compute health-checks create http" in result.stdout
+    assert "no --config" in result.stderr
+    assert setup("--config", str(tmp_path / "missing.toml"), "--dry-run").returncode == 2
+
+
+# A stand-in for the compute resources fakes.py does not know: their fields are kept from the flags
+# of create and update, and describe --format 'value(…)' answers them. Everything else goes to fakes.py.
+COMPUTE_FIELDS = {
+    "compute health-checks": {
+        "httpHealthCheck.port": "--port",
+        "httpHealthCheck.requestPath": "--request-path",
+        "checkIntervalSec": "--check-interval",
+        "timeoutSec": "--timeout",
+        "unhealthyThreshold": "--unhealthy-threshold",
+        "healthyThreshold": "--healthy-threshold",
+    },
+    "compute firewall-rules": {
+        "sourceRanges.list()": "--source-ranges",
+        "targetTags.list()": "--target-tags",
+        "allowed[0].ports.list()": "--rules",
+    },
+    "compute instance-templates": {},
+    "compute instance-groups managed": {
+        "versions[0].instanceTemplate.basename()": "--template",
+        "instanceTemplate.basename()": "--template",
+        "autoHealingPolicies[0].healthCheck.basename()": "--health-check",
+        "autoHealingPolicies[0].initialDelaySec": "--initial-delay",
+    },
+}
+MUTATING = fakes.MUTATING_GCLOUD | {"start-update"}
+
+
+def _as_stored(flag: str, value: str) -> str:
+    if flag in ("--check-interval", "--timeout"):
+        return value.removesuffix("s")
+    if flag == "--rules":
+        return value.split(":", 1)[1]
+    return value
+
+
+def fake_compute(args: list[str]) -> int:
+    """gcloud ARGS… for the VM's compute resources; the rest is fakes.py's."""
+    group = next((g for g in COMPUTE_FIELDS if args[: len(g.split())] == g.split()), None)
+    if group is None:
+        return subprocess.run([sys.executable, fakes.__file__, "gcloud", *args], check=False).returncode
+    state_dir = Path(os.environ["FAKE_STATE"])
+    with (state_dir / "calls").open("a") as log:
+        log.write(json.dumps(["gcloud", *args]) + "\n")
+    rest = args[len(group.split()) :]
+    if rest[0] == "rolling-action":
+        rest = rest[1:]
+    verb, positional, flags = rest[0], [], {}
+    i = 1
+    while i < len(rest):
+        if rest[i].startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            flags[rest[i]] = rest[i + 1]
+            i += 1
+        elif not rest[i].startswith("--"):
+            positional.append(rest[i])
+        i += 1
+    if verb == "start-update":
+        flags["--template"] = flags["--version"].removeprefix("template=")
+    path = state_dir / "compute.json"
+    state: dict[str, dict[str, str]] = json.loads(path.read_text()) if path.exists() else {}
+    key = f"{group} {positional[-1]}"
+    if verb == "describe":
+        if key not in state:
+            print(f"ERROR: NOT_FOUND: {key}", file=sys.stderr)
+            return 1
+        fmt = flags.get("--format", "")
+        if fmt:
+            fields = fmt.removeprefix("value(").removesuffix(")").split(",")
+            print("\t".join(state[key].get(field, "") for field in fields))
+        return 0
+    fields = state.setdefault(key, {})
+    for field, flag in COMPUTE_FIELDS[group].items():
+        if flag in flags:
+            fields[field] = _as_stored(flag, flags[flag])
+    path.write_text(json.dumps(state))
+    return 0
+
+
+def fake_env(tmp_path: Path) -> dict[str, str]:
+    """fakes.py's stand-ins, with gcloud answering for the VM's compute resources too."""
     env = fakes.install(tmp_path / "bin", tmp_path / "state")
-    first = setup("--wandb-key-stdin", "--with-nat", env=env, stdin="the-key\n")
+    gcloud = tmp_path / "bin" / "gcloud"
+    gcloud.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.deploy.test_gcp_setup import fake_compute\nsys.exit(fake_compute(sys.argv[1:]))\n"
+    )
+    return env
+
+
+def mutating_calls(state: Path) -> list[list[str]]:
+    calls = [c for c in fakes.calls(state) if c[0] == "gcloud" and MUTATING & set(c[1:])]
+    (state / "calls").unlink()
+    return calls
+
+
+def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
+    """Against a fake gcloud, the first run creates everything and a second makes no mutating call;
+    a new config makes a new template and a rolling replacement, a new initial delay an update of
+    the group, and nothing else."""
+    env = fake_env(tmp_path)
+    state = tmp_path / "state"
+    config = config_file(tmp_path)
+    args = ("--wandb-key-stdin", "--with-nat", "--config", str(config))
+    first = setup(*args, env=env, stdin="the-key\n")
     assert first.returncode == 0, first.stderr
-    made = [c for c in fakes.calls(tmp_path / "state") if c[0] == "gcloud"]
+    made = mutating_calls(state)
     assert any("replace" in c for c in made)
-    assert any(c[1:4] == ["compute", "instances", "create"] for c in made)
+    creates = {" ".join(c[1 : c.index("create")]) for c in made if "create" in c}
+    assert {"compute instance-templates", "compute health-checks", "compute firewall-rules"} <= creates
+    assert "compute instance-groups managed" in creates
+    group = next(c for c in made if c[1:5] == ["compute", "instance-groups", "managed", "create"])
+    assert group[group.index("--size") + 1] == "1"
+    assert group[group.index("--health-check") + 1] == "launch-supervisor-healthz"
+    template = next(c for c in made if c[1:4] == ["compute", "instance-templates", "create"])
+    assert group[group.index("--template") + 1] == template[4]
+    assert template[template.index("--machine-type") + 1] == "e2-small"
+    assert template[template.index("--service-account") + 1] == "launch-supervisor@p.iam.gserviceaccount.com"
+    assert "startup-script=" in template[template.index("--metadata-from-file") + 1]
+    assert not any(c[1:3] == ["compute", "instances"] and "create" in c for c in made)
     assert not any("the-key" in arg for c in made for arg in c)
-    (tmp_path / "state" / "calls").unlink()
 
-    second = setup("--wandb-key-stdin", "--with-nat", env=env, stdin="the-key\n")
+    second = setup(*args, env=env, stdin="the-key\n")
     assert second.returncode == 0, second.stderr
-    mutating = [c for c in fakes.calls(tmp_path / "state") if fakes.MUTATING_GCLOUD & set(c[1:])]
-    assert mutating == []
+    assert mutating_calls(state) == []
 
-    # A changed key or image changes just that.
-    (tmp_path / "state" / "calls").unlink()
-    third = setup("--wandb-key-stdin", "--with-nat", "--task-timeout", "900", env=env, stdin="new-key")
+    # A changed key or task timeout changes just that.
+    third = setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
     assert third.returncode == 0, third.stderr
-    mutating = [c for c in fakes.calls(tmp_path / "state") if fakes.MUTATING_GCLOUD & set(c[1:])]
-    assert [c[1:4] for c in mutating] == [["secrets", "versions", "add"], ["run", "jobs", "replace"]]
+    assert [c[1:4] for c in mutating_calls(state)] == [["secrets", "versions", "add"], ["run", "jobs", "replace"]]
+
+    # A new config: a new template, and the group's VM replaced with it (the old one stopped first).
+    config_file(tmp_path, CONFIG.replace('entity = "e"', 'entity = "f"'))
+    fourth = setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
+    assert fourth.returncode == 0, fourth.stderr
+    made = mutating_calls(state)
+    assert [c[1:5] for c in made] == [
+        ["compute", "instance-templates", "create", made[0][4]],
+        ["compute", "instance-groups", "managed", "rolling-action"],
+    ]
+    assert made[0][4] != template[4]
+    update = made[1]
+    assert update[update.index("--version") + 1] == f"template={made[0][4]}"
+    assert update[update.index("--max-surge") + 1] == "0"
+
+    # A longer initial delay: the group's autohealing policy is updated, nothing else.
+    fifth = setup(*args, "--task-timeout", "900", "--initial-delay", "600", env=env, stdin="new-key")
+    assert fifth.returncode == 0, fifth.stderr
+    (update,) = mutating_calls(state)
+    assert update[1:6] == ["compute", "instance-groups", "managed", "update", "launch-supervisor"]
+    assert update[update.index("--initial-delay") + 1] == "600"
+
+
+def test_a_role_missing_a_permission_is_updated(tmp_path: Path) -> None:
+    """A launchSupervisorVertex role from before cancel was needed gets it, by one roles update."""
+    env = fake_env(tmp_path)
+    state = tmp_path / "state"
+    args = ("--wandb-key-stdin", "--config", str(config_file(tmp_path)))
+    assert setup(*args, env=env, stdin="k").returncode == 0
+    mutating_calls(state)
+    saved = json.loads((state / "state.json").read_text())
+    saved["resources"]["iam roles launchSupervisorVertex"]["includedPermissions"] = "aiplatform.customJobs.list"
+    (state / "state.json").write_text(json.dumps(saved))
+
+    again = setup(*args, env=env, stdin="k")
+    assert again.returncode == 0, again.stderr
+    (update,) = mutating_calls(state)
+    assert update[1:5] == ["iam", "roles", "update", "launchSupervisorVertex"]
+    assert update[update.index("--permissions") + 1] == "aiplatform.customJobs.cancel,aiplatform.customJobs.list"
+
+
+def test_a_plain_vm_of_the_same_name_stops_it(tmp_path: Path) -> None:
+    """A VM made outside a group (by an earlier setup.sh) is not joined by a second daemon."""
+    env = fake_env(tmp_path)
+    state = tmp_path / "state"
+    (state / "state.json").write_text(
+        json.dumps({"resources": {"compute instances launch-supervisor": {"serviceAccounts[0].email": "x"}}})
+    )
+    result = setup("--wandb-key-stdin", "--config", str(config_file(tmp_path)), env=env, stdin="k")
+    assert result.returncode == 2
+    assert "gcloud compute instances delete launch-supervisor" in result.stderr
+    assert not any(c[1:4] == ["compute", "instance-groups", "managed"] and "create" in c for c in mutating_calls(state))

@@ -1,18 +1,26 @@
 """deploy/vm/install.sh into a throwaway root, twice, with stubs for apt-get, useradd, systemctl, pip
-and chown: files, modes, owners, the credential drop-in, and no change on the second run."""
+and chown: files, modes, owners, the key where the unit loads it, and no change on the second run;
+and deploy/vm/startup.sh, the VM's startup script, with a stand-in for the metadata server and
+Secret Manager."""
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
+import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.deploy import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTALL = ROOT / "deploy" / "vm" / "install.sh"
+STARTUP = ROOT / "deploy" / "vm" / "startup.sh"
+UNIT = ROOT / "deploy" / "systemd" / "launch-supervisor.service"
+DROPINS = Path("etc/systemd/system/launch-supervisor.service.d")
 MUTATING = {"apt-get", "groupadd", "useradd", "chown", "python3", "pip"}
 SYSTEMCTL_MUTATING = {"enable", "start", "restart", "daemon-reload"}
 
@@ -25,6 +33,22 @@ def install(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.Completed
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def credential() -> tuple[str, str]:
+    """The unit's LoadCredential=ID:PATH; install.sh's own drop-in's for a unit without one."""
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("LoadCredential="):
+            name, _, path = line.removeprefix("LoadCredential=").partition(":")
+            return name, path
+    return "wandb-key", "/etc/launch-supervisor/credentials/wandb-key"
+
+
+def service_section(path: Path) -> configparser.SectionProxy:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(path)
+    return parser["Service"]
 
 
 def changes(state: Path) -> list[list[str]]:
@@ -52,20 +76,22 @@ def test_installs_twice_and_the_second_run_changes_nothing(tmp_path: Path) -> No
     assert (mode(etc), owner(etc)) == (0o750, "root:launch-supervisor")
     assert (etc / "config.toml").read_text() == config.read_text()
     assert (mode(etc / "config.toml"), owner(etc / "config.toml")) == (0o640, "root:launch-supervisor")
-    key = etc / "credentials" / "wandb-key"
+    # The key where the unit's LoadCredential= reads it, and wandb.api_key_file pointing at the copy.
+    name, path = credential()
+    key = root / path.lstrip("/")
     assert key.read_text() == "k3y"
     assert (mode(key), owner(key)) == (0o600, "root:root")
-    assert (mode(key.parent), owner(key.parent)) == (0o700, "root:root")
+    if key.parent != etc:
+        assert (mode(key.parent), owner(key.parent)) == (0o700, "root:root")
+    assert (mode(etc), owner(etc)) == (0o750, "root:launch-supervisor")
 
     units = root / "etc" / "systemd" / "system"
-    unit = (ROOT / "deploy" / "systemd" / "launch-supervisor.service").read_text()
-    assert (units / "launch-supervisor.service").read_text() == unit
-    dropin = configparser.ConfigParser(strict=False, interpolation=None)
-    dropin.optionxform = str  # type: ignore[assignment,method-assign]
-    dropin.read(units / "launch-supervisor.service.d" / "wandb-key.conf")
-    if "LoadCredential=wandb-key:" not in unit:
-        assert dropin["Service"]["LoadCredential"] == "wandb-key:/etc/launch-supervisor/credentials/wandb-key"
-    assert dropin["Service"]["Environment"] == "LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/wandb-key"
+    assert (units / "launch-supervisor.service").read_text() == UNIT.read_text()
+    dropin = root / DROPINS / "wandb-key.conf"
+    service = service_section(dropin if dropin.exists() else units / "launch-supervisor.service")
+    assert service["LoadCredential"] == f"{name}:{path}"
+    assert service["Environment"] == f"LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/{name}"
+    assert dropin.exists() == ("LoadCredential=" not in UNIT.read_text())
 
     prometheus = root / "etc" / "prometheus"
     assert (prometheus / "alerts.yml").read_bytes() == (ROOT / "deploy" / "prometheus" / "alerts.yml").read_bytes()
@@ -96,7 +122,7 @@ def test_a_new_key_restarts_the_daemon_only(tmp_path: Path) -> None:
     key_file.write_text("new\n")
     result = install(tmp_path, "--wandb-key-file", str(key_file))
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "root" / "etc" / "launch-supervisor" / "credentials" / "wandb-key").read_text() == "new"
+    assert (tmp_path / "root" / credential()[1].lstrip("/")).read_text() == "new"
     assert [c[:2] for c in changes(tmp_path / "state")] == [["chown", "root:root"], ["systemctl", "restart"]]
 
 
@@ -110,3 +136,152 @@ def test_first_run_needs_config_and_key(tmp_path: Path) -> None:
     result = install(tmp_path, "--config", str(config))
     assert result.returncode == 2
     assert "--wandb-key-file FILE or --wandb-key-stdin" in result.stderr
+
+
+def test_http_listen_is_a_drop_in_kept_by_later_runs(tmp_path: Path) -> None:
+    """--http-listen sets [http] listen over the config file; a run without it keeps it."""
+    config = tmp_path / "config.toml"
+    config.write_text('[wandb]\nentity = "e"\n')
+    first = install(tmp_path, "--config", str(config), "--wandb-key-stdin", "--http-listen", "0.0.0.0:9464", stdin="k")
+    assert first.returncode == 0, first.stderr
+    dropin = tmp_path / "root" / DROPINS / "http-listen.conf"
+    assert service_section(dropin)["Environment"] == "LAUNCH_SUPERVISOR_HTTP__LISTEN=0.0.0.0:9464"
+    (tmp_path / "state" / "calls").unlink()
+    again = install(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert changes(tmp_path / "state") == []
+    assert dropin.exists()
+    bad = install(tmp_path, "--http-listen", "9464")
+    assert bad.returncode == 2
+    assert "HOST:PORT" in bad.stderr
+
+
+def test_an_old_key_drop_in_is_removed(tmp_path: Path) -> None:
+    """A unit that loads the key itself does not keep the drop-in an earlier install.sh wrote."""
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    old = tmp_path / "root" / DROPINS / "wandb-key.conf"
+    old.parent.mkdir(parents=True)
+    old.write_text("[Service]\nLoadCredential=wandb-key:/etc/launch-supervisor/credentials/wandb-key\n")
+    result = install(tmp_path, "--config", str(config), "--wandb-key-stdin", stdin="k")
+    assert result.returncode == 0, result.stderr
+    assert old.exists() == ("LoadCredential=" not in UNIT.read_text())
+    assert ["systemctl", "daemon-reload"] in fakes.calls(tmp_path / "state")
+
+
+# -- deploy/vm/startup.sh ---------------------------------------------------------------------------------
+
+METADATA = "http://metadata.google.internal/computeMetadata/v1/"
+SECRETS = "https://secretmanager.googleapis.com/v1/projects/p/secrets/"
+TOKEN = "ya29.the-token"  # noqa: S105 - a stand-in token
+
+
+def fake_curl(args: list[str]) -> int:
+    """curl … URL against STATE/curl.json (URL: body): the metadata server wants its header, Secret
+    Manager the token in a header read from a file (-H @FILE); anything else is a 404."""
+    state = Path(os.environ["FAKE_STATE"])
+    with (state / "calls").open("a") as log:
+        log.write(json.dumps(["curl", *args]) + "\n")
+    url = args[-1]
+    headers = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "-H"]
+    headers = [Path(h[1:]).read_text().strip() if h.startswith("@") else h for h in headers]
+    bodies: dict[str, str] = json.loads((state / "curl.json").read_text())
+    allowed = (
+        "Metadata-Flavor: Google" in headers
+        if url.startswith(METADATA)
+        else f"Authorization: Bearer {TOKEN}" in headers and any(a.startswith("@") for a in args)
+    )
+    if not allowed:
+        print(f"curl: (22) The requested URL returned error: 401 ({url})", file=sys.stderr)
+        return 22
+    if url not in bodies:
+        print(f"curl: (22) The requested URL returned error: 404 ({url})", file=sys.stderr)
+        return 22
+    sys.stdout.write(bodies[url])
+    return 0
+
+
+def secret_body(value: str) -> str:
+    data = base64.b64encode(value.encode()).decode()
+    return json.dumps(
+        {"name": "projects/1/secrets/s/versions/1", "payload": {"data": data, "dataCrc32c": "42"}}, indent=2
+    )
+
+
+def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subprocess.CompletedProcess[str]:
+    """startup.sh --root, with the metadata setup.sh gives it and the secrets wandb-api-key (`key`,
+    unless None) and alertmanager-pagerduty-routing-key."""
+    env = fakes.install(tmp_path / "bin", tmp_path / "state")
+    curl = tmp_path / "bin" / "curl"
+    curl.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.deploy.test_vm_install import fake_curl\nsys.exit(fake_curl(sys.argv[1:]))\n"
+    )
+    curl.chmod(0o755)
+    files = {
+        "launch-supervisor-install": INSTALL,
+        "launch-supervisor-unit": UNIT,
+        "launch-supervisor-prometheus": ROOT / "deploy" / "prometheus" / "prometheus.yml",
+        "launch-supervisor-alerts": ROOT / "deploy" / "prometheus" / "alerts.yml",
+        "launch-supervisor-alertmanager": ROOT / "deploy" / "alertmanager" / "alertmanager.yml",
+    }
+    bodies = {f"{METADATA}instance/attributes/{key}": path.read_text() for key, path in files.items()}
+    bodies |= {
+        f"{METADATA}instance/attributes/launch-supervisor-config": config,
+        f"{METADATA}instance/attributes/launch-supervisor-package": "launch-supervisor[daemon]==0.1.0",
+        f"{METADATA}instance/attributes/launch-supervisor-secret": "wandb-api-key",
+        f"{METADATA}instance/attributes/launch-supervisor-http-listen": "0.0.0.0:9464",
+        f"{METADATA}project/project-id": "p",
+        f"{METADATA}instance/service-accounts/default/token": json.dumps({"access_token": TOKEN, "expires_in": 3599}),
+        f"{SECRETS}alertmanager-pagerduty-routing-key/versions/latest:access": secret_body("r0ut1ng"),
+    }
+    if key is not None:
+        bodies[f"{SECRETS}wandb-api-key/versions/latest:access"] = secret_body(key)
+    (tmp_path / "state" / "curl.json").write_text(json.dumps(bodies))
+    argv = ["bash", str(STARTUP), "--root", str(tmp_path / "root")]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+
+
+def test_the_startup_script_installs_from_metadata_and_secrets_twice(tmp_path: Path) -> None:
+    """At a VM's first boot: install.sh with the config, package and deploy files from the metadata,
+    the key from Secret Manager, /healthz on every address, Alertmanager's secrets that exist; at the
+    next boot, nothing changes. No secret and no token is ever an argument."""
+    config = '[wandb]\nentity = "e"\n'
+    first = startup(tmp_path, config)
+    assert first.returncode == 0, first.stdout + first.stderr
+    root, state = tmp_path / "root", tmp_path / "state"
+    owners = json.loads((state / "state.json").read_text())["owners"]
+    deploy = root / "var" / "lib" / "launch-supervisor-deploy" / "deploy"
+    assert (deploy / "vm" / "install.sh").read_text() == INSTALL.read_text()
+    assert (deploy / "systemd" / "launch-supervisor.service").read_text() == UNIT.read_text()
+    assert (root / "etc" / "launch-supervisor" / "config.toml").read_text() == config
+    assert (root / credential()[1].lstrip("/")).read_text() == "k3y"
+    listen = service_section(root / DROPINS / "http-listen.conf")["Environment"]
+    assert listen == "LAUNCH_SUPERVISOR_HTTP__LISTEN=0.0.0.0:9464"
+
+    secrets = root / "etc" / "prometheus" / "secrets"
+    routing_key = secrets / "pagerduty-routing-key"
+    assert routing_key.read_text() == "r0ut1ng"
+    assert (mode(routing_key), owners[str(routing_key.resolve())]) == (0o640, "root:prometheus")
+    assert sorted(p.name for p in secrets.iterdir()) == ["pagerduty-routing-key"]
+    assert "no readable secret alertmanager-smtp-password" in first.stdout
+
+    made = fakes.calls(state)
+    assert ["pip", "install", "--quiet", "--upgrade", "launch-supervisor[daemon]==0.1.0"] in made
+    assert any(c[0] == "apt-get" and "prometheus-alertmanager" in c for c in made)
+    assert ["systemctl", "restart", "prometheus-alertmanager"] in made
+    assert not any(s in arg for c in made for arg in c for s in ("k3y", TOKEN, "r0ut1ng"))
+
+    (state / "calls").unlink()
+    second = startup(tmp_path, config)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert changes(state) == []
+
+
+def test_the_startup_script_stops_without_the_key(tmp_path: Path) -> None:
+    """A key the VM cannot read stops the script before install.sh (the group recreates the VM)."""
+    result = startup(tmp_path, "", key=None)
+    assert result.returncode == 1
+    assert "cannot read secret wandb-api-key" in result.stderr
+    assert not (tmp_path / "root" / "etc").exists()
+    assert not any(c[0] in ("pip", "apt-get", "useradd") for c in fakes.calls(tmp_path / "state"))
