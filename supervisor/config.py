@@ -135,6 +135,12 @@ class QueueConfig(_Section):
     """Seconds an item may stay CLAIMED with no CustomJob and no execution holding it before the
     daemon fails it as lost (after searching Vertex AI for its run). Default: execution_timeout
     plus 600, so every execution that could still submit it has ended."""
+    cancel_stopped_runs: bool = True
+    """Cancel the Vertex AI CustomJob of a run stopped in W&B (the wandb agent's duty when it runs
+    long-lived), then fail its item. Needs `aiplatform.customJobs.cancel` for the supervisor."""
+    stop_grace: float = Field(default=60.0, ge=0)
+    """Seconds a run stays stopped in W&B, its CustomJob still running, before the job is cancelled:
+    time for the training code's own wandb client to end it first."""
     breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("launcher_job")

@@ -7,8 +7,9 @@ reads retry transient errors with `AsyncRetry` within a small overall budget.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -37,6 +38,22 @@ async def observed(observe: ObserveCall, api: str, method: str, call: Callable[[
         raise
     observe(api, method, "OK", time.monotonic() - started)
     return result
+
+
+async def pages(
+    observe: ObserveCall, api: str, method: str, call: Callable[[str], Awaitable[Any]]
+) -> AsyncIterator[Any]:
+    """A list call's pages, one observed call each (`call` takes the page token). The pager's own
+    iteration would fetch the next pages itself, unobserved and unbounded, so each page is asked
+    for here; the caller may stop early."""
+    token = ""
+    while True:
+        pager = await observed(observe, api, method, functools.partial(call, token))
+        page = pager._response  # noqa: SLF001 - the page just fetched, without fetching the next
+        yield page
+        token = page.next_page_token
+        if not token:
+            return
 
 
 def seconds(value: Any) -> float | None:

@@ -30,6 +30,8 @@ def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
         stop_after_submit=queue.stop_after_submit,
         stranded_after=queue.stranded_after or queue.execution_timeout + STRANDED_MARGIN,
         event_grace=EVENT_GRACE if config.pubsub.subscription else 0.0,
+        cancel_stopped_runs=queue.cancel_stopped_runs,
+        stop_grace=queue.stop_grace,
     )
 
 

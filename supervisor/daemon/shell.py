@@ -6,7 +6,9 @@ Tasks, all named, in one task group (started in this order, readiness last):
   many executions to start, and start them;
 - per queue, an executions loop: list the launcher job's executions;
 - one Vertex loop: list CustomJobs, then per queue fail the items nothing will run and cancel
-  executions still running `stop_after_submit` seconds after their CustomJob was created;
+  executions still running `stop_after_submit` seconds after their CustomJob was created; then ask
+  W&B (one query per project) which live CustomJobs' runs were stopped, and cancel those stopped for
+  `stop_grace` (`supervisor.daemon.stops`);
 - with a subscription, the events loop: each Pub/Sub message goes to the model;
 - under systemd (`$NOTIFY_SOCKET`), the notifier: READY=1 once ready, WATCHDOG=1 while healthy
   (`supervisor.daemon.notify`).
@@ -43,6 +45,7 @@ from supervisor.daemon.loops import Loop
 from supervisor.daemon.notify import Notifier
 from supervisor.daemon.policy import policies_of
 from supervisor.daemon.reconcile import reconcile
+from supervisor.daemon.stops import cancel_stopped_runs
 from supervisor.engines.sources.pubsub import consume
 from supervisor.engines.sources.wandb import WandbAuthError
 from supervisor.model.inbox import Outcome
@@ -280,10 +283,12 @@ class Daemon:
             seen = await clients.vertex.list(since)
             report(self.metrics, self.state.observe_vertex(seen, clock.now(), since, complete=True))
             self.metrics.last_poll.labels("vertex").set(time.time())
+            running = lambda: not self._stopping.is_set()  # noqa: E731
             for name in list(self.state.queues):  # a reload may remove a queue meanwhile
                 if name in self.state.queues:
-                    await do_chores(self.state, name, clients, self.metrics, lambda: not self._stopping.is_set())
+                    await do_chores(self.state, name, clients, self.metrics, running)
                     self._wake("queue", name)
+            await cancel_stopped_runs(self.state, clients, self.metrics, running)
 
         while not self._stopping.is_set():
             await loop.step(self.metrics, step)

@@ -30,6 +30,8 @@ class FactKind(enum.StrEnum):
     """A CustomJob reached an end state (`outcome`) after `seconds`."""
     CANCEL_REQUESTED = "cancel_requested"
     """CancelExecution was accepted (`detail`: the reason) `seconds` after the job's creation."""
+    VERTEX_CANCEL_REQUESTED = "vertex_cancel_requested"
+    """CancelCustomJob was accepted (`detail`: the reason) `seconds` after the run was seen stopped."""
     POST_SUBMIT = "post_submit"
     """An execution that submitted ended `seconds` after its CustomJob was created."""
     DISPATCH_REFUSED = "dispatch_refused"

@@ -40,3 +40,6 @@ class VertexSeen:
     error: str | None
     item_id: str | None = None
     """WANDB_LAUNCH_TRACE_ID from the job's container env: the queue item it runs."""
+    entity: str | None = None
+    project: str | None = None
+    """WANDB_ENTITY and WANDB_PROJECT from the container env: where its run lives in W&B."""

@@ -30,3 +30,8 @@ class QueuePolicy:
     event_grace: float = 0.0
     """How long a failed execution waits for its watchdog's bailout event before it counts as
     `crash` (0 when no events are configured)."""
+    cancel_stopped_runs: bool = True
+    """Cancel the CustomJob of a run stopped in W&B (see `stops`)."""
+    stop_grace: float = 60.0
+    """Seconds a run stays stopped in W&B, its CustomJob still live, before the job is cancelled: time
+    for the training code's own wandb client to end it first."""

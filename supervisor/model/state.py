@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from supervisor.model import remedies, retention
+from supervisor.model import remedies, retention, stops
 from supervisor.model.facts import Fact, FactKind
 from supervisor.model.inbox import Inbox, Outcome
 from supervisor.model.observations import ExecutionSeen, VertexSeen
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.queue import QueueState
 from supervisor.model.remedies import CancelExecution, FailItem
+from supervisor.model.stops import CancelJob, StopQuery
 from supervisor.model.vertex import HANGING, VANISHED_JOB, JobState, VertexJob
 
 
@@ -121,6 +122,7 @@ class State:
                 job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
                 self.vertex_jobs[obs.name] = job
             job.item_id, job.missed = job.item_id or obs.item_id, 0
+            job.entity, job.project = job.entity or obs.entity, job.project or obs.project
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
@@ -176,6 +178,29 @@ class State:
         """CancelExecution failed (tried again later); True when the error is new."""
         state = self.queues.get(action.queue)
         return state is not None and remedies.cancel_failed(state, action, error)
+
+    # -- runs stopped in W&B (see `stops`) ----------------------------------------------------------
+
+    def stop_queries(self) -> list[StopQuery]:
+        """The runs of live CustomJobs to ask W&B about, one query per project."""
+        return stops.stop_queries(self.vertex_jobs.values(), self._policies())
+
+    def runs_read(self, query: StopQuery, stopped: Iterable[str], now: float) -> None:
+        """W&B answered a stop query: `stopped` are the runs it reports stopped."""
+        stops.runs_read(self.vertex_jobs.values(), query, stopped, now)
+
+    def job_cancels(self, now: float) -> list[CancelJob]:
+        """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace."""
+        return stops.cancels(self.vertex_jobs.values(), self._policies(), now)
+
+    def job_cancel_answered(self, action: CancelJob, accepted: bool) -> list[Fact]:
+        return stops.cancel_answered(self.vertex_jobs, action, accepted)
+
+    def job_cancel_failed(self, action: CancelJob, error: str) -> bool:
+        return stops.cancel_failed(self.vertex_jobs, action, error)
+
+    def _policies(self) -> dict[str, QueuePolicy]:
+        return {name: queue.policy for name, queue in self.queues.items()}
 
     def receive(self, data: bytes, attributes: dict[str, str] | None, now: float, clock: float) -> Outcome:
         """One Pub/Sub message (docs/architecture.md, Events). Never raises."""

@@ -37,6 +37,8 @@ class JobState(enum.Enum):
 TERMINAL = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED, JobState.PARTIALLY_SUCCEEDED}
 )
+LIVE = frozenset({JobState.QUEUED, JobState.PENDING, JobState.RUNNING})
+"""States in which a CustomJob still holds (or waits for) its machines: worth cancelling."""
 HANGING = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
 """End states after which the item would stay CLAIMED forever unless the supervisor fails it."""
 
@@ -57,6 +59,15 @@ class VertexJob:
     """The queue whose item it runs, once the run id is linked to an item."""
     item_id: str | None = None
     """WANDB_LAUNCH_TRACE_ID from its container env: the queue item it runs, when the agent set it."""
+    entity: str | None = None
+    project: str | None = None
+    """Where its run lives in W&B (the container env): needed to ask whether the run was stopped."""
+    stopped_since: float | None = None
+    """When the supervisor first saw its run stopped in W&B (None while it is not)."""
+    cancel: str | None = None
+    """Why the supervisor asked Vertex AI to cancel it (`run_stopped`), once the call was answered."""
+    cancel_error: str | None = None
+    """The last error of a CancelCustomJob tried again at the next tick."""
     missed: int = 0
     """Complete listings in a row that left it out while it was in flight (see `absent`)."""
 

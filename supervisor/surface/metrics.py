@@ -21,6 +21,7 @@ from supervisor.model.executions import Phase
 from supervisor.model.queue import in_flight_by_phase
 from supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
 from supervisor.model.state import State
+from supervisor.model.stops import RUN_STOPPED
 from supervisor.model.vertex import JobState
 
 PREFIX = "launch_supervisor_"
@@ -141,6 +142,12 @@ class Metrics:
             ["queue", "reason"],
             registry=r,
         )
+        self.vertex_cancels = Counter(
+            f"{PREFIX}vertex_cancels",
+            "Vertex AI CustomJobs the supervisor cancelled, by reason (run_stopped: stopped in W&B).",
+            ["queue", "reason"],
+            registry=r,
+        )
         self.items_failed = Counter(
             f"{PREFIX}items_failed_by_supervisor",
             "Items failed with failRunQueueItem so they do not hang.",
@@ -196,6 +203,7 @@ class Metrics:
             self.items_failed.labels(queue, reason)
         for reason in CANCEL_REASONS:
             self.executions_cancelled.labels(queue, reason)
+        self.vertex_cancels.labels(queue, RUN_STOPPED)
         for state in ENDED_STATES:  # so the first FAILED after a start shows in increase()
             self.vertex_duration.labels(queue, state)
         for histogram in (

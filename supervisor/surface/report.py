@@ -111,6 +111,18 @@ REPORTS: dict[FactKind, Report] = {
             },
         ),
     ),
+    FactKind.VERTEX_CANCEL_REQUESTED: Report(
+        _count("vertex_cancels", lambda f: f.detail),
+        Line(
+            "warning",
+            "vertex.cancel_requested",
+            {
+                "custom_job": lambda f: f.custom_job,
+                "reason": lambda f: f.detail,
+                "stopped_for_s": lambda f: tenths(f.seconds),
+            },
+        ),
+    ),
     FactKind.POST_SUBMIT: Report(_observe("post_submit"), None),
     FactKind.DISPATCH_REFUSED: Report(
         _count("bailouts", lambda f: f.category),

@@ -53,6 +53,15 @@ def status_view(state: State, now: float, *, version: str, ready: bool, uptime: 
             for e in executions[:LISTED]
         ],
         "vertex_jobs": [
-            {"name": j.name, "queue": j.queue, "state": j.state.value, "error": j.error} for j in jobs[:LISTED]
+            {
+                "name": j.name,
+                "queue": j.queue,
+                "state": j.state.value,
+                "error": j.error,
+                "run": j.run_id,
+                "stopped_in_wandb_since": j.stopped_since,
+                "cancel": j.cancel,
+            }
+            for j in jobs[:LISTED]
         ],
     }

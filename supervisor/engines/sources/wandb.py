@@ -1,4 +1,5 @@
-"""The W&B GraphQL client: one request lists a queue's items; one mutation fails an item.
+"""The W&B GraphQL client: one request lists a queue's items; one mutation fails an item; one
+request reads the stop status of many runs of a project.
 
 The items query is the SDK's own (`RunQueue._get_items`) with `state` and `associatedRunId` added,
 so a whole queue costs one request per poll, not one per item. HTTP Basic `api:<key>`. A 5xx,
@@ -8,8 +9,10 @@ raise `WandbAuthError` so the caller can stop polling that queue loudly instead 
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -40,6 +43,20 @@ mutation failRunQueueItem($runQueueItemId: ID!, $message: String!, $stage: Strin
     ) { success }
 }
 """
+
+
+RUNS_QUERY = """
+query RunStopStatus($entity: String!, $project: String!, $filters: JSONString, $perPage: Int, $cursor: String) {
+    project(name: $project, entityName: $entity) {
+        runs(filters: $filters, first: $perPage, after: $cursor) {
+            edges { node { name stopped state } }
+            pageInfo { endCursor hasNextPage }
+        }
+    }
+}
+"""
+"""The SDK's `Runs` query (`wandb/apis/public/runs.py`) cut down to what the stop check reads: the
+`runs` connection filtered by `{"name": {"$in": [...]}}`, as `Api().runs(path, filters=...)` sends it."""
 
 
 class WandbError(Exception):
@@ -135,6 +152,29 @@ class WandbClient:
             return bool(data["failRunQueueItem"]["success"])
         except (KeyError, TypeError) as exc:
             raise WandbProtocolError(f"unexpected failRunQueueItem answer: missing {exc}") from exc
+
+    async def stopped_runs(self, entity: str, project: str, runs: Sequence[str]) -> set[str]:
+        """Of `runs` (run ids of one project), those stopped in W&B, in one request however many
+        (more only if W&B pages the answer below `perPage`). A run W&B does not list, or a project it
+        does not know, counts as not stopped."""
+        filters = json.dumps({"name": {"$in": list(runs)}})
+        variables: dict[str, Any] = {"entity": entity, "project": project, "filters": filters, "perPage": len(runs)}
+        stopped: set[str] = set()
+        for _ in range(len(runs) + 1):  # every page holds at least one run, or it is the last
+            data = await self._graphql("RunStopStatus", RUNS_QUERY, variables)
+            try:
+                if data["project"] is None:
+                    return stopped
+                connection = data["project"]["runs"]
+                edges = connection["edges"]
+                stopped |= {str(edge["node"]["name"]) for edge in edges if edge["node"].get("stopped") is True}
+                page = connection.get("pageInfo") or {}
+            except (KeyError, TypeError) as exc:
+                raise WandbProtocolError(f"unexpected RunStopStatus answer: missing {exc}") from exc
+            if not edges or not page.get("hasNextPage") or not page.get("endCursor"):
+                return stopped
+            variables["cursor"] = page["endCursor"]
+        return stopped
 
 
 def _data(method: str, response: httpx.Response) -> dict[str, Any]:

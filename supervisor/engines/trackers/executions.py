@@ -8,11 +8,12 @@ flight, and only grows past a page of them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from google.cloud import run_v2
 
-from supervisor.calls.gcp import observed, read_retry, seconds
+from supervisor.calls.gcp import pages, read_retry, seconds
 from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.observations import ExecutionSeen
 
@@ -57,18 +58,12 @@ class ExecutionsTracker:
     async def list(self, job: str, horizon: float) -> list[ExecutionSeen]:
         """Executions of `job` that are unfinished, or finished after `horizon` (epoch seconds)."""
         seen: list[ExecutionSeen] = []
-        token = ""
-        while True:
+
+        def call(token: str) -> Awaitable[Any]:
             request = run_v2.ListExecutionsRequest(parent=job, page_size=PAGE_SIZE, page_token=token)
-            pager = await observed(
-                self._observe,
-                "cloudrun",
-                "ListExecutions",
-                lambda request=request: self._client.list_executions(  # type: ignore[misc]
-                    request=request, timeout=self._timeout, retry=read_retry(self._timeout)
-                ),
-            )
-            page = pager._response  # noqa: SLF001 - one page per call: the pager would fetch the rest itself
+            return self._client.list_executions(request=request, timeout=self._timeout, retry=read_retry(self._timeout))
+
+        async for page in pages(self._observe, "cloudrun", "ListExecutions", call):
             recent = False
             for execution in page.executions:
                 status = classify(execution)
@@ -86,6 +81,6 @@ class ExecutionsTracker:
                             cancelling=status in ("pending", "running") and cancelling(execution),
                         )
                     )
-            token = page.next_page_token
-            if not token or not recent:
-                return seen
+            if not recent:
+                break  # newest first: nothing older is in flight or recent
+        return seen

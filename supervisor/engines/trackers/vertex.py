@@ -1,20 +1,24 @@
-"""Tracking Vertex AI CustomJobs created by the agents: one list call per tick.
+"""Tracking Vertex AI CustomJobs created by the agents: one list call per tick, and a cancel.
 
 Only jobs that carry the `wandb-run-id` label and were created within the lookback are listed;
-the label is how a CustomJob is tied to a queue item (docs/architecture.md, Data flow). The agent also puts the item id
-itself in the container env (WANDB_LAUNCH_TRACE_ID), which ties it even before W&B lists the run id.
+the label is how a CustomJob is tied to a queue item (docs/architecture.md, Data flow). The agent also
+puts the item id itself in the container env (WANDB_LAUNCH_TRACE_ID), which ties it even before W&B
+lists the run id, and the run's entity and project (WANDB_ENTITY, WANDB_PROJECT), which say where to
+ask whether the run was stopped.
 """
 
 from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
 
-from supervisor.calls.gcp import observed, read_retry, seconds
+from supervisor.calls.gcp import observed, pages, read_retry, seconds
 from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.observations import VertexSeen
 from supervisor.model.vertex import JobState
@@ -26,13 +30,24 @@ _LABEL_VALUE = re.compile(r"[a-z0-9_-]{1,63}")
 """What a Vertex label value may hold (and so what a filter may safely quote)."""
 
 
-def trace_id(job: Any) -> str | None:
-    """The queue item id the agent set in the job's container env, if any."""
+ENTITY_ENV = "WANDB_ENTITY"
+PROJECT_ENV = "WANDB_PROJECT"
+_NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
+"""CancelCustomJob's answers for a job that is gone, or already ended."""
+
+
+def container_env(job: Any, name: str) -> str | None:
+    """A variable the agent set in the job's container env, if any."""
     for pool in job.job_spec.worker_pool_specs:
         for env in pool.container_spec.env:
-            if env.name == TRACE_ENV and env.value:
+            if env.name == name and env.value:
                 return str(env.value)
     return None
+
+
+def trace_id(job: Any) -> str | None:
+    """The queue item id the agent set in the job's container env, if any."""
+    return container_env(job, TRACE_ENV)
 
 
 class VertexTracker:
@@ -59,25 +74,34 @@ class VertexTracker:
             return []  # not a value a label can hold, so no job carries it
         return await self._list(f'labels.{RUN_LABEL}="{run_id}"')
 
-    async def _list(self, query: str) -> builtins.list[VertexSeen]:
-        found: builtins.list[VertexSeen] = []
-        token = ""
-        while True:
-            request = aiplatform_v1.ListCustomJobsRequest(
-                parent=self._parent,
-                filter=query,
-                page_size=PAGE_SIZE,
-                page_token=token,
-            )
-            pager = await observed(
+    async def cancel(self, name: str) -> bool:
+        """CancelCustomJob: True when Vertex AI accepted it (the job goes CANCELLING, then
+        CANCELLED), False when there is nothing to cancel (gone, or ended); any other error raises
+        GoogleAPICallError. Not retried here: the caller asks again at its next tick if it still should."""
+        request = aiplatform_v1.CancelCustomJobRequest(name=name)
+        try:
+            await observed(
                 self._observe,
                 "vertex",
-                "ListCustomJobs",
-                lambda request=request: self._client.list_custom_jobs(  # type: ignore[misc]
-                    request=request, timeout=self._timeout, retry=read_retry(self._timeout)
-                ),
+                "CancelCustomJob",
+                lambda: self._client.cancel_custom_job(request=request, timeout=self._timeout, retry=None),
             )
-            page = pager._response  # noqa: SLF001 - one page per call, as in the executions tracker
+        except _NOTHING_TO_CANCEL:
+            return False
+        return True
+
+    async def _list(self, query: str) -> builtins.list[VertexSeen]:
+        found: builtins.list[VertexSeen] = []
+
+        def call(token: str) -> Awaitable[Any]:
+            request = aiplatform_v1.ListCustomJobsRequest(
+                parent=self._parent, filter=query, page_size=PAGE_SIZE, page_token=token
+            )
+            return self._client.list_custom_jobs(
+                request=request, timeout=self._timeout, retry=read_retry(self._timeout)
+            )
+
+        async for page in pages(self._observe, "vertex", "ListCustomJobs", call):
             for job in page.custom_jobs:
                 found.append(
                     VertexSeen(
@@ -88,8 +112,8 @@ class VertexTracker:
                         ended=seconds(job.end_time),
                         error=job.error.message or None,
                         item_id=trace_id(job),
+                        entity=container_env(job, ENTITY_ENV),
+                        project=container_env(job, PROJECT_ENV),
                     )
                 )
-            token = page.next_page_token
-            if not token:
-                return found
+        return found

@@ -1,0 +1,53 @@
+"""After each CustomJob listing: cancel the CustomJobs of runs stopped in W&B (docs/architecture.md,
+Data flow).
+
+The model names the runs to ask about (one W&B query per project) and the jobs to cancel
+(`State.stop_queries`, `State.job_cancels`) and records the answers, so each job is cancelled once.
+W&B failing to answer changes nothing: the runs are asked about again at the next listing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from google.api_core.exceptions import GoogleAPICallError
+
+from supervisor.clients import Clients
+from supervisor.daemon import clock
+from supervisor.engines.sources.wandb import WandbError
+from supervisor.model.state import State
+from supervisor.model.stops import CancelJob
+from supervisor.surface.metrics import Metrics
+from supervisor.surface.report import report
+
+log = structlog.get_logger("launch_supervisor")
+
+
+async def cancel_stopped_runs(state: State, clients: Clients, metrics: Metrics, running: Callable[[], bool]) -> None:
+    for query in state.stop_queries():
+        if not running():
+            return
+        try:
+            stopped = await clients.wandb.stopped_runs(query.entity, query.project, query.runs)
+        except WandbError as exc:
+            log.warning("wandb.stop_status_failed", entity=query.entity, project=query.project, error=str(exc))
+            continue
+        state.runs_read(query, stopped, clock.now())
+    for action in state.job_cancels(clock.now()):
+        if not running():
+            return
+        await _cancel(state, action, clients, metrics)
+
+
+async def _cancel(state: State, action: CancelJob, clients: Clients, metrics: Metrics) -> None:
+    try:
+        accepted = await clients.vertex.cancel(action.custom_job)
+    except GoogleAPICallError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        if state.job_cancel_failed(action, error):
+            log.warning("vertex.cancel_failed", queue=action.queue, custom_job=action.custom_job, error=error)
+        return
+    if not accepted:
+        log.info("vertex.cancel_moot", queue=action.queue, custom_job=action.custom_job, run=action.run_id)
+    report(metrics, state.job_cancel_answered(action, accepted))

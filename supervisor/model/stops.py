@@ -1,0 +1,135 @@
+"""Runs stopped in W&B: their CustomJobs are cancelled (docs/architecture.md, Data flow).
+
+The wandb agent, run long-lived, cancels the job of a run a user stops in W&B. The watchdog stops
+the agent as soon as the job exists, so the supervisor takes over that duty: it asks W&B about the
+runs of live CustomJobs (one query per project, `stop_queries`), notes since when each run is
+stopped (`runs_read`), and names the jobs stopped for longer than the queue's `stop_grace`
+(`cancels`): time for the training code's own wandb client to end the run first. Each job is
+cancelled once; when it then ends CANCELLED its item is failed with `STOPPED_MESSAGE`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from supervisor.model.facts import Fact, FactKind
+from supervisor.model.policy import QueuePolicy
+from supervisor.model.vertex import LIVE, JobState, VertexJob
+
+RUN_STOPPED = "run_stopped"
+"""Why the supervisor cancels a CustomJob (the label of the cancel counter)."""
+MOOT = "moot"
+"""A cancel Vertex AI refused because the job had already ended or was gone: never tried again."""
+STOPPED_MESSAGE = "stopped in W&B; CustomJob cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class StopQuery:
+    """Ask W&B which of these runs of one project are stopped: one call, whatever their number."""
+
+    entity: str
+    project: str
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """Call CancelCustomJob: its run has been stopped in W&B for `seconds`, and it still runs."""
+
+    queue: str
+    custom_job: str
+    run_id: str
+    reason: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    job: VertexJob
+    queue: QueuePolicy
+    entity: str
+    project: str
+    run_id: str
+
+
+def _watched(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> list[_Watched]:
+    """Live jobs, not cancelled yet, of queues that cancel stopped runs, whose run W&B can be asked
+    about (run id, entity and project known)."""
+    watched = []
+    for job in jobs:
+        policy = policies.get(job.queue or "")
+        if policy is None or not policy.cancel_stopped_runs or job.state not in LIVE or job.cancel is not None:
+            continue
+        if job.run_id and job.entity and job.project:
+            watched.append(_Watched(job, policy, job.entity, job.project, job.run_id))
+    return watched
+
+
+def stop_queries(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> list[StopQuery]:
+    """The runs to ask about, grouped by project, in a stable order."""
+    runs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for w in _watched(jobs, policies):
+        runs[(w.entity, w.project)].add(w.run_id)
+    return [StopQuery(entity, project, tuple(sorted(names))) for (entity, project), names in sorted(runs.items())]
+
+
+def runs_read(jobs: Iterable[VertexJob], query: StopQuery, stopped: Iterable[str], now: float) -> None:
+    """W&B answered `query`: `stopped` are the runs among them it reports stopped. A run no longer
+    stopped (W&B forgot it, or it was resumed) starts its grace again the next time."""
+    asked, stopped = set(query.runs), set(stopped)
+    for job in jobs:
+        if job.entity != query.entity or job.project != query.project or job.run_id not in asked:
+            continue
+        if job.run_id in stopped:
+            job.stopped_since = job.stopped_since if job.stopped_since is not None else now
+        else:
+            job.stopped_since = None
+
+
+def cancels(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], now: float) -> list[CancelJob]:
+    """Live jobs whose run has been stopped for the queue's `stop_grace`, not yet cancelled."""
+    actions = []
+    for w in _watched(jobs, policies):
+        if w.job.stopped_since is None:
+            continue
+        seconds = now - w.job.stopped_since
+        if seconds >= w.queue.stop_grace:
+            actions.append(CancelJob(w.queue.name, w.job.name, w.run_id, RUN_STOPPED, seconds))
+    return actions
+
+
+def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: bool) -> list[Fact]:
+    """CancelCustomJob answered: accepted, or moot (the job ended or is gone). Never sent again."""
+    job = jobs.get(action.custom_job)
+    if job is not None:
+        # Moot: it ended (or went) before the cancel, so its own end state explains it.
+        job.cancel, job.cancel_error = (action.reason if accepted else MOOT), None
+    if not accepted:
+        return []
+    return [
+        Fact(
+            FactKind.VERTEX_CANCEL_REQUESTED,
+            action.queue,
+            seconds=action.seconds,
+            detail=action.reason,
+            custom_job=action.custom_job,
+        )
+    ]
+
+
+def cancel_failed(jobs: Mapping[str, VertexJob], action: CancelJob, error: str) -> bool:
+    """CancelCustomJob failed; tried again at the next tick. True when the error is new."""
+    job = jobs.get(action.custom_job)
+    if job is None or job.cancel_error == error:
+        return False
+    job.cancel_error = error
+    return True
+
+
+def ended_message(job: VertexJob) -> str | None:
+    """The item's failure message for a job the supervisor cancelled, once it ended CANCELLED."""
+    if job.cancel == RUN_STOPPED and job.state is JobState.CANCELLED:
+        return STOPPED_MESSAGE
+    return None
