@@ -347,12 +347,22 @@ def vertex_row() -> Section:
             series(
                 "Items failed by the supervisor",
                 "Items the daemon failed with failRunQueueItem so they do not hang, by reason: "
-                "vertex_job_ended (the CustomJob ended FAILED, CANCELLED or EXPIRED), execution_ended (the "
+                "vertex_job_ended (the CustomJob ended FAILED, CANCELLED or EXPIRED), run_stopped (the daemon "
+                "cancelled its CustomJob after its run was stopped in W&B), execution_ended (the "
                 "watchdog stopped the agent before it could fail the item), stranded (claimed, no job, no "
                 "execution). Healthy: vertex_job_ended only as often as jobs fail; stranded 0.",
                 increase("launch_supervisor_items_failed_by_supervisor_total", "reason"),
                 bars=True,
                 stacked=True,
+            ),
+            series(
+                "Vertex AI jobs cancelled by the supervisor",
+                "CustomJobs the daemon cancelled, by reason (run_stopped: the run was stopped in W&B and "
+                "its job still ran stop_grace seconds later, 60 by default). Healthy: as often as users "
+                "stop runs whose training code ignores the stop; API errors on CancelCustomJob mean the "
+                "supervisor's account lacks aiplatform.customJobs.cancel.",
+                increase("launch_supervisor_vertex_cancels_total", "reason"),
+                bars=True,
             ),
         ],
     )
