@@ -226,6 +226,13 @@ def notify(queue: str, entity: str | None, item_id: str | None, topic: str) -> N
     default=None,
     help="Keep the config and the logs here (default: a temporary directory, removed at the end).",
 )
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=3, min_open=True),
+    default=8.0,
+    show_default=True,
+    help="How long each CustomJob runs; raise it to stop a run by hand (the banner's `stop` line).",
+)
 def sandbox(
     *,
     items: int,
@@ -235,6 +242,7 @@ def sandbox(
     no_pubsub: bool,
     http: str,
     work_dir: Path | None,
+    job_seconds: float,
 ) -> None:
     """Run the whole system on this machine: stand-ins for W&B, Cloud Run and Vertex AI, the real
     daemon, and per execution the launcher image's entrypoint: launch-watchdog over the real
@@ -255,6 +263,7 @@ def sandbox(
         pubsub=not no_pubsub,
         http=http,
         work_dir=work_dir,
+        job_seconds=job_seconds,
     )
     try:
         summary = anyio.run(Sandbox(options).run)

@@ -47,6 +47,8 @@ from supervisor.sandbox.wandb_server import WandbStandIn
 __all__ = ["LAUNCH_CONFIG", "QUEUE", "SUMMARY_KEYS", "Options", "Sandbox", "SandboxError"]
 
 QUEUE = "sandbox"
+JOB_RUNNING = 3.0
+"""Seconds from a CustomJob's creation to RUNNING (and to its run in W&B)."""
 LAUNCH_CONFIG = Path(__file__).with_name("launch-config.yaml")
 """The launcher image's launch config (images/launcher/launch-config.yaml)."""
 
@@ -69,6 +71,12 @@ class Options:
     breaker_cooldown: float = 15.0
     stop_after_submit: float = 60.0
     """The daemon's backstop: cancel an execution still running this long after its CustomJob."""
+    job_seconds: float = 8.0
+    """How long each CustomJob runs once created (it is RUNNING from 3 s): longer leaves time to stop
+    a run by hand."""
+    stop_grace: float = 5.0
+    """Seconds a run stopped in W&B keeps its CustomJob before the daemon cancels it (short here: the
+    sandbox's training code ignores the stop)."""
     on_submit: str = "stop"
     """The watchdogs' --on-submit: `keep` leaves every agent running, for the backstop to end."""
     live: bool | None = None
@@ -90,6 +98,8 @@ class Sandbox:
     url: str = ""
     kinds: dict[str, traffic.Kind] = field(default_factory=dict)
     """Items enqueued, by id, with what was meant to happen to them."""
+    stopped: dict[str, str] = field(default_factory=dict)
+    """Items whose run the scenario stopped in W&B, by id, with the run's id."""
     _launcher_env: dict[str, str] = field(default_factory=dict)
     _stopping: anyio.Event = field(default_factory=anyio.Event)
     _started: float = field(default_factory=time.monotonic)
@@ -120,6 +130,8 @@ class Sandbox:
         host, _, port = options.http.rpartition(":")
         if not port.isdigit():
             raise SandboxError(f"--http {options.http!r} must be HOST:PORT, e.g. 127.0.0.1:9464")
+        if options.job_seconds <= JOB_RUNNING:
+            raise SandboxError(f"--job-seconds must be more than {JOB_RUNNING:g}: a CustomJob runs from then")
         self.url = f"http://{host}:{port}"
         with self._work_dir() as work:
             self.work = work
@@ -131,15 +143,18 @@ class Sandbox:
                     self.dispatch_mode = "pubsub"
                 self.stack = stack
                 stack.wandb.known_queues.add(QUEUE)
-                stack.vertex.schedule = Schedule(pending=1.0, running=3.0, done=8.0)
+                stack.vertex.schedule = Schedule(pending=1.0, running=JOB_RUNNING, done=options.job_seconds)
                 self._launcher_env.update(self._agent_env(stack, emulator))
                 config = work / "launch-supervisor.toml"
                 config.write_text(self._config(stack, emulator))
                 emulator_host = emulator.host if emulator else None
-                self._view.say(banner(options.scenario, options.items, emulator_host, self.url, work))
+                self._view.say(
+                    banner(options.scenario, options.items, emulator_host, self.url, work, wandb_url=stack.wandb_url)
+                )
                 async with anyio.create_task_group() as tg:
                     await tg.start(self._keep_daemon, config, emulator)
                     tg.start_soon(self._traffic, stack)
+                    tg.start_soon(self._stop_runs, stack)
                     tg.start_soon(self._view.watch, self.url, self._draw)
                     tg.start_soon(self._stop_on_signal)
                     with anyio.move_on_after(options.duration):
@@ -195,7 +210,7 @@ class Sandbox:
         o = self.options
         settings = (
             f"max_inflight = {o.max_inflight}\nclaim_timeout = {o.idle_timeout + 30:g}\nexecution_timeout = 600\n"
-            f"stop_after_submit = {o.stop_after_submit:g}\n"
+            f"stop_after_submit = {o.stop_after_submit:g}\nstop_grace = {o.stop_grace:g}\n"
             f"breaker = {{ threshold = 3, window = 300, cooldown = {o.breaker_cooldown:g}, "
             f"max_cooldown = {max(120.0, o.breaker_cooldown):g} }}"
         )
@@ -254,6 +269,10 @@ class Sandbox:
             stopping=self._stopping,
             publish=hint_publisher(self._launcher_env.get("PUBSUB_EMULATOR_HOST"), QUEUE),
         )
+
+    async def _stop_runs(self, stack: Stack) -> None:
+        """Stop in W&B the runs the scenario says to stop, once each exists."""
+        await traffic.stop_runs(stack.wandb, self.kinds, stopped=self.stopped, say=self._view.say)
 
     async def _until_done(self, stack: Stack) -> None:
         """Until every item is terminal, no execution runs, and the daemon has seen them all end."""

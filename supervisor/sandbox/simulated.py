@@ -8,13 +8,17 @@ watchdog exits 1), hangs until the task timeout, or lingers: creates the CustomJ
 as when the watchdog misses the success line (no `submitted` event).
 With an `events` sink it also emits the watchdog's events (docs/architecture.md, Events) at the moments the watchdog
 would: `claimed`, `submitted`, `bailout`, `idle_exit`.
+
+`training_code` is what runs inside each CustomJob, as W&B sees it: `wandb.init` once the job runs,
+the run's end with the job's. It ignores a stop from W&B, as training code that catches the
+interrupt does: a stopped run's job runs on until its planned end, or until it is cancelled.
 """
 
 from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +26,12 @@ import anyio
 from google.cloud import aiplatform_v1
 
 from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.vertex_server import VertexStandIn
+from supervisor.sandbox.vertex_server import ENDED, RUN_FOR_ARG, VertexStandIn
 from supervisor.sandbox.wandb_server import WandbStandIn
+
+S: Any = aiplatform_v1.JobState
+DEFAULT_PROJECT = "uncategorized"
+"""The project of a run whose spec names none, as `wandb.init` picks it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,9 @@ class Plan:
     """The watchdog rule a bailout matches, and its category (for the `bailout` event)."""
     vertex_error: str | None = None
     """Set to make the CustomJob it submits end FAILED with this message."""
+    runs_for: float | None = None
+    """Seconds the CustomJob it submits runs (its container's `--sandbox-run-for`) instead of the
+    schedule's: long enough for its run to be stopped in W&B and the job cancelled."""
 
 
 @dataclass
@@ -93,21 +104,33 @@ class SimulatedLauncher:
             await anyio.sleep_forever()
         if plan.vertex_error is not None:
             self.vertex.fail_runs[run_id] = plan.vertex_error
-        job = self.vertex.create(custom_job(queue, item.id, run_id))
+        project = str(item.run_spec.get("project") or DEFAULT_PROJECT)
+        args = [] if plan.runs_for is None else [f"{RUN_FOR_ARG}{plan.runs_for:g}"]
+        job = self.vertex.create(custom_job(queue, item.id, run_id, entity=entity, project=project, args=args))
         if plan.outcome == "linger":
             await anyio.sleep_forever()
         self._emit(handle, "submitted", queue=queue, custom_job=job.name)
         handle.finish("succeeded")
 
 
-def custom_job(queue: str, item_id: str, run_id: str) -> aiplatform_v1.CustomJob:
-    """A CustomJob as the agent's Vertex runner builds it: the run id label, the trace id in the env."""
+def custom_job(
+    queue: str,
+    item_id: str,
+    run_id: str,
+    *,
+    entity: str | None = None,
+    project: str = DEFAULT_PROJECT,
+    args: Sequence[str] = (),
+) -> aiplatform_v1.CustomJob:
+    """A CustomJob as the agent's Vertex runner builds it: the run id label; the run's id, entity and
+    project and the trace id (the item) in the env."""
+    env = {"WANDB_RUN_ID": run_id, "WANDB_PROJECT": project, "WANDB_LAUNCH_TRACE_ID": item_id}
+    if entity is not None:
+        env["WANDB_ENTITY"] = entity
     container = aiplatform_v1.ContainerSpec(
         image_uri="us-docker.pkg.dev/sandbox/trainers/train:latest",
-        env=[
-            aiplatform_v1.EnvVar(name="WANDB_RUN_ID", value=run_id),
-            aiplatform_v1.EnvVar(name="WANDB_LAUNCH_TRACE_ID", value=item_id),
-        ],
+        args=list(args),
+        env=[aiplatform_v1.EnvVar(name=k, value=v) for k, v in env.items()],
     )
     pool = aiplatform_v1.WorkerPoolSpec(
         machine_spec=aiplatform_v1.MachineSpec(machine_type="n1-standard-4"), replica_count=1, container_spec=container
@@ -117,3 +140,26 @@ def custom_job(queue: str, item_id: str, run_id: str) -> aiplatform_v1.CustomJob
         labels={"wandb-run-id": run_id},
         job_spec=aiplatform_v1.CustomJobSpec(worker_pool_specs=[pool]),
     )
+
+
+RUN_STATES = {S.JOB_STATE_SUCCEEDED: "finished", S.JOB_STATE_CANCELLED: "killed"}
+"""The state a run ends in, by its job's end state; any other end is `failed`."""
+
+
+def training_code(wandb: WandbStandIn, vertex: VertexStandIn) -> Callable[[aiplatform_v1.CustomJob], None]:
+    """What each CustomJob's code does in W&B, for `VertexStandIn.watch`: its run is started when the
+    job runs (unless its container fails first: an image that cannot be pulled, an early exit) and
+    ends with the job. A stop from W&B changes nothing here: the code ignores it."""
+
+    def changed(job: aiplatform_v1.CustomJob) -> None:
+        env = {e.name: e.value for pool in job.job_spec.worker_pool_specs for e in pool.container_spec.env}
+        run_id, entity = job.labels.get("wandb-run-id"), env.get("WANDB_ENTITY")
+        if not run_id or not entity:
+            return
+        where = (entity, env.get("WANDB_PROJECT") or DEFAULT_PROJECT, run_id)
+        if job.state == S.JOB_STATE_RUNNING and vertex.jobs[job.name].fail_with is None:
+            wandb.start_run(*where)
+        elif job.state in ENDED:
+            wandb.end_run(*where, RUN_STATES.get(job.state, "failed"))
+
+    return changed

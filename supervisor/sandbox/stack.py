@@ -15,7 +15,7 @@ import anyio
 from supervisor.config import Config, parse_config
 from supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
 from supervisor.sandbox.google_front import GoogleFront, make_tls
-from supervisor.sandbox.simulated import SimulatedLauncher
+from supervisor.sandbox.simulated import SimulatedLauncher, training_code
 from supervisor.sandbox.vertex_server import VertexStandIn
 from supervisor.sandbox.wandb_server import WandbStandIn
 from supervisor.surface.asgi import serve_asgi
@@ -80,6 +80,7 @@ async def stand_ins(
     api_key = secrets.token_hex(20)
     wandb = WandbStandIn(api_key, lease_timeout=lease_timeout)
     vertex = VertexStandIn(region=REGION)
+    vertex.watch = training_code(wandb, vertex)
     launcher = (behaviour or SimulatedLauncher)(wandb, vertex)
     cloudrun = CloudRunStandIn([launcher_job(q) for q in queues], launcher)
     google = GoogleFront(PROJECT)

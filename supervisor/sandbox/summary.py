@@ -28,6 +28,8 @@ SUMMARY_KEYS = (
     "outcomes",
     "bailouts",
     "items_failed_by_supervisor",
+    "runs_stopped_in_wandb",
+    "cancelled_stopped_in_wandb",
     "submit_latency_p50_s",
     "submit_latency_p95_s",
     "dispatch_mode",
@@ -56,6 +58,7 @@ def summarize(stack: Stack, item_ids: Sequence[str], executions: Path, dispatch_
         created = [j.create_time.timestamp() for j in jobs.get(item.id, [])]
         if created:
             latencies.append(min(created) - item.enqueued_at)
+    stopped = [i for i in items if run_stopped(stack, i.run_id)]
     summary = {
         "items_submitted": len(items),
         "items_terminal": terminal,
@@ -69,6 +72,8 @@ def summarize(stack: Stack, item_ids: Sequence[str], executions: Path, dispatch_
         "items_failed_by_supervisor": sum(
             1 for i in items if any(by.startswith("launch-supervisor") for by in i.failed_by)
         ),
+        "runs_stopped_in_wandb": len(stopped),
+        "cancelled_stopped_in_wandb": sum(1 for i in stopped if cancelled_for_stop(stack, i.id, jobs)),
         "submit_latency_p50_s": percentile(latencies, 0.5),
         "submit_latency_p95_s": percentile(latencies, 0.95),
         "dispatch_mode": dispatch_mode,
@@ -97,6 +102,20 @@ def is_terminal(stack: Stack, item_id: str, jobs: dict[str, list[Any]]) -> bool:
         return True
     found = jobs.get(item_id, [])
     return item.state == "CLAIMED" and any(job.state.name == "JOB_STATE_SUCCEEDED" for job in found)
+
+
+def run_stopped(stack: Stack, run_id: str | None) -> bool:
+    """The item's run (by the id it was acknowledged with) was stopped in W&B."""
+    return run_id is not None and any(run.stopped for run in stack.wandb.runs_named(run_id))
+
+
+def cancelled_for_stop(stack: Stack, item_id: str, jobs: dict[str, list[Any]]) -> bool:
+    """Its run stopped in W&B, its CustomJob ended CANCELLED and the item FAILED: what the supervisor
+    does with a run stopped while its training code runs on. (A stopped run whose job ended on its own
+    is terminal too, but not counted here.)"""
+    item = stack.wandb.items[item_id]
+    cancelled = any(job.state.name == "JOB_STATE_CANCELLED" for job in jobs.get(item_id, []))
+    return item.state == "FAILED" and cancelled and run_stopped(stack, item.run_id)
 
 
 def count_terminal(stack: Stack, item_ids: Iterable[str]) -> int:

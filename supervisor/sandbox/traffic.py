@@ -5,6 +5,10 @@ Each failure is produced by the system, not announced to it: the Vertex stand-in
 (quota, permission, a machine type that does not take the accelerator) and the watchdog classifies
 what the agent prints, or Vertex creates the job and it fails there (an image that cannot be pulled,
 a container that exits before `wandb.init`) and the supervisor fails the item.
+
+One kind is stopped by a user in W&B (`stop_runs`, as from the W&B UI) once its run exists; its
+training code ignores the stop and runs long, so it is the supervisor that cancels its CustomJob and
+fails the item.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from supervisor.sandbox.vertex_server import RUN_FOR_ARG
 from supervisor.sandbox.wandb_server import WandbStandIn
 
 SCENARIOS = ("happy", "mixed", "burst")
@@ -61,9 +66,17 @@ class Kind:
     """The bailout category the watchdog should report, when the agent fails."""
     fails_on_vertex: bool = False
     """The CustomJob is created and then ends FAILED: the supervisor fails the item."""
+    stopped_in_wandb: bool = False
+    """Its run is stopped in W&B once it exists; its job ignores the stop, so the supervisor cancels
+    the CustomJob and fails the item."""
 
 
+STOPPED_RUN_SECONDS = 60
+"""How long the stopped run's job would run if nobody cancelled it: well past the sandbox's stop_grace."""
 OK = Kind("ok", _spec())
+STOPPED = Kind(
+    "stopped_in_wandb", _spec(args=["--epochs", "3", f"{RUN_FOR_ARG}{STOPPED_RUN_SECONDS}"]), stopped_in_wandb=True
+)
 FAILURES = (
     Kind("quota", _spec(machine_type="a3-highgpu-8g", accelerator="NVIDIA_H100_80GB", count=8), bailout="quota"),
     Kind(
@@ -76,7 +89,8 @@ FAILURES = (
 
 
 def kinds(scenario: str, items: int) -> list[Kind]:
-    """The kind of each item to enqueue, in order. `mixed` alternates good items and each failure."""
+    """The kind of each item to enqueue, in order. `mixed` alternates good items and each failure,
+    its first item a run stopped in W&B."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}: choose one of {', '.join(SCENARIOS)}")
     if scenario != "mixed":
@@ -85,6 +99,7 @@ def kinds(scenario: str, items: int) -> list[Kind]:
     failures = iter(FAILURES * (items // 2 + 1))
     for index in range(items):
         plan.append(OK if index % 2 == 0 else next(failures))
+    plan[0] = STOPPED
     return plan
 
 
@@ -120,3 +135,23 @@ async def enqueue(
             await anyio.to_thread.run_sync(publish, item_id)
         if not burst:
             await anyio.sleep(every)
+
+
+async def stop_runs(
+    wandb: WandbStandIn,
+    enqueued: dict[str, Kind],
+    *,
+    stopped: dict[str, str],
+    say: Callable[[str], None],
+    every: float = 0.2,
+) -> None:
+    """Stop in W&B the run of each item whose kind says so, as soon as the run exists (its CustomJob
+    runs), as a user would from the W&B UI; each recorded in `stopped` (item id → run id) and said.
+    Runs until cancelled."""
+    while True:
+        for item_id, kind in list(enqueued.items()):
+            run_id = wandb.run_of(item_id)
+            if kind.stopped_in_wandb and item_id not in stopped and run_id and wandb.stop_run(run_id):
+                stopped[item_id] = run_id
+                say(f"stopped run {run_id} in W&B; its training code ignores the stop")
+        await anyio.sleep(every)

@@ -6,7 +6,14 @@ does not take the accelerator (InvalidArgument), more accelerators than the proj
 (ResourceExhausted), a service account the caller may not act as (PermissionDenied). A job is created
 and later ends FAILED when its image cannot be pulled (a tag `:does-not-exist`), when its container
 exits non-zero before `wandb.init` (an argument `--sandbox-exit=N`), or when its run id was planned
-to fail (`fail_runs`)."""
+to fail (`fail_runs`). A container given `--sandbox-run-for=SECONDS` runs that long instead of the
+schedule's end (long enough for its run to be stopped in W&B and its job cancelled).
+
+CancelCustomJob works as Vertex's does: it answers Empty at once and the job goes CANCELLING, then,
+`cancel_delay` seconds later, CANCELLED with `error` code 1 (CANCELLED) and an end time; a cancelled
+job is never driven on to its planned end. A job that has ended cannot be cancelled
+(FAILED_PRECONDITION); one already cancelling is accepted again and nothing else changes.
+`watch`, when set, sees each job at every change of its state (the sandbox's training code)."""
 
 from __future__ import annotations
 
@@ -56,6 +63,10 @@ class _Tracked:
     job: aiplatform_v1.CustomJob
     created: datetime
     fail_with: str | None = None
+    runs_for: float | None = None
+    """Seconds from creation to its end, when its container says (`--sandbox-run-for`); else the schedule's."""
+    cancelled_at: datetime | None = None
+    """When CancelCustomJob was first accepted for it."""
 
 
 MACHINE_FAMILIES = {"n1-", "n2-", "e2-", "g2-", "a2-", "a3-"}
@@ -64,6 +75,7 @@ ACCELERATORS = {"NVIDIA_L4": "g2-", "NVIDIA_TESLA_A100": "a2-", "NVIDIA_H100_80G
 QUOTA = {"NVIDIA_L4": 8, "NVIDIA_TESLA_A100": 8, "NVIDIA_H100_80GB": 0, "NVIDIA_TESLA_T4": 4}
 MISSING_IMAGE_TAG = ":does-not-exist"
 EXIT_ARG = "--sandbox-exit="
+RUN_FOR_ARG = "--sandbox-run-for="
 
 
 def refusal(job: aiplatform_v1.CustomJob, region: str) -> tuple[grpc.StatusCode, str] | None:
@@ -110,6 +122,15 @@ def planned_failure(job: aiplatform_v1.CustomJob) -> str | None:
     return None
 
 
+def planned_duration(job: aiplatform_v1.CustomJob) -> float | None:
+    """Seconds the job's container runs, when an argument `--sandbox-run-for=SECONDS` says."""
+    for pool in job.job_spec.worker_pool_specs:
+        for arg in pool.container_spec.args:
+            if arg.startswith(RUN_FOR_ARG):
+                return float(arg[len(RUN_FOR_ARG) :])
+    return None
+
+
 @dataclass
 class VertexStandIn:
     project_number: str = "123456"
@@ -123,6 +144,12 @@ class VertexStandIn:
     """(PEM key, PEM certificate): also serve over TLS, as the real agent's client needs."""
     tls_address: str = ""
     """host:port of the TLS port, once serving with `tls`."""
+    cancel_delay: float = 1.0
+    """Seconds a cancelled job stays CANCELLING before it is CANCELLED (0: at the next read)."""
+    cancels: list[str] = field(default_factory=list)
+    """The job of each CancelCustomJob that was accepted, repeats included."""
+    watch: Callable[[aiplatform_v1.CustomJob], None] | None = None
+    """Called with a job each time its state changes (created QUEUED included)."""
     _ids: Any = field(default_factory=lambda: itertools.count(1000000001))
 
     def create(self, custom_job: aiplatform_v1.CustomJob) -> aiplatform_v1.CustomJob:
@@ -135,31 +162,67 @@ class VertexStandIn:
         job.create_time = now
         job.update_time = now
         fail_with = self.fail_runs.get(job.labels.get("wandb-run-id", "")) or planned_failure(job)
-        self.jobs[name] = _Tracked(job, now, fail_with)
+        self.jobs[name] = _Tracked(job, now, fail_with, planned_duration(job))
+        self._changed(job)
         return job
 
+    def cancel(self, name: str, now: datetime | None = None) -> tuple[grpc.StatusCode, str] | None:
+        """Cancel a job as CancelCustomJob does: None when accepted (it goes CANCELLING), else why not."""
+        tracked = self.jobs.get(name)
+        if tracked is None:
+            return grpc.StatusCode.NOT_FOUND, f"CustomJob {name} not found"
+        job = tracked.job
+        if job.state in ENDED:
+            state = aiplatform_v1.JobState(job.state).name
+            return grpc.StatusCode.FAILED_PRECONDITION, f"CustomJob {name} is in state {state} and cannot be cancelled."
+        self.cancels.append(name)
+        if tracked.cancelled_at is None:
+            tracked.cancelled_at = now or datetime.now(UTC)
+            job.state = S.JOB_STATE_CANCELLING
+            job.update_time = tracked.cancelled_at
+            self._changed(job)
+        return None
+
+    def _changed(self, job: aiplatform_v1.CustomJob) -> None:
+        if self.watch is not None:
+            self.watch(job)
+
     def advance(self, now: datetime | None = None) -> None:
-        """Move every job to the state its schedule says it has reached."""
+        """Move every job to the state its schedule says it has reached; a cancelled one to CANCELLED
+        once `cancel_delay` has passed."""
         now = now or datetime.now(UTC)
         for tracked in self.jobs.values():
-            job = tracked.job
-            if job.state in ENDED:  # an end state is final, however it was reached
-                continue
-            age = (now - tracked.created).total_seconds()
-            if age >= self.schedule.done:
-                if tracked.fail_with is not None:
-                    job.state = S.JOB_STATE_FAILED
-                    job.error = status_pb2.Status(code=code_pb2.INTERNAL, message=tracked.fail_with)
-                else:
-                    job.state = S.JOB_STATE_SUCCEEDED
+            before = tracked.job.state
+            self._advance(tracked, now)
+            if tracked.job.state != before:
+                self._changed(tracked.job)
+
+    def _advance(self, tracked: _Tracked, now: datetime) -> None:
+        job = tracked.job
+        if job.state in ENDED:  # an end state is final, however it was reached
+            return
+        if tracked.cancelled_at is not None:  # cancelled: never driven on to its planned end
+            if (now - tracked.cancelled_at).total_seconds() >= self.cancel_delay:
+                job.state = S.JOB_STATE_CANCELLED
+                job.error = status_pb2.Status(code=code_pb2.CANCELLED, message="CustomJob was cancelled.")
                 job.end_time = now
-            elif age >= self.schedule.running:
-                job.state = S.JOB_STATE_RUNNING
-                if not job.start_time:
-                    job.start_time = now
-            elif age >= self.schedule.pending:
-                job.state = S.JOB_STATE_PENDING
-            job.update_time = now
+                job.update_time = now
+            return
+        age = (now - tracked.created).total_seconds()
+        if age >= (self.schedule.done if tracked.runs_for is None else tracked.runs_for):
+            if tracked.fail_with is not None:
+                job.state = S.JOB_STATE_FAILED
+                job.error = status_pb2.Status(code=code_pb2.INTERNAL, message=tracked.fail_with)
+            else:
+                job.state = S.JOB_STATE_SUCCEEDED
+            job.end_time = now
+        elif age >= self.schedule.running:
+            job.state = S.JOB_STATE_RUNNING
+            if not job.start_time:
+                job.start_time = now
+        elif age >= self.schedule.pending:
+            job.state = S.JOB_STATE_PENDING
+        job.update_time = now
 
     # -- gRPC -----------------------------------------------------------------------------------
 
@@ -172,6 +235,7 @@ class VertexStandIn:
 
     async def _get(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await grpc_server.apply_fault(self.faults, "GetCustomJob", context)
+        self.advance()
         tracked = self.jobs.get(request.name)
         if tracked is None:
             await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"CustomJob {request.name} not found")
@@ -183,6 +247,7 @@ class VertexStandIn:
             keep = _parse_filter(request.filter)
         except ValueError as exc:
             await grpc_server.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.advance()
         jobs = sorted((t.job for t in self.jobs.values() if keep(t.job)), key=lambda j: j.name)
         size = request.page_size or 100
         start = int(request.page_token or 0)
@@ -191,13 +256,12 @@ class VertexStandIn:
         return aiplatform_v1.ListCustomJobsResponse(custom_jobs=page, next_page_token=token)
 
     async def _cancel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await grpc_server.apply_fault(self.faults, "CancelCustomJob", context)
-        tracked = self.jobs.get(request.name)
-        if tracked is None:
-            await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"CustomJob {request.name} not found")
-        tracked.job.state = S.JOB_STATE_CANCELLED
-        tracked.job.error = status_pb2.Status(code=code_pb2.CANCELLED, message="CustomJob was cancelled.")
-        tracked.job.end_time = datetime.now(UTC)
+        late = await grpc_server.apply_fault(self.faults, "CancelCustomJob", context)
+        refused = self.cancel(request.name)
+        if refused is not None:
+            await grpc_server.abort(context, *refused)
+        if late is not None:
+            await grpc_server.inflict(late, context)
         return empty_pb2.Empty()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:

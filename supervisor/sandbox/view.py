@@ -62,14 +62,17 @@ class View:
                 await anyio.sleep(1.0 if self.live() else 5.0)
 
 
-def banner(scenario: str, items: int, emulator_host: str | None, url: str, work: Path) -> str:
-    """What runs, and where to look: the daemon's metrics, its status command, the logs."""
+def banner(scenario: str, items: int, emulator_host: str | None, url: str, work: Path, *, wandb_url: str) -> str:
+    """What runs, and where to look: the daemon's metrics, its status command, the logs; and how to
+    stop a run in W&B, as a user would from the W&B UI."""
     events = f"Pub/Sub emulator on {emulator_host}" if emulator_host else "polling only"
     return (
         f"launch-supervisor sandbox: scenario {scenario}, {items} items, {events}\n"
         f"  metrics  {url}/metrics\n"
         f"  status   launch-supervisor status --url {url}\n"
-        f"  logs     {work}/daemon.log, {work}/executions/"
+        f"  logs     {work}/daemon.log, {work}/executions/\n"
+        f"  runs     curl {wandb_url}/sandbox/runs\n"
+        f"  stop     curl -X POST {wandb_url}/sandbox/runs/RUN_ID/stop   (a run, as from the W&B UI)"
     )
 
 
@@ -89,6 +92,9 @@ def progress(
         lines.append(f"queue {name}: pending {q['pending']}, in flight: {flying}; breaker {breaker['state']}{why}")
     states = Counter(t.job.state.name.removeprefix("JOB_STATE_").lower() for t in stack.vertex.jobs.values())
     lines.append("vertex jobs: " + (", ".join(f"{s} {n}" for s, n in sorted(states.items())) or "none"))
+    stopped = sum(1 for run in stack.wandb.runs.values() if run.stopped)
+    if stopped:
+        lines.append(f"runs stopped in W&B: {stopped}")
     lines.append(f"metrics: {url}/metrics" if status else f"daemon: not answering at {url}")
     return lines
 

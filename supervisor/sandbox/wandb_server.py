@@ -4,12 +4,18 @@ Items move PENDING → LEASED (popFromRunQueue) → CLAIMED (ackRunQueueItem), o
 (failRunQueueItem); a lease not acknowledged within `lease_timeout` returns the item to PENDING, as
 on the real server. Requests need HTTP Basic `api:<key>`. Operations are recognised by the field
 they ask for, since the fake needs no GraphQL engine to answer a known set of documents.
+
+Runs exist once a job's training code starts one (`start_run`). A user stops a run as in the W&B UI
+with `stop_run`, or over HTTP (`POST /sandbox/runs/<run id>/stop`; `GET /sandbox/runs` lists them):
+the run is then `stopped` for whoever asks (the agent's RunStoppedStatus, the supervisor's
+RunStopStatus) while it keeps its state until its job ends.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
 import secrets
 import time
@@ -52,6 +58,12 @@ class Run:
     stopped: bool = False
 
 
+class UnsupportedError(ValueError):
+    """A request the stand-in cannot answer faithfully (a filter it does not implement): answered with
+    a GraphQL error and recorded in `unknown`, so a test fails and names it rather than trusting a
+    made-up answer."""
+
+
 class WandbStandIn:
     """The state of the W&B server and the ASGI app that serves it."""
 
@@ -63,6 +75,11 @@ class WandbStandIn:
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
         self.runs: dict[tuple[str, str, str], Run] = {}
         """Runs by (entity, project, run id): none until a job's code starts one."""
+        self.projects: set[tuple[str, str]] = set()
+        """(entity, project) that exist: once a run or a bucket was created in them. Any other
+        project answers `project: null`, as W&B does."""
+        self.runs_page_cap: int | None = None
+        """Most runs per RunStopStatus page, whatever `perPage` asks (to force paging)."""
         self.agents: dict[str, str] = {}
         """Launch agents registered (createLaunchAgent), by id, with their last status."""
         self.faults = Faults()
@@ -79,6 +96,8 @@ class WandbStandIn:
                 Route("/sdk/otel/v1/{signal}", self._otel, methods=["POST"]),
                 Route("/files/{entity}/{project}/{run}/file_stream", self._file_stream, methods=["POST"]),
                 Route("/upload/{path:path}", self._upload, methods=["PUT", "POST"]),
+                Route("/sandbox/runs", self._list_runs, methods=["GET"]),
+                Route("/sandbox/runs/{run_id}/stop", self._stop_run, methods=["POST"]),
                 Route("/{path:path}", self._unknown_path, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
             ]
         )
@@ -127,6 +146,34 @@ class WandbStandIn:
         item.state = "FAILED"
         return True
 
+    def run_of(self, item_id: str) -> str | None:
+        """The run id the item was acknowledged with (its run exists once its job's code starts)."""
+        item = self.items.get(item_id)
+        return None if item is None else item.run_id
+
+    def runs_named(self, run_id: str) -> list[Run]:
+        """The runs with this id, in any entity and project (ids are random, so at most one)."""
+        return [run for (_, _, name), run in self.runs.items() if name == run_id]
+
+    def start_run(self, entity: str, project: str, run_id: str) -> Run:
+        """What `wandb.init` in a job's code does: the run (and its project) exist, `running`."""
+        self.projects.add((entity, project))
+        return self.runs.setdefault((entity, project, run_id), Run())
+
+    def end_run(self, entity: str, project: str, run_id: str, state: str) -> None:
+        """The run's code ended (finished, failed, killed); a run never started stays absent."""
+        run = self.runs.get((entity, project, run_id))
+        if run is not None and run.state == "running":
+            run.state = state
+
+    def stop_run(self, run_id: str) -> bool:
+        """Stop the run as a user does in the W&B UI: it is `stopped` from now on, its state unchanged
+        until its code ends. False when no run has that id (its job's code has not started it)."""
+        runs = self.runs_named(run_id)
+        for run in runs:
+            run.stopped = True
+        return bool(runs)
+
     # -- HTTP -----------------------------------------------------------------------------------
 
     def _authorised(self, request: Request) -> bool:
@@ -155,6 +202,23 @@ class WandbStandIn:
         """A path the stand-in does not serve: recorded, so a test fails and names it."""
         self.unknown.append(f"{request.method} {request.url.path}")
         return JSONResponse({"errors": [{"message": f"path not served by the stand-in: {request.url.path}"}]}, 404)
+
+    async def _list_runs(self, request: Request) -> Response:
+        """The runs, for a user of the sandbox to pick one to stop (no key needed: loopback only)."""
+        items = {i.run_id: i.id for i in self.items.values() if i.run_id}
+        runs = [
+            {"entity": e, "project": p, "run_id": n, "state": r.state, "stopped": r.stopped, "item_id": items.get(n)}
+            for (e, p, n), r in self.runs.items()
+        ]
+        return JSONResponse({"runs": runs})
+
+    async def _stop_run(self, request: Request) -> Response:
+        """Stop a run, as the W&B UI's Stop button does."""
+        run_id = request.path_params["run_id"]
+        if not self.stop_run(run_id):
+            message = f"no run {run_id}: a run exists once its CustomJob runs (see GET /sandbox/runs)"
+            return JSONResponse({"error": message}, status_code=404)
+        return JSONResponse({"run_id": run_id, "stopped": True})
 
     async def _upload(self, request: Request) -> Response:
         await request.body()
@@ -186,7 +250,12 @@ class WandbStandIn:
             self.unknown.append(name)
             return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {name}"}]})
         variables = {**variables, CALLER: request.headers.get("user-agent", "")}
-        return JSONResponse({"data": handler(self, variables)})
+        try:
+            data = handler(self, variables)
+        except UnsupportedError as exc:
+            self.unknown.append(f"{_operation_name(query)}: {exc}")
+            return JSONResponse({"errors": [{"message": f"not supported by the stand-in: {exc}"}]})
+        return JSONResponse({"data": data})
 
 
 CALLER = "__user_agent"
@@ -291,6 +360,7 @@ def _upsert_bucket(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     name = str(v.get("name") or secrets.token_hex(4))
     entity = str(v.get("entity") or "sandbox")
     project = str(v.get("project") or "uncategorized")
+    server.projects.add((entity, project))
     bucket = {
         "id": base64.b64encode(f"Run:{entity}/{project}/{name}".encode()).decode(),
         "name": name,
@@ -334,8 +404,70 @@ def _run_state(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     return _run(server, v, "project", "name")
 
 
+DEFAULT_PER_PAGE = 50
+
+
+def _names_in(filters: Any) -> list[str]:
+    """The run names of a `{"name": {"$in": [...]}}` filter (a JSON string, as JSONString is sent);
+    any other filter raises UnsupportedError."""
+    try:
+        parsed = json.loads(filters) if isinstance(filters, str) else None
+    except ValueError:
+        parsed = None
+    names = parsed.get("name") if isinstance(parsed, dict) and len(parsed) == 1 else None
+    wanted = names.get("$in") if isinstance(names, dict) and len(names) == 1 else None
+    if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
+        raise UnsupportedError(f'runs filter {filters!r}: only {{"name": {{"$in": [names]}}}} is answered')
+    return list(dict.fromkeys(wanted))
+
+
+def _run_stop_status(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """The supervisor's batched question: the named runs of one project, with `stopped` and `state`,
+    in the order asked, `perPage` (or `runs_page_cap`) at a time from after `cursor`; runs W&B has not
+    heard of are left out; a project that does not exist is `project: null`, as on the server."""
+    entity, project = str(v.get("entity")), str(v.get("project"))
+    names = _names_in(v.get("filters"))
+    per_page = v.get("perPage")
+    if per_page is None:
+        per_page = DEFAULT_PER_PAGE
+    if not isinstance(per_page, int) or isinstance(per_page, bool) or per_page < 0:
+        raise UnsupportedError(f"perPage {per_page!r}")
+    if server.runs_page_cap is not None:
+        per_page = min(per_page, server.runs_page_cap)
+    if (entity, project) not in server.projects:
+        return {"project": None}
+    found = [n for n in names if (entity, project, n) in server.runs]
+    start = 0
+    if v.get("cursor") is not None:
+        after = _cursor_name(v["cursor"])
+        if after not in found:
+            raise UnsupportedError(f"cursor {v['cursor']!r} names no run of this answer")
+        start = found.index(after) + 1
+    page = found[start : start + per_page]
+    runs = [(n, server.runs[(entity, project, n)]) for n in page]
+    edges = [{"node": {"name": n, "stopped": r.stopped, "state": r.state}} for n, r in runs]
+    end = _cursor(page[-1]) if page else None
+    info = {"endCursor": end, "hasNextPage": start + len(page) < len(found)}
+    return {"project": {"runs": {"edges": edges, "pageInfo": info}}}
+
+
+def _cursor(name: str) -> str:
+    return base64.b64encode(f"Run:{name}".encode()).decode()
+
+
+def _cursor_name(cursor: Any) -> str:
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+    except ValueError:
+        text = ""
+    if not text.startswith("Run:"):
+        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
+    return text.removeprefix("Run:")
+
+
 _HANDLERS = {
     "RunStoppedStatus": _run_stopped,
+    "RunStopStatus": _run_stop_status,
     "RunState": _run_state,
     "OrganizationCoreWeaveOrganizationID": _no_organization,
     "ServerFeaturesQuery": _server_features,

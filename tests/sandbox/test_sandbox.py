@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 
 from supervisor.sandbox.emulator import free_port
 from supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox, SandboxError
+from supervisor.sandbox.summary import jobs_by_item
 from tests.emulator import require_emulator
 
 pytestmark = pytest.mark.anyio
@@ -130,7 +132,9 @@ def assert_no_unknown_requests(box: Sandbox) -> None:
 
 async def test_mixed_failures_are_classified_and_the_breaker_is_resumed(tmp_path: Path) -> None:
     """mixed: the watchdog names each bailout's category, a permission bailout opens the breaker,
-    `resume` closes it, and items whose CustomJob failed on Vertex are FAILED with Vertex's message."""
+    `resume` closes it, items whose CustomJob failed on Vertex are FAILED with Vertex's message, and
+    the run stopped in W&B (its code ignores the stop) has its CustomJob cancelled once and its item
+    failed."""
     require_emulator()
     box = sandbox(tmp_path, items=10, scenario="mixed", breaker_cooldown=600.0)
 
@@ -157,13 +161,20 @@ async def test_mixed_failures_are_classified_and_the_breaker_is_resumed(tmp_path
     assert summary["outcomes"] == {"bailout": 3, "submitted": 7}
     assert summary["items_non_terminal"] == 0
     assert summary["duplicates"] == 0
+    assert summary["runs_stopped_in_wandb"] == summary["cancelled_stopped_in_wandb"] == 1
     assert box.stack is not None
     failed = {i.id: i for i in box.stack.wandb.items.values() if i.state == "FAILED"}
-    assert len(failed) == 5  # three refused by Vertex, two that failed on Vertex
+    assert len(failed) == 6  # three refused by Vertex, two that failed on Vertex, one stopped in W&B
     by_supervisor = [i for i in failed.values() if any(by.startswith("launch-supervisor") for by in i.failed_by)]
     messages = [m for i in by_supervisor for m, stage in i.failures if stage == "run"]
     assert any(m.startswith("Failed to pull image") for m in messages)
     assert any("exited with a non-zero status of 1" in m for m in messages)
+    [(stopped_item, run_id)] = box.stopped.items()
+    assert any("stopped in W&B" in m for m, _ in box.stack.wandb.items[stopped_item].failures)
+    [job] = jobs_by_item(box.stack)[stopped_item]
+    assert box.stack.vertex.cancels == [job.name]  # cancelled once
+    assert job.state.name == "JOB_STATE_CANCELLED"
+    assert [run.stopped for run in box.stack.wandb.runs_named(run_id)] == [True]
     assert_no_unknown_requests(box)
 
 
@@ -337,3 +348,59 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(tmp_path: Path) -> None:
     summary = json.loads(out.read_text())
     assert summary["executions_started"] >= 1
     assert summary["items_submitted"] == 8
+
+
+def test_jobs_run_for_job_seconds_which_must_outlast_their_start() -> None:
+    """`--job-seconds` sets how long each CustomJob runs (time to stop a run by hand); a CustomJob
+    runs from 3 s, so no more is refused before anything starts."""
+    result = subprocess.run(
+        ["launch-supervisor", "sandbox", "--job-seconds", "3", "--no-pubsub"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--job-seconds" in result.stderr
+
+
+async def test_a_run_stopped_in_wandb_has_its_custom_job_cancelled_after_the_grace(tmp_path: Path) -> None:
+    """With the real agent: a user stops the run (over the stand-in's HTTP, as from the W&B UI) while
+    its CustomJob runs and its code ignores the stop. The daemon cancels the job once, not before
+    `stop_grace` and within `stop_grace` plus one Vertex tick of seeing the run stopped; the job ends
+    CANCELLED and the item is FAILED once, with the stop's message."""
+    require_emulator()
+    grace, vertex_tick = 5.0, 2.0  # the sandbox's config: stop_grace, vertex_interval
+    box = sandbox(tmp_path, items=1, job_seconds=120.0, stop_grace=grace)
+    seen: dict[str, Any] = {}
+
+    async def stop_the_run(box: Sandbox) -> None:
+        assert box.stack is not None
+        wandb, vertex = box.stack.wandb, box.stack.vertex
+        await until(lambda: any(r.state == "running" for r in wandb.runs.values()), "run started by the job", 90)
+        [(_, _, run_id)] = list(wandb.runs)
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.post(f"{box.stack.wandb_url}/sandbox/runs/{run_id}/stop")
+        assert answer.status_code == 200, answer.text
+        seen["stopped_at"] = time.time()
+        while not vertex.cancels:
+            for job in (await status(box))["vertex_jobs"]:
+                if job["run"] == run_id and job["stopped_in_wandb_since"] is not None:
+                    seen["daemon_saw_it"] = job["stopped_in_wandb_since"]
+            await anyio.sleep(0.1)
+
+    summary = await run_alongside(box, stop_the_run)
+    assert box.stack is not None
+    [name] = box.stack.vertex.cancels  # once
+    job = box.stack.vertex.jobs[name]
+    assert job.job.state.name == "JOB_STATE_CANCELLED"
+    assert job.cancelled_at is not None
+    cancelled = job.cancelled_at.timestamp()
+    assert cancelled - seen["stopped_at"] >= grace  # never before the grace
+    assert cancelled - seen["daemon_saw_it"] <= grace + vertex_tick + 1.0  # jitter and the call itself
+    [item] = box.stack.wandb.items.values()
+    assert item.state == "FAILED"
+    assert item.failures == [("stopped in W&B; CustomJob cancelled", "run")]
+    assert summary["cancelled_stopped_in_wandb"] == 1
+    assert summary["duplicates"] == 0
+    assert_no_unknown_requests(box)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from google.cloud import aiplatform_v1
 
+from supervisor.sandbox.stack import ENTITY
 from supervisor.sandbox.summary import (
     SUMMARY_KEYS,
     count_terminal,
@@ -58,6 +59,8 @@ def test_a_run_is_summarized_from_the_stand_ins_records(records: Records) -> Non
         "outcomes": {"bailout": 1, "running": 1, "submitted": 2},
         "bailouts": {"quota": 1},
         "items_failed_by_supervisor": 1,
+        "runs_stopped_in_wandb": 0,
+        "cancelled_stopped_in_wandb": 0,
         "submit_latency_p50_s": 4.0,  # of 2, 4 and 6 s from enqueue to CustomJob
         "submit_latency_p95_s": 5.8,
         "dispatch_mode": "pubsub",
@@ -82,6 +85,31 @@ def test_a_second_custom_job_for_an_item_is_a_duplicate(records: Records) -> Non
     assert summary["duplicates"] == 1
     assert summary["vertex_jobs_created"] == 2
     assert summary["submit_latency_p50_s"] == 3.0
+
+
+def test_a_run_stopped_in_wandb_counts_as_cancelled_once_its_job_is_and_the_item_failed(records: Records) -> None:
+    """Stopped, its job CANCELLED and the item FAILED: a correct end, terminal, no duplicate. A stopped
+    run whose job ended on its own, or whose item is not failed yet, is stopped but not cancelled."""
+    wandb = records.stack.wandb
+    ids = []
+    for run_id, job_state, item_state in (
+        ("cancelled", "JOB_STATE_CANCELLED", "FAILED"),
+        ("ended-itself", "JOB_STATE_SUCCEEDED", "CLAIMED"),
+        ("cancelling", "JOB_STATE_CANCELLING", "CLAIMED"),
+        ("not-stopped", "JOB_STATE_SUCCEEDED", "CLAIMED"),
+    ):
+        item = records.item(item_state)
+        wandb.items[item].run_id = run_id
+        records.job(item, job_state)
+        wandb.start_run(ENTITY, "sandbox", run_id)
+        if run_id != "not-stopped":
+            wandb.stop_run(run_id)
+        ids.append(item)
+    summary = summarize(records.stack, ids, records.executions, "polling")
+    assert summary["runs_stopped_in_wandb"] == 3
+    assert summary["cancelled_stopped_in_wandb"] == 1
+    assert summary["items_non_terminal"] == 1  # the one still cancelling
+    assert summary["duplicates"] == 0
 
 
 def test_an_item_is_terminal_once_nothing_more_will_happen_to_it(records: Records) -> None:

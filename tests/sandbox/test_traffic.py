@@ -15,11 +15,13 @@ ENTITY = "team"
 QUEUE = "q"
 
 
-def test_mixed_alternates_good_items_and_each_failure_in_turn() -> None:
+def test_mixed_alternates_good_items_and_each_failure_in_turn_the_first_stopped_in_wandb() -> None:
     names = [kind.name for kind in traffic.kinds("mixed", 13)]
     failures = [kind.name for kind in traffic.FAILURES]
-    assert names[0::2] == ["ok"] * 7
+    assert names[0::2] == ["stopped_in_wandb"] + ["ok"] * 6
     assert names[1::2] == failures + failures[:1]
+    assert traffic.kinds("mixed", 1) == [traffic.STOPPED]
+    assert [k for k in traffic.kinds("mixed", 13) if k.stopped_in_wandb] == [traffic.STOPPED]
 
 
 def test_happy_and_burst_are_all_good_items() -> None:
@@ -99,3 +101,38 @@ async def test_a_stopped_run_enqueues_no_more_items() -> None:
         stopping.set()
     assert len(wandb.items) == 2
     assert len(found[0]) == 2
+
+
+@pytest.mark.anyio
+async def test_the_run_of_a_stopped_kind_is_stopped_once_it_exists() -> None:
+    """Only the stopped kind's run, only once its job's code has started it, once; and said."""
+    wandb = WandbStandIn("key")
+    enqueued, _ = await enqueue(wandb, "mixed", 3, every=0.0)
+    stopped_item, good_item, _ = enqueued
+    for item_id, run_id in ((stopped_item, "r-stop"), (good_item, "r-good")):
+        assert wandb.pop(ENTITY, QUEUE) is not None
+        wandb.ack(item_id, run_id)
+    stopped: dict[str, str] = {}
+    said: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: traffic.stop_runs(wandb, enqueued, stopped=stopped, say=said.append, every=0.01))
+        await anyio.sleep(0.05)
+        assert stopped == {}  # acknowledged, but no run yet: its CustomJob has not run
+        wandb.start_run(ENTITY, "sandbox", "r-good")
+        wandb.start_run(ENTITY, "sandbox", "r-stop")
+        with anyio.fail_after(5):
+            while not stopped:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.05)
+        tg.cancel_scope.cancel()
+    assert stopped == {stopped_item: "r-stop"}
+    assert [run.stopped for run in wandb.runs_named("r-stop")] == [True]
+    assert [run.stopped for run in wandb.runs_named("r-good")] == [False]
+    assert said == ["stopped run r-stop in W&B; its training code ignores the stop"]
+
+
+def test_the_stopped_kind_runs_well_past_the_grace() -> None:
+    """Its container runs long (the Vertex stand-in's --sandbox-run-for), or the job would end first."""
+    [pool] = traffic.STOPPED.spec["resource_args"]["vertex"]["spec"]["worker_pool_specs"]
+    assert f"--sandbox-run-for={traffic.STOPPED_RUN_SECONDS}" in pool["container_spec"]["args"]
+    assert traffic.STOPPED_RUN_SECONDS >= 30

@@ -99,15 +99,29 @@ def test_progress_says_when_the_daemon_does_not_answer(tmp_path: Path) -> None:
     assert lines[1] == f"queue {QUEUE}: pending 2, in flight: none; breaker closed"
 
 
-def test_the_banner_says_how_items_are_dispatched_and_where_to_look() -> None:
+def test_progress_counts_the_runs_stopped_in_wandb(tmp_path: Path) -> None:
+    records = Records.empty(tmp_path)
+    records.stack.wandb.start_run("team", "p", "r1")
+    records.stack.wandb.start_run("team", "p", "r2")
+    lines = progress(records.stack, [], items=0, elapsed=0.0, status={}, url=URL)
+    assert not any("stopped" in line for line in lines)
+    records.stack.wandb.stop_run("r2")
+    lines = progress(records.stack, [], items=0, elapsed=0.0, status={}, url=URL)
+    assert lines[-2] == "runs stopped in W&B: 1"
+
+
+def test_the_banner_says_how_items_are_dispatched_where_to_look_and_how_to_stop_a_run() -> None:
     work = Path("/tmp/work")
-    assert banner("mixed", 10, "127.0.0.1:8085", URL, work) == (
+    wandb = "http://127.0.0.1:40000"
+    assert banner("mixed", 10, "127.0.0.1:8085", URL, work, wandb_url=wandb) == (
         "launch-supervisor sandbox: scenario mixed, 10 items, Pub/Sub emulator on 127.0.0.1:8085\n"
         f"  metrics  {URL}/metrics\n"
         f"  status   launch-supervisor status --url {URL}\n"
-        "  logs     /tmp/work/daemon.log, /tmp/work/executions/"
+        "  logs     /tmp/work/daemon.log, /tmp/work/executions/\n"
+        f"  runs     curl {wandb}/sandbox/runs\n"
+        f"  stop     curl -X POST {wandb}/sandbox/runs/RUN_ID/stop   (a run, as from the W&B UI)"
     )
-    assert banner("happy", 1, None, URL, work).startswith(
+    assert banner("happy", 1, None, URL, work, wandb_url=wandb).startswith(
         "launch-supervisor sandbox: scenario happy, 1 items, polling only\n"
     )
 

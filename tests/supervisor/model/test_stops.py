@@ -142,4 +142,3 @@ def test_a_failed_cancel_is_tried_again_and_a_moot_one_never() -> None:
     state.observe_vertex([job(1, JobState.CANCELLED, ended=150.0)], 160.0, horizon=0.0, complete=True)
     [fail] = state.chores("q", 160.0).fail
     assert fail.reason == "vertex_job_ended"
-

@@ -36,3 +36,25 @@ async def test_executions_and_vertex_jobs_are_tracked() -> None:
             assert await clients.vertex.list(since=time.time() + 60) == []
         finally:
             await clients.aclose()
+
+
+async def test_a_listed_job_says_where_its_run_lives_and_cancel_says_whether_it_took() -> None:
+    """The listing carries the run's entity and project from the container env; CancelCustomJob is
+    accepted for a running job, and answered False (nothing to cancel) once it ended or for no job."""
+    from supervisor.sandbox.simulated import custom_job
+
+    async with stand_ins(["q"]) as stack:
+        stack.vertex.cancel_delay = 0.0
+        job = stack.vertex.create(custom_job("q", "item-1", "run-1", entity=ENTITY, project="proj"))
+        clients = build_clients(stack.config())
+        try:
+            [seen] = await clients.vertex.list(since=time.time() - 60)
+            assert (seen.run_id, seen.item_id, seen.entity, seen.project) == ("run-1", "item-1", ENTITY, "proj")
+            assert await clients.vertex.cancel(job.name) is True
+            [seen] = await clients.vertex.list(since=time.time() - 60)
+            assert (seen.state.value, seen.error) == ("CANCELLED", "CustomJob was cancelled.")
+            assert await clients.vertex.cancel(job.name) is False  # ended: FAILED_PRECONDITION
+            assert await clients.vertex.cancel(job.name.replace(job.name.rsplit("/", 1)[1], "404")) is False
+            assert stack.vertex.cancels == [job.name]
+        finally:
+            await clients.aclose()

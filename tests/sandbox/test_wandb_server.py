@@ -1,0 +1,239 @@
+"""The W&B stand-in's runs over HTTP: the supervisor's batched RunStopStatus question, a run stopped
+as from the W&B UI (also seen by the agent's RunStoppedStatus), and faults on the new operation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from supervisor.engines.sources.wandb import WandbClient
+from supervisor.sandbox.faults import Fault
+from supervisor.sandbox.wandb_server import WandbStandIn
+from supervisor.surface.asgi import serve_asgi
+
+pytestmark = pytest.mark.anyio
+
+KEY = "k" * 40
+ENTITY, PROJECT = "team", "train"
+RUN_STOP_STATUS = """
+query RunStopStatus($entity: String!, $project: String!, $filters: JSONString, $perPage: Int) {
+  project(name: $project, entityName: $entity) {
+    runs(filters: $filters, first: $perPage) {
+      edges { node { name stopped state } }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}
+"""
+RUN_STOPPED_STATUS = """
+query RunStoppedStatus($projectName: String, $entityName: String, $runId: String!) {
+    project(name:$projectName, entityName:$entityName) {
+        run(name:$runId) {
+            stopped
+        }
+    }
+}
+"""
+"""The agent's document (wandb.sdk.launch.api, check_stop_requested)."""
+
+
+@asynccontextmanager
+async def served(wandb: WandbStandIn) -> AsyncIterator[httpx.AsyncClient]:
+    """The stand-in on a loopback port, and a client authenticated as the supervisor is."""
+    async with anyio.create_task_group() as tg:
+        host, port = await tg.start(serve_asgi, wandb.app, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", auth=("api", KEY), timeout=5) as client:
+            yield client
+        tg.cancel_scope.cancel()
+
+
+async def stop_status(
+    client: httpx.AsyncClient, names: list[str], *, project: str = PROJECT, filters: Any = None
+) -> httpx.Response:
+    variables = {
+        "entity": ENTITY,
+        "project": project,
+        "filters": json.dumps({"name": {"$in": names}}) if filters is None else filters,
+        "perPage": len(names),
+    }
+    return await client.post("/graphql", json={"query": RUN_STOP_STATUS, "variables": variables})
+
+
+def with_runs(*names: str) -> WandbStandIn:
+    wandb = WandbStandIn(KEY)
+    for name in names:
+        wandb.start_run(ENTITY, PROJECT, name)
+    return wandb
+
+
+async def test_run_stop_status_answers_the_runs_it_knows_in_the_order_asked() -> None:
+    """One call for many runs: each known run with `stopped` and `state`; unknown ones left out."""
+    wandb = with_runs("r1", "r2", "r3")
+    wandb.stop_run("r2")
+    wandb.end_run(ENTITY, PROJECT, "r3", "finished")
+    async with served(wandb) as client:
+        answer = (await stop_status(client, ["r3", "never-started", "r2", "r1"])).json()
+    runs = answer["data"]["project"]["runs"]
+    assert [edge["node"] for edge in runs["edges"]] == [
+        {"name": "r3", "stopped": False, "state": "finished"},
+        {"name": "r2", "stopped": True, "state": "running"},
+        {"name": "r1", "stopped": False, "state": "running"},
+    ]
+    assert runs["pageInfo"]["hasNextPage"] is False
+    assert runs["pageInfo"]["endCursor"]
+    assert wandb.faults.calls["RunStopStatus"] == 1
+    assert wandb.unknown == []
+
+
+async def test_run_stop_status_pages_at_per_page_and_goes_on_from_the_cursor() -> None:
+    """`perPage` (or the stand-in's cap, to force paging) at a time; `cursor` (the last endCursor)
+    goes on after that page, as the production client sends it."""
+    wandb = with_runs("r1", "r2", "r3")
+    query = RUN_STOP_STATUS.replace("$perPage: Int)", "$perPage: Int, $cursor: String)")
+    query = query.replace("first: $perPage)", "first: $perPage, after: $cursor)")
+    variables: dict[str, Any] = {
+        "entity": ENTITY,
+        "project": PROJECT,
+        "filters": '{"name": {"$in": ["r1", "r2", "r3"]}}',
+        "perPage": 2,
+    }
+    pages = []
+    async with served(wandb) as client:
+        for _ in range(3):
+            answer = await client.post("/graphql", json={"query": query, "variables": variables})
+            runs = answer.json()["data"]["project"]["runs"]
+            pages.append([edge["node"]["name"] for edge in runs["edges"]])
+            if not runs["pageInfo"]["hasNextPage"]:
+                break
+            variables["cursor"] = runs["pageInfo"]["endCursor"]
+        wandb.runs_page_cap = 1
+        capped = (await stop_status(client, ["r1", "r2", "r3"])).json()["data"]["project"]["runs"]
+        bad = (await client.post("/graphql", json={"query": query, "variables": {**variables, "cursor": "x"}})).json()
+    assert pages == [["r1", "r2"], ["r3"]]
+    assert [edge["node"]["name"] for edge in capped["edges"]] == ["r1"]
+    assert capped["pageInfo"]["hasNextPage"] is True
+    assert "cursor" in bad["errors"][0]["message"]
+    assert wandb.unknown == ["RunStopStatus: cursor 'x' was not given by the stand-in"]
+
+
+async def test_the_production_client_reads_the_stopped_runs_in_one_request() -> None:
+    wandb = with_runs("r1", "r2", "r3")
+    wandb.stop_run("r2")
+    wandb.stop_run("r3")
+    async with served(wandb) as client:
+        production = WandbClient(str(client.base_url), KEY, timeout=2)
+        try:
+            stopped = await production.stopped_runs(ENTITY, PROJECT, ["r1", "r2", "r3", "not-started"])
+            elsewhere = await production.stopped_runs(ENTITY, "no-such-project", ["r2"])
+        finally:
+            await production.aclose()
+    assert stopped == {"r2", "r3"}
+    assert elsewhere == set()
+    assert wandb.faults.calls["RunStopStatus"] == 2
+    assert wandb.unknown == []
+
+
+async def test_a_project_that_does_not_exist_is_null_one_without_the_runs_has_none() -> None:
+    wandb = with_runs("r1")
+    async with served(wandb) as client:
+        missing = (await stop_status(client, ["r1"], project="no-such-project")).json()
+        empty = (await stop_status(client, ["not-yet"])).json()
+    assert missing == {"data": {"project": None}}
+    assert empty["data"]["project"]["runs"]["edges"] == []
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        None,
+        "not json",
+        json.dumps({"state": "running"}),
+        json.dumps({"name": "r1"}),
+        json.dumps({"name": {"$nin": ["r1"]}}),
+        json.dumps({"name": {"$in": ["r1"]}, "state": "running"}),
+        json.dumps({"name": {"$in": [1]}}),
+    ],
+)
+async def test_a_filter_it_does_not_implement_fails_loudly(filters: str | None) -> None:
+    """Answered with a GraphQL error and recorded as unknown, never with a made-up list."""
+    wandb = with_runs("r1")
+    async with served(wandb) as client:
+        variables = {"entity": ENTITY, "project": PROJECT, "filters": filters, "perPage": 1}
+        answer = (await client.post("/graphql", json={"query": RUN_STOP_STATUS, "variables": variables})).json()
+    assert "data" not in answer
+    assert "not supported by the stand-in" in answer["errors"][0]["message"]
+    assert len(wandb.unknown) == 1
+    assert wandb.unknown[0].startswith("RunStopStatus: ")
+
+
+async def test_faults_target_run_stop_status() -> None:
+    """A planned failure answers the next RunStopStatus only; every call is counted."""
+    wandb = with_runs("r1")
+    wandb.faults.add("RunStopStatus", Fault(status=503))
+    async with served(wandb) as client:
+        failed = await stop_status(client, ["r1"])
+        answered = await stop_status(client, ["r1"])
+    assert failed.status_code == 503
+    assert answered.json()["data"]["project"]["runs"]["edges"][0]["node"]["name"] == "r1"
+    assert wandb.faults.calls["RunStopStatus"] == 2
+    assert wandb.faults.calls["RunStoppedStatus"] == 0
+
+
+async def test_a_stopped_run_is_stopped_for_the_agent_too() -> None:
+    """stop_run is the W&B UI's Stop: the agent's RunStoppedStatus sees it; the state stays."""
+    wandb = with_runs("r1")
+    assert wandb.stop_run("no-such-run") is False
+    assert wandb.stop_run("r1") is True
+    async with served(wandb) as client:
+        variables = {"projectName": PROJECT, "entityName": ENTITY, "runId": "r1"}
+        answer = (await client.post("/graphql", json={"query": RUN_STOPPED_STATUS, "variables": variables})).json()
+    assert answer == {"data": {"project": {"run": {"state": "running", "stopped": True}}}}
+    wandb.end_run(ENTITY, PROJECT, "r1", "killed")
+    assert [(run.state, run.stopped) for run in wandb.runs_named("r1")] == [("killed", True)]
+
+
+async def test_the_run_of_an_item_is_the_one_it_was_acknowledged_with() -> None:
+    wandb = WandbStandIn(KEY)
+    item_id = wandb.enqueue(ENTITY, "q")
+    assert wandb.run_of(item_id) is None
+    assert wandb.pop(ENTITY, "q") is not None
+    wandb.ack(item_id, "r9")
+    assert wandb.run_of(item_id) == "r9"
+    assert wandb.run_of("no-such-item") is None
+
+
+async def test_a_user_lists_and_stops_runs_over_http() -> None:
+    """GET /sandbox/runs names each run with its item; POST …/stop stops one, or says why not."""
+    wandb = WandbStandIn(KEY)
+    item_id = wandb.enqueue(ENTITY, "q")
+    wandb.pop(ENTITY, "q")
+    wandb.ack(item_id, "r1")
+    async with served(wandb) as client, httpx.AsyncClient(base_url=str(client.base_url)) as anyone:
+        early = await anyone.post("/sandbox/runs/r1/stop")
+        wandb.start_run(ENTITY, PROJECT, "r1")
+        listed = (await anyone.get("/sandbox/runs")).json()
+        stopped = await anyone.post("/sandbox/runs/r1/stop")
+    assert early.status_code == 404
+    assert "GET /sandbox/runs" in early.json()["error"]
+    assert listed == {
+        "runs": [
+            {
+                "entity": ENTITY,
+                "project": PROJECT,
+                "run_id": "r1",
+                "state": "running",
+                "stopped": False,
+                "item_id": item_id,
+            }
+        ]
+    }
+    assert stopped.status_code == 200
+    assert stopped.json() == {"run_id": "r1", "stopped": True}
+    assert [run.stopped for run in wandb.runs_named("r1")] == [True]
+    assert wandb.unknown == []
