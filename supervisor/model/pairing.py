@@ -69,25 +69,31 @@ def confirm_claim(
         if previous is not None and previous.claimed_by == execution_name:
             previous.claimed_by = None
         execution.vertex_job = execution.reported_job
+    loser = None
     if item.claimed_by and item.claimed_by != execution_name:  # taken from a wrongly inferred one
         other = executions.get(item.claimed_by)
         if other is not None and other.item_id == item_id:
             other.item_id = None
             other.vertex_job = other.reported_job
+            loser = other
     # Only the job the execution itself reported (`submitted` arrived first): one linked through an
     # inferred pairing is another item's, and would keep this item from ever being failed.
     if execution.reported_job and not item.vertex_job:
         item.vertex_job = execution.reported_job
     item.claim_confirmed = True
-    return claim(queue, execution, item, now)
+    facts = claim(queue, execution, item, now)
+    if loser is not None and not loser.in_flight:  # it ended, having taken some item all the same
+        take_inferred_claim(items, executions, loser)
+    return facts
 
 
 def take_inferred_claim(items: Mapping[str, Item], executions: Mapping[str, Execution], ending: Execution) -> None:
-    """`ending` ends holding no item, and its watchdog did not say it found none: it may be the one
-    that took an item counting paired with an execution still running (the listing saw the item
-    leave PENDING before this end). It takes that item over, so the running one counts again as
-    about to claim; else the next pending item would get a second execution. A wrong guess only
-    holds a start back, until the claim timeout or an event (docs/architecture.md, Dispatch)."""
+    """`ending` ends holding no item (or ended, and a `claimed` event just took from it the item
+    counting gave it), and its watchdog did not say it found none: it may be the one that took an
+    item counting paired with an execution still running (the listing saw the item leave PENDING
+    after `ending` was created). It takes that item over, so the running one counts again as about
+    to claim; else the next pending item would get a second execution. A wrong guess only holds a
+    start back, until the claim timeout or an event (docs/architecture.md, Dispatch)."""
     if ending.has_claimed or ending.idle_exit:
         return
     for item in items.values():

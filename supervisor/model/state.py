@@ -126,6 +126,7 @@ class State:
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
+            facts.extend(stops.confirmed(job, now))
         for job in list(self.vertex_jobs.values()):
             if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
                 if job.absent():

@@ -101,22 +101,31 @@ def cancels(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], now:
 
 
 def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: bool) -> list[Fact]:
-    """CancelCustomJob answered: accepted, or moot (the job ended or is gone). Never sent again."""
+    """CancelCustomJob answered: accepted, or nothing to cancel (the job ended or is gone). Never sent
+    again. When an earlier attempt failed, its cancel may have taken effect with only its answer lost:
+    then "nothing to cancel" proves nothing, and the listing tells (`confirmed`)."""
     job = jobs.get(action.custom_job)
-    if job is not None:
-        # Moot: it ended (or went) before the cancel, so its own end state explains it.
-        job.cancel, job.cancel_error = (action.reason if accepted else MOOT), None
-    if not accepted:
+    if job is not None and not accepted:
+        if job.cancel_error is None:
+            job.cancel = MOOT  # it ended before any cancel of ours: its own end state explains it
         return []
-    return [
-        Fact(
-            FactKind.VERTEX_CANCEL_REQUESTED,
-            action.queue,
-            seconds=action.seconds,
-            detail=action.reason,
-            custom_job=action.custom_job,
-        )
-    ]
+    if job is not None:
+        job.cancel, job.cancel_error = action.reason, None
+    return [_requested(action.queue, action.custom_job, action.seconds)] if accepted else []
+
+
+def confirmed(job: VertexJob, now: float) -> list[Fact]:
+    """A listing shows CANCELLING or CANCELLED a job whose cancel failed with no answer: it took."""
+    if job.cancel is not None or job.cancel_error is None or job.queue is None:
+        return []
+    if job.state not in (JobState.CANCELLING, JobState.CANCELLED):
+        return []
+    job.cancel, job.cancel_error = RUN_STOPPED, None
+    return [_requested(job.queue, job.name, now - (job.stopped_since or now))]
+
+
+def _requested(queue: str, custom_job: str, seconds: float) -> Fact:
+    return Fact(FactKind.VERTEX_CANCEL_REQUESTED, queue, seconds=seconds, detail=RUN_STOPPED, custom_job=custom_job)
 
 
 def cancel_failed(jobs: Mapping[str, VertexJob], action: CancelJob, error: str) -> bool:

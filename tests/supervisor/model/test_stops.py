@@ -127,8 +127,8 @@ def test_a_queue_with_the_switch_off_never_asks_nor_cancels() -> None:
 
 
 def test_a_failed_cancel_is_tried_again_and_a_moot_one_never() -> None:
-    """An error: asked again at the next tick, logged when new. Nothing to cancel (the job ended or
-    is gone): never again, and its item keeps the job's own end state as its message."""
+    """An error: asked again at the next tick, logged when new. Nothing to cancel at the first attempt
+    (the job ended or is gone): never again, and its item keeps the job's own end state as its message."""
     state = running(job(1))
     [query] = state.stop_queries()
     state.runs_read(query, {"run-1"}, 10.0)
@@ -136,9 +136,51 @@ def test_a_failed_cancel_is_tried_again_and_a_moot_one_never() -> None:
     assert state.job_cancel_failed(action, "Unavailable: 503")
     assert not state.job_cancel_failed(action, "Unavailable: 503")
     [again] = state.job_cancels(130.0)
-    assert state.job_cancel_answered(again, accepted=False) == []
+    assert again.custom_job == action.custom_job
+
+    state = running(job(1))
+    [query] = state.stop_queries()
+    state.runs_read(query, {"run-1"}, 10.0)
+    [action] = state.job_cancels(100.0)
+    assert state.job_cancel_answered(action, accepted=False) == []
     assert state.vertex_jobs[job(1).name].cancel == MOOT
     assert state.job_cancels(200.0) == []
     state.observe_vertex([job(1, JobState.CANCELLED, ended=150.0)], 160.0, horizon=0.0, complete=True)
     [fail] = state.chores("q", 160.0).fail
     assert fail.reason == "vertex_job_ended"
+
+
+def test_a_cancel_whose_answer_was_lost_counts_as_the_supervisor_s_once_the_listing_shows_it() -> None:
+    """The first CancelCustomJob took effect but its answer was lost (an error here). The next listing
+    shows the job CANCELLING: the cancel was ours, counted once, and the item gets the stop's message."""
+    state = running(job(1))
+    [query] = state.stop_queries()
+    state.runs_read(query, {"run-1"}, 10.0)
+    [action] = state.job_cancels(100.0)
+    assert state.job_cancel_failed(action, "DeadlineExceeded: 504")
+    [fact] = state.observe_vertex([replace(job(1), state=JobState.CANCELLING)], 101.0, horizon=0.0, complete=True)
+    assert (fact.kind, fact.detail, fact.custom_job) == (FactKind.VERTEX_CANCEL_REQUESTED, RUN_STOPPED, job(1).name)
+    assert state.job_cancels(102.0) == []
+    state.observe_vertex([job(1, JobState.CANCELLED, ended=103.0)], 104.0, horizon=0.0, complete=True)
+    [fail] = state.chores("q", 104.0).fail
+    assert (fail.message, fail.reason) == (STOPPED_MESSAGE, RUN_STOPPED)
+
+
+def test_nothing_to_cancel_after_a_lost_answer_waits_for_the_listing() -> None:
+    """The retry finds the job ended (the listing had not shown it yet): Vertex's "nothing to cancel"
+    does not say whose cancel ended it. A listing showing it CANCELLED says it was ours; one showing
+    it SUCCEEDED says it ended by itself, and nothing is counted."""
+    for end, ours in ((JobState.CANCELLED, True), (JobState.SUCCEEDED, False)):
+        state = running(job(1))
+        [query] = state.stop_queries()
+        state.runs_read(query, {"run-1"}, 10.0)
+        [action] = state.job_cancels(100.0)
+        assert state.job_cancel_failed(action, "DeadlineExceeded: 504")
+        [again] = state.job_cancels(130.0)
+        assert state.job_cancel_answered(again, accepted=False) == []
+        facts = state.observe_vertex([job(1, end, ended=131.0)], 132.0, horizon=0.0, complete=True)
+        assert [f.kind for f in facts if f.kind is FactKind.VERTEX_CANCEL_REQUESTED] == (
+            [FactKind.VERTEX_CANCEL_REQUESTED] if ours else []
+        )
+        fails = state.chores("q", 133.0).fail
+        assert [f.message for f in fails] == ([STOPPED_MESSAGE] if ours else [])
