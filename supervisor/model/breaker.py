@@ -114,10 +114,14 @@ class Breaker:
         self.probe = None
         self.recent.clear()
 
-    def tick(self, now: float) -> None:
-        """Open → half-open once the cooldown has passed."""
+    def tick(self, now: float, probe_over: bool = False) -> None:
+        """Open → half-open once the cooldown has passed. Half-open with `probe_over` (the probe
+        ended without a verdict: it found no item, or was cancelled first): another probe may go,
+        or the queue would stay half-open, starting nothing, until someone resumes it."""
         if self.state is BreakerState.OPEN and self.opened_at is not None and now >= self.opened_at + self.cooldown:
             self._move(BreakerState.HALF_OPEN)
+            self.probe = None
+        elif self.state is BreakerState.HALF_OPEN and probe_over:
             self.probe = None
 
     def allowance(self) -> int | None:

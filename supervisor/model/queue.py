@@ -8,7 +8,7 @@ items and jobs is `pairing`; RunJob's record and the dispatch formula are `dispa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from supervisor.model import pairing
@@ -223,7 +223,7 @@ class QueueState:
 
     def decide(self, now: float) -> Decision:
         """How many executions to start now."""
-        self.breaker.tick(now)
+        self.breaker.tick(now, probe_over=probe_over(self.breaker, self.executions, now, self.policy.claim_timeout))
         in_flight = [e for e in self.executions.values() if e.in_flight]
         holds = {"starting": not self.polled or not self.recovered, "stale": self.stale}
         return self.dispatching.decide(
@@ -290,3 +290,15 @@ def in_flight_by_phase(state: QueueState) -> dict[Phase, int]:
         if execution.phase in counts:
             counts[execution.phase] += 1
     return counts
+
+
+def probe_over(breaker: Breaker, executions: Mapping[str, Execution], now: float, claim_timeout: float) -> bool:
+    """The half-open probe ended without a verdict: idle (no item), cancelled, or succeeded with no
+    job linked for `claim_timeout` after (polling only cannot tell idle from submitted; a submission
+    closes the breaker at the next Vertex tick, well within that). A failed probe reopens it instead."""
+    probe = executions.get(breaker.probe or "")
+    if breaker.state is not BreakerState.HALF_OPEN or probe is None or probe.in_flight or probe.vertex_job:
+        return False
+    if probe.phase in (Phase.IDLE, Phase.CANCELLED):
+        return True
+    return probe.phase is Phase.SUCCEEDED and (probe.finished or now) + claim_timeout <= now

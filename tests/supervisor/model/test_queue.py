@@ -476,3 +476,34 @@ def test_the_item_view_is_stale_from_the_listing_that_saw_an_end_on_the_daemons_
     assert state.decide(5.0).why == "stale"
     state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 6.0)
     assert state.decide(6.0).start == 1
+
+
+def test_a_probe_that_ends_without_a_verdict_lets_another_probe_go() -> None:
+    """Half-open, the probe finds no item (idle: its event, or the item still PENDING after it) or is
+    cancelled before it claims one: it says nothing about the queue's health, so another probe may
+    start rather than the queue staying half-open, starting nothing, until someone resumes it. A probe
+    that took an item and succeeded with no job linked counts as such after the claim timeout
+    (polling only cannot tell a submission from a crash that exits 0; a submission closes the breaker
+    at the next Vertex tick, well within that)."""
+    for end in ("idle event", "idle by listing", "cancelled", "claimed, no job"):
+        state = ready(breaker_cooldown=60.0, claim_timeout=30.0)
+        state.dispatched(ex(1), 0.0)
+        state.event_bailout(ex(1), "permission_denied", "permission", 1.0)
+        state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 1.0)
+        state.observe_items(pending("a", "b"), 60.0)
+        assert state.decide(61.0).probe
+        state.dispatched(ex(2), 61.0)
+        if end == "idle event":
+            state.event_idle(ex(2))
+        if end == "claimed, no job":
+            state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b")], 62.0)
+        status = "cancelled" if end == "cancelled" else "succeeded"
+        state.observe_executions([ExecutionSeen(ex(2), status, 61.0, 61.5, 63.0)], 63.0)
+        state.observe_items(pending("b") if end == "claimed, no job" else pending("a", "b"), 64.0)
+        assert state.breaker.state is BreakerState.HALF_OPEN
+        if end == "claimed, no job":
+            assert state.decide(65.0).start == 0, end  # it may have submitted: the Vertex listing tells
+            decision = state.decide(63.0 + 30.0)
+        else:
+            decision = state.decide(65.0)
+        assert (decision.start, decision.probe) == (1, True), end
