@@ -2,9 +2,11 @@
 
 Cloud Logging keeps whatever a container prints, so the agent's output, the bailout block and the
 watchdog's own events all pass through here first. Two kinds of secret are removed: the values of
-secret-looking environment variables the watchdog was started with, wherever they appear, and
-common credential shapes (Authorization headers, Google OAuth and Hugging Face tokens, PEM private
-keys). Most text holds none of them, so cheap substring checks come before any regex.
+secret-looking environment variables the watchdog was started with, wherever they appear; the value
+of any secret-looking variable a text sets (an env entry `{'name': 'X_KEY', 'value': '…'}` as the
+agent prints a job's CustomJob spec, in Python, JSON or protobuf text, or `X_KEY=…`), whoever's it
+is; and common credential shapes (Authorization headers, Google OAuth and Hugging Face tokens, PEM
+private keys). Most text holds none of them, so cheap substring checks come before any regex.
 """
 
 from __future__ import annotations
@@ -32,18 +34,50 @@ _SHAPES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("oauth-token", r"\bya29\.[A-Za-z0-9._-]+", ("ya29.",)),
     ("hf-token", r"\bhf_[A-Za-z0-9]{10,}", ("hf_",)),
 )
+_Q = r"['\"]"
+_GAP = r"[^'\"\n]*(?:\n[^'\"\n]*)?"
+"""Between an env entry's name and its value: the rest of the line, and at most one more line's
+prefix (pprint breaks a long entry there)."""
+_ENV_VALUE = rf"(?P<vq>{_Q}?)value(?P=vq)\s*:\s*(?P<q>{_Q})(?P<value>[^'\"\n]*)(?P=q)"
+_ENV_ENTRY = re.compile(
+    rf"(?P<nq>{_Q}?)name(?P=nq)\s*:\s*(?P<q0>{_Q})(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P=q0)\s*,?{_GAP}{_ENV_VALUE}"
+)
+_ENV_NAME_AT_END = re.compile(rf"{_Q}?name{_Q}?\s*:\s*{_Q}(?P<name>[A-Za-z_][A-Za-z0-9_]*){_Q}\s*,?[^'\"\n]*\n?$")
+_ENV_VALUE_AT_START = re.compile(rf"^{_GAP}{_ENV_VALUE}")
+_ASSIGNMENT = re.compile(r"\b(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>[^\s'\"]+)")
+_ASSIGNMENT_HINTS = ("KEY=", "TOKEN=", "SECRET=", "key=", "token=", "secret=", "PASSWORD", "password", "Password")
+"""Most lines with a `=` set nothing secret: the regex runs only on those that may."""
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_BODY = re.compile(r"[^\n]+")
 
 
+def secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name.upper()))
+
+
+def _redact_value(match: re.Match[str], name: str) -> str:
+    """`match` with its `value` group replaced when `name` is a secret's and the value long enough."""
+    value = match.group("value")
+    if not secret_name(name) or len(value) < MIN_SECRET_LENGTH or value.startswith("[REDACTED"):
+        return match.group()
+    start, end = match.start("value") - match.start(), match.end("value") - match.start()
+    text = match.group()
+    return f"{text[:start]}[REDACTED:{name}]{text[end:]}"
+
+
+def redact_settings(text: str) -> str:
+    """The values of secret-looking variables that `text` itself sets, whoever's they are."""
+    if "name" in text and "value" in text:
+        text = _ENV_ENTRY.sub(lambda m: _redact_value(m, m.group("name")), text)
+    if any(hint in text for hint in _ASSIGNMENT_HINTS):
+        text = _ASSIGNMENT.sub(lambda m: _redact_value(m, m.group("name")), text)
+    return text
+
+
 def secret_values(environ: Mapping[str, str]) -> dict[str, str]:
     """Name → value of the environment variables that look like secrets."""
-    return {
-        name: value
-        for name, value in environ.items()
-        if _SECRET_NAME.search(name.upper()) and len(value) >= MIN_SECRET_LENGTH
-    }
+    return {name: value for name, value in environ.items() if secret_name(name) and len(value) >= MIN_SECRET_LENGTH}
 
 
 class Redactor:
@@ -71,7 +105,7 @@ class Redactor:
         for regex, replacer, hints in self._shapes:
             if any(hint in text for hint in hints):
                 text = regex.sub(replacer, text)
-        return text
+        return redact_settings(text)
 
     def _cut_value(self, head: str) -> str:
         """`head`, a line up to where `LineBuffer` cut it, without the start of a secret value the cut
@@ -113,11 +147,19 @@ class StreamRedactor:
 
     base: Redactor
     in_key: bool = field(default=False)
+    value_of: str | None = field(default=None)
+    """The secret-looking name of an env entry the previous block ended with, its value not yet read."""
 
     def redact(self, text: str) -> str:
         if self.in_key or "PRIVATE KEY-----" in text:
             text = self.redact_keys(text)
-        return self.base.redact_inline(text)
+        if self.value_of is not None:
+            name, self.value_of = self.value_of, None
+            text = _ENV_VALUE_AT_START.sub(lambda m: _redact_value(m, name), text, count=1)
+        text = self.base.redact_inline(text)
+        if "name" in text and (end := _ENV_NAME_AT_END.search(text)) and secret_name(end.group("name")):
+            self.value_of = end.group("name")
+        return text
 
     def redact_keys(self, text: str) -> str:
         """Replace every line of private-key body, from BEGIN to END, keeping the markers."""

@@ -66,3 +66,36 @@ def test_one_line_json_key() -> None:
     """A service-account JSON with an escaped PEM on one line loses its key body."""
     out = Redactor({}).redact('{"private_key": "-----BEGIN PRIVATE KEY-----\\nMIIE\\n-----END PRIVATE KEY-----\\n"}')
     assert "MIIE" not in out
+
+
+OTHER = "1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c"
+"""A key the watchdog was not given (another W&B key in the job's own env)."""
+
+
+def test_a_secret_variable_a_text_sets_is_redacted_whoever_s_it_is() -> None:
+    """An env entry with a secret-looking name, as pprint, JSON or protobuf text print it (pprint may
+    break the entry over two prefixed lines), or an assignment: its value goes; others stay."""
+    r = Redactor({})
+    texts = [
+        f"{{'name': 'WANDB_API_KEY', 'value': '{OTHER}'}}",
+        f"wandb:        'env': [{{'name': 'WANDB_API_KEY',\nwandb:                  'value': '{OTHER}'}},",
+        f'{{"name": "WANDB_API_KEY", "value": "{OTHER}"}}',
+        f'env {{\n  name: "WANDB_API_KEY"\n  value: "{OTHER}"\n}}',
+        f"export WANDB_API_KEY={OTHER} && python train.py",
+    ]
+    for text in texts:
+        out = r.redact(text)
+        assert OTHER not in out, text
+        assert "[REDACTED:WANDB_API_KEY]" in out, text
+    kept = "{'name': 'WANDB_PROJECT', 'value': 'sandbox'} {'name': 'SHORT_KEY', 'value': 'abc'} LR=0.001"
+    assert r.redact(kept) == kept
+
+
+def test_an_env_entry_cut_between_blocks_loses_its_value_all_the_same() -> None:
+    """The pipe's read ends after the entry's name: the value at the start of the next block goes."""
+    stream = Redactor({}).stream()
+    first = stream.redact("wandb:        'env': [{'name': 'WANDB_API_KEY',\n")
+    second = stream.redact(f"wandb:                  'value': '{OTHER}'}},\n")
+    assert OTHER not in first + second
+    assert "[REDACTED:WANDB_API_KEY]" in second
+    assert stream.redact(f"'value': '{OTHER[:8]}xx'") == f"'value': '{OTHER[:8]}xx'"  # only the next block
