@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from supervisor.model.absence import Absence
 from supervisor.model.transitions import allowed
 
 
@@ -84,10 +85,8 @@ class Execution:
     """The last CancelExecution error, so a persisting one is logged once."""
     post_submit_counted: bool = False
     """Its end, measured from its CustomJob's creation, has been observed."""
-    missed: int = 0
-    """Listings in a row that did not show it while in flight (see `absent`)."""
-    listed: float | None = None
-    """When a listing last showed it."""
+    absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS, VANISH_SECONDS))
+    """Listings that left it out while in flight (see `absent`)."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False when refused."""
@@ -124,8 +123,7 @@ class Execution:
         """One more listing did not show it while in flight; True once that happened VANISH_LISTINGS
         times in a row over VANISH_SECONDS at least: it was deleted, or Cloud Run lost it, and it
         will never end by itself."""
-        self.missed += 1
-        return self.missed >= VANISH_LISTINGS and now - (self.listed or self.created) >= VANISH_SECONDS
+        return self.absence.left_out(now, self.created)
 
     def end(self, status: str, message: str, finished: float | None, now: float, timeout: float) -> bool:
         """A listing shows it ended: move to the phase that means (see `outcome`) and keep Cloud Run's

@@ -112,7 +112,7 @@ class QueueState:
                 execution.move(Phase.RUNNING)
             elif obs.status in ("succeeded", "failed", "cancelled"):
                 facts.extend(self._finish(execution, obs, now))
-            execution.missed, execution.listed = 0, now
+            execution.absence.seen(now)
         for gone in [e for e in self.executions.values() if e.in_flight and e.name not in listed and e.absent(now)]:
             facts.extend(self._finish(gone, ExecutionSeen(gone.name, "failed", gone.created, None, now, VANISHED), now))
         self.recovered = True

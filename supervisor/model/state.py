@@ -121,7 +121,8 @@ class State:
             if job is None:
                 job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
                 self.vertex_jobs[obs.name] = job
-            job.item_id, job.missed = job.item_id or obs.item_id, 0
+            job.item_id = job.item_id or obs.item_id
+            job.absence.seen(now)
             job.entity, job.project = job.entity or obs.entity, job.project or obs.project
             if job.queue is None:
                 facts.extend(self._link(job, now))
@@ -129,7 +130,7 @@ class State:
             facts.extend(stops.confirmed(job, now))
         for job in list(self.vertex_jobs.values()):
             if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
-                if job.absent():
+                if job.absent(now):
                     facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
             elif job.state.terminal and (job.ended or job.created) < horizon:
                 del self.vertex_jobs[job.name]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from supervisor.model.absence import Absence
 
 
 class JobState(enum.Enum):
@@ -68,11 +70,10 @@ class VertexJob:
     """Why the supervisor asked Vertex AI to cancel it (`run_stopped`), once the call was answered."""
     cancel_error: str | None = None
     """The last error of a CancelCustomJob tried again at the next tick."""
-    missed: int = 0
-    """Complete listings in a row that left it out while it was in flight (see `absent`)."""
+    absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS))
+    """Complete listings that left it out while it was in flight (see `absent`)."""
 
-    def absent(self) -> bool:
+    def absent(self, now: float) -> bool:
         """One more complete listing left it out; True once that happened VANISH_LISTINGS times in a
         row: it was deleted."""
-        self.missed += 1
-        return self.missed >= VANISH_LISTINGS
+        return self.absence.left_out(now, self.created)
