@@ -10,6 +10,7 @@ carries. An inferred pairing is never acted on where a wrong one would do harm (
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 
 from supervisor.model.executions import Execution, Phase
@@ -92,19 +93,46 @@ def take_inferred_claim(items: Mapping[str, Item], executions: Mapping[str, Exec
     counting gave it), and its watchdog did not say it found none: it may be the one that took an
     item counting paired with an execution still running (the listing saw the item leave PENDING
     after `ending` was created). It takes that item over, so the running one counts again as about
-    to claim; else the next pending item would get a second execution. A wrong guess only holds a
-    start back, until the claim timeout or an event (docs/architecture.md, Dispatch)."""
+    to claim; else the next pending item would get a second execution. The item may be counted for
+    an execution that ended too, which may have taken another one counted for a running one: then
+    each takes the next one's over (`_handover`). A wrong guess only holds a start back, until the
+    claim timeout or an event (docs/architecture.md, Dispatch)."""
     if ending.has_claimed or ending.idle_exit:
         return
-    for item in items.values():
-        holder = executions.get(item.claimed_by) if item.claimed_by else None
-        if holder is None or holder is ending or not holder.in_flight or holder.item_id != item.id:
-            continue
-        if item.claim_confirmed or holder.reported_job or (item.claimed_seen or 0.0) < ending.created:
-            continue  # certain, or it left PENDING before `ending` existed
+    for item, holder, taker in _handover(items, executions, ending):
         holder.item_id, holder.vertex_job = None, holder.reported_job
-        item.claimed_by, ending.item_id = ending.name, item.id
-        return
+        item.claimed_by, taker.item_id = taker.name, item.id
+
+
+def _handover(
+    items: Mapping[str, Item], executions: Mapping[str, Execution], ending: Execution
+) -> list[tuple[Item, Execution, Execution]]:
+    """The counted claims to move, as (item, from, to) in that order, that free an execution still
+    running: `ending` takes over an item counted for it, or for an ended execution that takes one
+    over in turn, and so on; the shortest such chain, or none. Only the numbers matter: whichever
+    running execution is freed, one more counts as about to claim."""
+    reached: dict[str, tuple[Item, Execution]] = {}
+    """Each execution the search reached: its item, and the execution that would take it over."""
+    takers = deque([ending])
+    while takers:
+        taker = takers.popleft()
+        for item in items.values():
+            holder = executions.get(item.claimed_by) if item.claimed_by else None
+            if holder is None or holder is ending or holder.name in reached or holder.item_id != item.id:
+                continue
+            if item.claim_confirmed or holder.reported_job or (item.claimed_seen or 0.0) < taker.created:
+                continue  # certain, or it left PENDING before `taker` existed
+            reached[holder.name] = (item, taker)
+            if not holder.in_flight:
+                takers.append(holder)
+                continue
+            moves, freed = [], holder  # back from the running execution to `ending`
+            while freed is not ending:
+                moved, by = reached[freed.name]
+                moves.append((moved, freed, by))
+                freed = by
+            return moves[::-1]
+    return []
 
 
 def undo_inferred_claim(items: Mapping[str, Item], execution: Execution) -> None:

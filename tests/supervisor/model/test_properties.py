@@ -728,11 +728,6 @@ run_machine: Callable[..., None] = run_state_machine_as_test
 """hypothesis's runner for a state machine (it has no type annotations)."""
 
 
-@pytest.mark.xfail(
-    reason="known, not yet fixed: after two RunJobs with unknown results the model can start one "
-    "execution more than the pending items need (it ends idle); the fixed CI examples include it",
-    strict=False,
-)
 def test_dispatch_stays_within_its_bounds_whatever_the_order() -> None:
     """Never over max_inflight, the budget, the breaker or the work there is, and records move forward."""
     run_machine(

@@ -169,6 +169,42 @@ def test_an_execution_whose_counted_claim_an_event_corrected_counts_again_as_abo
     assert state.decide(7.0).start == 0
 
 
+def test_an_execution_that_ends_with_no_item_takes_over_a_claim_through_one_that_ended_before_it() -> None:
+    """Counting gave a to x1 (x2 took it) and b to x2 (x3 took it); x2 and x3 end: x3 takes b, x2
+    takes a, and x1, still running, counts again as about to take c."""
+    state = ready(max_inflight=4)
+    state.observe_items(pending("a", "b", "c"), 0.0)
+    state.dispatched(ex(1), 1.0)
+    state.dispatched(ex(2), 2.0)
+    state.observe_items([ItemSeen("a", ItemState.CLAIMED, "run-a"), *pending("b", "c")], 3.0)
+    state.dispatched(ex(3), 4.0)
+    claimed = [ItemSeen(i, ItemState.CLAIMED, f"run-{i}") for i in ("a", "b")]
+    state.observe_items([*claimed, *pending("c")], 6.0)
+    assert [state.executions[ex(n)].item_id for n in (1, 2, 3)] == ["a", "b", None]
+    ended = [ExecutionSeen(ex(n), "succeeded", float(n), n + 0.5, 5.0) for n in (2, 3)]
+    state.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 1.5, None), *ended], 7.0)
+    assert [state.executions[ex(n)].item_id for n in (1, 2, 3)] == [None, "a", "b"]
+    state.observe_items([*claimed, *pending("c")], 8.0)
+    assert state.decide(9.0).start == 0
+
+
+def test_an_ended_execution_whose_counted_claim_an_event_corrected_takes_over_one_counted_for_a_running_one() -> None:
+    """Counting gave a to x3, which had ended, and b to x1; x2's `claimed` event says a is x2's: x3
+    took b, so x1 holds nothing and will take c, and nothing more starts."""
+    state = ready(max_inflight=4)
+    state.observe_items(pending("a", "b", "c"), 0.0)
+    for n in (1, 2, 3):
+        state.dispatched(ex(n), float(n))
+    running = [ExecutionSeen(ex(n), "running", float(n), n + 0.5, None) for n in (1, 2)]
+    state.observe_executions([*running, ExecutionSeen(ex(3), "succeeded", 3.0, 3.5, 4.0)], 5.0)
+    claimed = [ItemSeen(i, ItemState.CLAIMED, f"run-{i}") for i in ("a", "b")]
+    state.observe_items([*claimed, *pending("c")], 6.0)
+    assert (state.executions[ex(1)].item_id, state.executions[ex(3)].item_id) == ("b", "a")
+    state.event_claimed(ex(2), "a", 7.0)
+    assert [state.executions[ex(n)].item_id for n in (1, 2, 3)] == [None, "a", "b"]
+    assert state.decide(8.0).start == 0
+
+
 def test_a_submitted_event_that_names_the_item_pairs_it_though_claimed_never_came() -> None:
     """x1's `claimed` event is lost; its `submitted` one names the item: a is x1's, nothing more starts."""
     state = ready()
