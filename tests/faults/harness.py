@@ -79,6 +79,30 @@ def figures(
     )
 
 
+Record = Callable[[Figures], None]
+"""The `record` fixture (conftest.py): keeps a scenario's figures for the table."""
+
+
+def record_figures(
+    record: Record,
+    stack: Stack,
+    item_ids: Sequence[str],
+    recover_s: float | None,
+    *,
+    area: str,
+    scenario: str,
+    note: str = "",
+    check: bool = True,
+) -> Figures:
+    """The scenario's `figures`, recorded for the table, then checked (unless `check` is False):
+    recorded first, so that a scenario that fails still shows its row."""
+    fig = figures(stack, item_ids, recover_s, area=area, scenario=scenario, note=note)
+    record(fig)
+    if check:
+        fig.check()
+    return fig
+
+
 async def settle(stack: Stack, item_ids: Sequence[str], timeout: float = 30.0) -> float:
     """Wait until every item is terminal and no execution runs; the seconds it took."""
     started = time.monotonic()

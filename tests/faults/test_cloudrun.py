@@ -3,7 +3,6 @@ time out, are cancelled, or vanish."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +11,11 @@ import pytest
 from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import Plan, SimulatedLauncher
 from supervisor.sandbox.stack import ENTITY, stand_ins
-from tests.faults.harness import Figures, figures, settle, wait
+from tests.faults.harness import Record, record_figures, settle, wait
 from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio
 AREA = "Cloud Run"
-Record = Callable[[Figures], None]
 
 
 def planned(*outcomes: str) -> Callable[[Any, Any], SimulatedLauncher]:
@@ -38,12 +36,10 @@ async def test_runjob_answers_lost_after_the_execution_was_created(record: Recor
         stack.cloudrun.faults.add("RunJob", Fault(delay=3.0, late=True))  # past the 2 s deadline
         ids = [stack.wandb.enqueue(ENTITY, "q") for _ in range(6)]
         async with running(stack.config("max_inflight = 2")):
-            started = time.monotonic()
-            await settle(stack, ids, timeout=60)
-            recover = time.monotonic() - started
-    fig = figures(stack, ids, recover, area=AREA, scenario="RunJob 429/503/deadline after creating the execution")
-    record(fig)
-    fig.check()
+            recover = await settle(stack, ids, timeout=60)
+    fig = record_figures(
+        record, stack, ids, recover, area=AREA, scenario="RunJob 429/503/deadline after creating the execution"
+    )
     assert fig.max_executions_per_item == 1
 
 
@@ -57,13 +53,11 @@ async def test_runjob_refused_for_good_then_fixed(record: Record) -> None:
             await wait(lambda: daemon.state.queues["q"].breaker.state.value == "open", timeout=30)
             waiting = [i for i in ids if stack.wandb.items[i].state == "PENDING"]
             stack.cloudrun.faults.planned["RunJob"].clear()
-            fixed = time.monotonic()
             daemon.resume("q")
-            await settle(stack, ids)
-            recover = time.monotonic() - fixed
-    fig = figures(stack, ids, recover, area=AREA, scenario="RunJob refused for good (PERMISSION_DENIED), then fixed")
-    record(fig)
-    fig.check()
+            recover = await settle(stack, ids)
+    record_figures(
+        record, stack, ids, recover, area=AREA, scenario="RunJob refused for good (PERMISSION_DENIED), then fixed"
+    )
     assert waiting == ids  # while refused, every item waited, none was lost
 
 
@@ -76,9 +70,9 @@ async def test_listings_failing_and_paged_one_by_one(record: Record) -> None:
         async with running(stack.config("max_inflight = 3")):
             await wait(lambda: not stack.cloudrun.faults.planned["ListExecutions"], timeout=30)
             recover = await settle(stack, ids, timeout=60)
-    fig = figures(stack, ids, recover, area=AREA, scenario="ListExecutions failing, then one execution per page")
-    record(fig)
-    fig.check()
+    record_figures(
+        record, stack, ids, recover, area=AREA, scenario="ListExecutions failing, then one execution per page"
+    )
 
 
 async def test_executions_that_time_out_are_cancelled_or_vanish(record: Record) -> None:
@@ -97,11 +91,7 @@ async def test_executions_that_time_out_are_cancelled_or_vanish(record: Record) 
             stack.cloudrun.handles[deleted].cancel_scope.cancel()
             stack.cloudrun.handles[deleted].finished = True
             del stack.cloudrun.executions[deleted]
-            fault_end = time.monotonic()
-            await settle(stack, ids, timeout=60)
-            recover = time.monotonic() - fault_end
+            recover = await settle(stack, ids, timeout=60)
             stranded = daemon.metrics.items_failed.labels("q", "stranded")._value.get()  # noqa: SLF001
-    fig = figures(stack, ids, recover, area=AREA, scenario="executions time out, are cancelled, vanish")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="executions time out, are cancelled, vanish")
     assert stranded == 3

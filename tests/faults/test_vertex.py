@@ -4,7 +4,6 @@ names no known item."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 from google.cloud import aiplatform_v1
@@ -13,12 +12,11 @@ from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import custom_job
 from supervisor.sandbox.stack import ENTITY, stand_ins
 from supervisor.sandbox.vertex_server import Schedule
-from tests.faults.harness import Figures, figures, settle, wait
+from tests.faults.harness import Record, record_figures, settle, wait
 from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio
 AREA = "Vertex AI"
-Record = Callable[[Figures], None]
 S = aiplatform_v1.JobState
 
 
@@ -34,9 +32,7 @@ async def test_listings_failing(record: Record) -> None:
             await settle(stack, ids)
             await wait(lambda: len(daemon.state.vertex_jobs) == len(ids))
             recover = time.monotonic() - back
-    fig = figures(stack, ids, recover, area=AREA, scenario="ListCustomJobs failing")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="ListCustomJobs failing")
 
 
 async def test_jobs_ending_expired_cancelled_or_vanishing(record: Record) -> None:
@@ -53,13 +49,9 @@ async def test_jobs_ending_expired_cancelled_or_vanishing(record: Record) -> Non
                 job.state = state
                 job.end_time = job.create_time
             del stack.vertex.jobs[deleted]
-            fault_end = time.monotonic()
-            await settle(stack, ids)
-            recover = time.monotonic() - fault_end
+            recover = await settle(stack, ids)
             failed = daemon.metrics.items_failed.labels("q", "vertex_job_ended")._value.get()  # noqa: SLF001
-    fig = figures(stack, ids, recover, area=AREA, scenario="jobs EXPIRED, CANCELLED, or deleted while running")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="jobs EXPIRED, CANCELLED, or deleted while running")
     assert failed == 3
     assert sum(1 for i in ids if stack.wandb.items[i].state == "FAILED") == 3
 
@@ -73,12 +65,8 @@ async def test_a_job_that_names_no_known_item(record: Record) -> None:
         stack.vertex.create(stranger)
         ids = [stack.wandb.enqueue(ENTITY, "q") for _ in range(4)]
         async with running(stack.config()) as (daemon, _):
-            started = time.monotonic()
-            await settle(stack, ids)
-            recover = time.monotonic() - started
+            recover = await settle(stack, ids)
             unlinked = [j for j in daemon.state.vertex_jobs.values() if j.queue is None]
-    fig = figures(stack, ids, recover, area=AREA, scenario="a job whose labels name no known item")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="a job whose labels name no known item")
     assert len(unlinked) == 1
     assert stack.wandb.faults.calls["failRunQueueItem"] == 0

@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,27 @@ import watchdog
 from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 from supervisor.sandbox.summary import is_terminal, jobs_by_item, settled
 from tests.emulator import Emulator
-from tests.faults.harness import Figures, figures
-from tests.faults.watchdog_support import FILL, ITEM, JOB, MARK, Run, Script, Watchdogs, hook_line, marked, namespace
+from tests.faults.harness import Record
+from tests.faults.watchdog_support import (
+    FILL,
+    ITEM,
+    JOB,
+    MARK,
+    Burst,
+    Run,
+    Script,
+    Watchdogs,
+    hook_line,
+    marked,
+    namespace,
+    record_burst,
+)
 from tests.supervisor.daemon.test_events import Bus, make_topic
 from tests.supervisor.daemon.test_shell import running
 from tests.watchdog import agent_lines
 from watchdog.runner import PUBLISH_FLUSH_SECONDS
 
 pytestmark = pytest.mark.anyio
-AREA = "Watchdog"
-Record = Callable[[Figures], None]
 GRACE = 1.0
 """The watchdog's --grace: SIGINT, SIGTERM after it, SIGKILL after another."""
 SETTINGS = "max_inflight = 3\n[queues.breaker]\nthreshold = 1000"
@@ -61,19 +71,6 @@ def bus(pubsub_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, request: pyt
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
     topic, subscription = make_topic(pubsub_emulator.host, "faults-" + request.node.name.replace("_", "-")[:60])
     return Bus(topic, subscription)
-
-
-@dataclass
-class Burst:
-    stack: Stack
-    ids: list[str]
-    recover: float | None
-    """None: it never settled."""
-    watchdogs: Watchdogs
-    seen: dict[str, tuple[str, str | None, str | None]]
-    """Execution → (phase, category, bailout rule), as the daemon has it at the end."""
-    why: list[str]
-    """For each item left non-terminal: who claimed it, and what the daemon made of it."""
 
 
 async def burst(
@@ -187,17 +184,13 @@ async def test_an_agent_that_ignores_sigint_and_sigterm(bus: Bus, tmp_path: Path
         stops.append(run.ended - sent[0][1])
         bailout, end = done.watchdogs.events(run, "watchdog.bailout"), done.watchdogs.events(run, "watchdog.exited")
         waits.append(when(end[0]) - when(bailout[0]) if bailout and end else float("nan"))
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="agent ignores SIGINT and SIGTERM after a fatal line",
-        note=f"SIGKILL 2 graces ({2 * GRACE:g} s) after SIGINT: watchdog.exited ≤ {max(waits):.1f} s after the "
+    record_burst(
+        record,
+        done,
+        "agent ignores SIGINT and SIGTERM after a fatal line",
+        f"SIGKILL 2 graces ({2 * GRACE:g} s) after SIGINT: watchdog.exited ≤ {max(waits):.1f} s after the "
         f"bailout, process gone ≤ {max(stops):.1f} s after SIGINT (the rest is the Pub/Sub flush)",
     )
-    record(fig)
-    fig.check()
     assert len(runs) == len(done.ids)
     bound = 2 * GRACE + PUBLISH_FLUSH_SECONDS + 1.0  # SIGKILL after two graces; the last events flushed
     for run, stop in zip(runs, stops, strict=True):
@@ -239,16 +232,12 @@ async def test_an_agent_that_leaves_processes_in_other_sessions(bus: Bus, tmp_pa
     done = await burst(bus, tmp_path, script, items=4, settings=ONE_AT_A_TIME)
     runs = done.watchdogs.claimed()
     pids = {run.name: [int(p.read_text()) for p in sorted(run.work.glob("*.pid"))] for run in runs}
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="agent leaves children, new sessions and daemons behind",
-        note="6 per execution (2 in its group, 2 setsid, 2 double-forked); none left after the watchdog exited",
+    record_burst(
+        record,
+        done,
+        "agent leaves children, new sessions and daemons behind",
+        "6 per execution (2 in its group, 2 setsid, 2 double-forked); none left after the watchdog exited",
     )
-    record(fig)
-    fig.check()
     assert len(runs) == len(done.ids)
     for run in runs:
         assert len(pids[run.name]) == 6
@@ -290,17 +279,13 @@ async def test_an_agent_that_floods_its_output(bus: Bus, tmp_path: Path, record:
         flooded = (run.work / "flooded").stat().st_mtime
         through.append(size / max(flooded - when(claimed), 1e-3))
         verdicts.append(when(verdict[0]) - flooded)
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="agent floods its output before the verdict line",
-        note=f"{size:.1f} MB per execution, read at ≥ {min(through):.0f} MB/s; "
+    record_burst(
+        record,
+        done,
+        "agent floods its output before the verdict line",
+        f"{size:.1f} MB per execution, read at ≥ {min(through):.0f} MB/s; "
         f"verdict ≤ {max(verdicts):.2f} s after the last flood line",
     )
-    record(fig)
-    fig.check()
     assert len(runs) == len(done.ids)
     for run in runs:
         out, err = done.watchdogs.output(run)
@@ -334,16 +319,12 @@ async def test_an_agent_that_writes_binary(bus: Bus, tmp_path: Path, record: Rec
 
     done = await burst(bus, tmp_path, script, items=4)
     runs = done.watchdogs.claimed()
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="agent writes binary (invalid UTF-8, NULs) around a fatal line",
-        note="category quota from the watchdog and in the daemon, each time",
+    record_burst(
+        record,
+        done,
+        "agent writes binary (invalid UTF-8, NULs) around a fatal line",
+        "category quota from the watchdog and in the daemon, each time",
     )
-    record(fig)
-    fig.check()
     assert len(runs) == len(done.ids)
     for run in runs:
         bailout = done.watchdogs.events(run, "watchdog.bailout")
@@ -382,16 +363,12 @@ async def test_tmpdir_and_wandb_dir_on_a_full_filesystem(
 
     done = await burst(bus, tmp_path, script, items=4, settings=ONE_AT_A_TIME, prefix=full)
     runs = done.watchdogs.claimed()
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="TMPDIR and WANDB_DIR on a full filesystem",
-        note="64 KiB tmpfs, blocks and inodes full; success seen on stderr; ENOSPC in the agent is a crash bailout",
+    record_burst(
+        record,
+        done,
+        "TMPDIR and WANDB_DIR on a full filesystem",
+        "64 KiB tmpfs, blocks and inodes full; success seen on stderr; ENOSPC in the agent is a crash bailout",
     )
-    record(fig)
-    fig.check()
     assert len(runs) == len(done.ids)
     for run in runs:
         err = done.watchdogs.output(run)[1]
@@ -458,9 +435,7 @@ async def test_a_full_tmp(bus: Bus, unshare: list[str], record: Record) -> None:
                 f"FAILS: launch-watchdog crashed before starting the agent in {len(crashed)} of {len(runs)} "
                 "executions, so no item was ever claimed"
             )
-        fig = figures(done.stack, done.ids, done.recover, area=AREA, scenario="a full /tmp, WANDB_DIR unset", note=note)
-        record(fig)
-        fig.check()
+        record_burst(record, done, "a full /tmp, WANDB_DIR unset", note)
         assert (crashed, len(reported)) == ([], len(runs))  # said once per execution, and carried on
         for run in runs:
             assert exited(done.watchdogs, run)["reason"] in ("submitted", "idle")
@@ -491,20 +466,18 @@ async def test_bailouts_and_submissions_with_claims_listed_first(bus: Bus, tmp_p
 
     done = await burst(bus, tmp_path, script, items=3, ids=ids, options=("--grace", "1", "--idle-timeout", "30"))
     runs = list(done.watchdogs.runs.values())
-    fig = figures(
-        done.stack,
-        done.ids,
-        done.recover,
-        area=AREA,
-        scenario="bailouts and submissions at once, claims listed before the events",
-        note=(
+    fig = record_burst(
+        record,
+        done,
+        "bailouts and submissions at once, claims listed before the events",
+        (
             "FAILS: the daemon keeps a CustomJob it linked by inference when the claimed event corrects the "
             "pairing, so it never fails the item of the agent that bailed out: " + "; ".join(done.why)
             if done.why
             else "pairings inferred wrongly, then corrected by the events"
         ),
+        check=False,  # the arrangement first: when it did not happen, the figures say little
     )
-    record(fig)
     assert [r.item_id for r in runs[:3]] == ids[::-1]  # as arranged: the oldest execution claimed last
     fig.check()
     failed = done.stack.wandb.items[ids[2]]

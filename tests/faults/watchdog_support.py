@@ -39,9 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from supervisor.sandbox.cloudrun_server import ExecutionHandle
+    from supervisor.sandbox.stack import Stack
     from supervisor.sandbox.vertex_server import VertexStandIn
     from supervisor.sandbox.wandb_server import WandbStandIn
+    from tests.faults.harness import Figures, Record
 
+AREA = "Watchdog"
+"""The scenarios' area in the fault suite's table."""
 AGENT = Path(__file__).resolve().parents[1] / "watchdog" / "agent.py"
 ITEM = "@ITEM@"
 """In a script: replaced by the id of the item the agent claimed."""
@@ -281,6 +285,30 @@ class Watchdogs:
             job = self.vertex.create(custom_job(claimed["queue"], claimed["item_id"], claimed["run_id"]))
             run.job = job.name
             _write(run.work / "job", job.name)
+
+
+@dataclass
+class Burst:
+    """Items enqueued at once and run through the daemon, as a scenario left them."""
+
+    stack: Stack
+    ids: list[str]
+    recover: float | None
+    """None: it never settled."""
+    watchdogs: Watchdogs
+    seen: dict[str, tuple[str, str | None, str | None]]
+    """Execution → (phase, category, bailout rule), as the daemon has it at the end."""
+    why: list[str]
+    """For each item left non-terminal: who claimed it, and what the daemon made of it."""
+
+
+def record_burst(record: Record, done: Burst, scenario: str, note: str, *, check: bool = True) -> Figures:
+    """The burst's figures, recorded for the table, then checked (see `harness.record_figures`)."""
+    from tests.faults.harness import record_figures
+
+    return record_figures(
+        record, done.stack, done.ids, done.recover, area=AREA, scenario=scenario, note=note, check=check
+    )
 
 
 def marked(token: str, execution: str, work: Path) -> list[str]:
