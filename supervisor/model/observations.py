@@ -43,3 +43,6 @@ class VertexSeen:
     entity: str | None = None
     project: str | None = None
     """WANDB_ENTITY and WANDB_PROJECT from the container env: where its run lives in W&B."""
+    launch_queue: tuple[str, str] | None = None
+    """(WANDB_LAUNCH_QUEUE_ENTITY, WANDB_LAUNCH_QUEUE_NAME) from the container env: the queue the
+    agent took its item from."""

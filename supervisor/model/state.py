@@ -124,6 +124,7 @@ class State:
             job.item_id = job.item_id or obs.item_id
             job.absence.seen(now)
             job.entity, job.project = job.entity or obs.entity, job.project or obs.project
+            job.launch_queue = job.launch_queue or obs.launch_queue
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))

@@ -59,12 +59,24 @@ def _watched(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> 
     about (run id, entity and project known)."""
     watched = []
     for job in jobs:
-        policy = policies.get(job.queue or "")
+        policy = _queue_of(job, policies)
         if policy is None or not policy.cancel_stopped_runs or job.state not in LIVE or job.cancel is not None:
             continue
         if job.run_id and job.entity and job.project:
             watched.append(_Watched(job, policy, job.entity, job.project, job.run_id))
     return watched
+
+
+def _queue_of(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
+    """The job's queue: the one its item was linked to, else the one its container env names (an
+    item past the queue listing's first page is never linked, and its job must not run on)."""
+    if job.queue is not None:
+        return policies.get(job.queue)
+    if job.launch_queue is None:
+        return None
+    entity, name = job.launch_queue
+    policy = policies.get(name)
+    return policy if policy is not None and policy.entity == entity else None
 
 
 def stop_queries(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> list[StopQuery]:
@@ -116,12 +128,13 @@ def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: 
 
 def confirmed(job: VertexJob, now: float) -> list[Fact]:
     """A listing shows CANCELLING or CANCELLED a job whose cancel failed with no answer: it took."""
-    if job.cancel is not None or job.cancel_error is None or job.queue is None:
+    queue = job.queue or (job.launch_queue[1] if job.launch_queue else None)
+    if job.cancel is not None or job.cancel_error is None or queue is None:
         return []
     if job.state not in (JobState.CANCELLING, JobState.CANCELLED):
         return []
     job.cancel, job.cancel_error = RUN_STOPPED, None
-    return [_requested(job.queue, job.name, now - (job.stopped_since or now))]
+    return [_requested(queue, job.name, now - (job.stopped_since or now))]
 
 
 def _requested(queue: str, custom_job: str, seconds: float) -> Fact:

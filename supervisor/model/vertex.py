@@ -64,6 +64,8 @@ class VertexJob:
     entity: str | None = None
     project: str | None = None
     """Where its run lives in W&B (the container env): needed to ask whether the run was stopped."""
+    launch_queue: tuple[str, str] | None = None
+    """(entity, queue) its container env names: its queue even while its item is not listed."""
     stopped_since: float | None = None
     """When the supervisor first saw its run stopped in W&B (None while it is not)."""
     cancel: str | None = None

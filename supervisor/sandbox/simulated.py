@@ -123,10 +123,11 @@ def custom_job(
     args: Sequence[str] = (),
 ) -> aiplatform_v1.CustomJob:
     """A CustomJob as the agent's Vertex runner builds it: the run id label; the run's id, entity and
-    project and the trace id (the item) in the env."""
+    project, the queue it came from and the trace id (the item) in the env."""
     env = {"WANDB_RUN_ID": run_id, "WANDB_PROJECT": project, "WANDB_LAUNCH_TRACE_ID": item_id}
     if entity is not None:
         env["WANDB_ENTITY"] = entity
+        env["WANDB_LAUNCH_QUEUE_ENTITY"], env["WANDB_LAUNCH_QUEUE_NAME"] = entity, queue
     container = aiplatform_v1.ContainerSpec(
         image_uri="us-docker.pkg.dev/sandbox/trainers/train:latest",
         args=list(args),

@@ -32,6 +32,8 @@ _LABEL_VALUE = re.compile(r"[a-z0-9_-]{1,63}")
 
 ENTITY_ENV = "WANDB_ENTITY"
 PROJECT_ENV = "WANDB_PROJECT"
+QUEUE_ENV = "WANDB_LAUNCH_QUEUE_NAME"
+QUEUE_ENTITY_ENV = "WANDB_LAUNCH_QUEUE_ENTITY"
 _NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
 """CancelCustomJob's answers for a job that is gone, or already ended."""
 
@@ -43,6 +45,12 @@ def container_env(job: Any, name: str) -> str | None:
             if env.name == name and env.value:
                 return str(env.value)
     return None
+
+
+def launch_queue(job: Any) -> tuple[str, str] | None:
+    """(entity, queue) of the queue the agent took the job's item from, when its env says."""
+    entity, queue = container_env(job, QUEUE_ENTITY_ENV), container_env(job, QUEUE_ENV)
+    return (entity, queue) if entity and queue else None
 
 
 def trace_id(job: Any) -> str | None:
@@ -114,6 +122,7 @@ class VertexTracker:
                         item_id=trace_id(job),
                         entity=container_env(job, ENTITY_ENV),
                         project=container_env(job, PROJECT_ENV),
+                        launch_queue=launch_queue(job),
                     )
                 )
         return found

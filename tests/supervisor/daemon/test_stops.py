@@ -123,3 +123,23 @@ async def test_a_job_cancelled_elsewhere_fails_its_item_with_vertex_s_message() 
             labels = {"queue": "q", "reason": "vertex_job_ended"}
             assert metric(text, "launch_supervisor_items_failed_by_supervisor_total", **labels) == 1
             assert metric(text, "launch_supervisor_vertex_cancels_total", queue="q", reason="run_stopped") == 0
+
+
+async def test_a_job_whose_item_the_queue_listing_does_not_show_is_cancelled_all_the_same() -> None:
+    """A CustomJob whose item is not in the queue's listing (past its first page) is never linked to
+    an item; its env names the queue, so its stopped run still gets it cancelled, under that queue."""
+    from supervisor.sandbox.simulated import custom_job
+    from supervisor.sandbox.vertex_server import RUN_FOR_ARG
+
+    async with stand_ins(["q"]) as stack:
+        stack.wandb.start_run(ENTITY, "sandbox", "run-unlisted")
+        job = stack.vertex.create(
+            custom_job("q", "unlisted", "run-unlisted", entity=ENTITY, project="sandbox", args=[f"{RUN_FOR_ARG}60"])
+        )
+        async with running(stack.config("stop_grace = 0.5")) as (daemon, url):
+            await until(lambda: job.name in daemon.state.vertex_jobs, what="the job listed")
+            assert daemon.state.vertex_jobs[job.name].queue is None
+            assert stack.wandb.stop_run("run-unlisted")
+            await until(lambda: stack.vertex.cancels == [job.name], what="the job cancelled")
+            text = await scrape(url)
+            assert metric(text, "launch_supervisor_vertex_cancels_total", queue="q", reason="run_stopped") == 1

@@ -184,3 +184,22 @@ def test_nothing_to_cancel_after_a_lost_answer_waits_for_the_listing() -> None:
         )
         fails = state.chores("q", 133.0).fail
         assert [f.message for f in fails] == ([STOPPED_MESSAGE] if ours else [])
+
+
+def test_a_job_whose_item_is_not_listed_is_watched_by_the_queue_its_env_names() -> None:
+    """An item past the queue listing's first page is never linked to its job; the job's env names
+    its queue (WANDB_LAUNCH_QUEUE_ENTITY/NAME), so its run is asked about and the job cancelled all
+    the same, under that queue. A queue of another entity, or not configured, is not ours."""
+    state = running()
+    unlisted = replace(job(7), item_id="not-listed", launch_queue=("e", "q"))
+    elsewhere = replace(job(8), item_id="other", launch_queue=("another-entity", "q"))
+    unknown = replace(job(9), item_id="unknown", launch_queue=("e", "not-configured"))
+    state.observe_vertex([unlisted, elsewhere, unknown], 6.0, horizon=0.0, complete=True)
+    assert state.vertex_jobs[unlisted.name].queue is None
+    [query] = state.stop_queries()
+    assert query.runs == ("run-7",)
+    state.runs_read(query, {"run-7"}, 10.0)
+    [action] = state.job_cancels(10.0 + GRACE)
+    assert (action.queue, action.custom_job) == ("q", unlisted.name)
+    [fact] = state.job_cancel_answered(action, accepted=True)
+    assert fact.queue == "q"

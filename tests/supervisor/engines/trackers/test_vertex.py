@@ -50,6 +50,7 @@ async def test_a_listed_job_says_where_its_run_lives_and_cancel_says_whether_it_
         try:
             [seen] = await clients.vertex.list(since=time.time() - 60)
             assert (seen.run_id, seen.item_id, seen.entity, seen.project) == ("run-1", "item-1", ENTITY, "proj")
+            assert seen.launch_queue == (ENTITY, "q")
             assert await clients.vertex.cancel(job.name) is True
             [seen] = await clients.vertex.list(since=time.time() - 60)
             assert (seen.state.value, seen.error) == ("CANCELLED", "CustomJob was cancelled.")
