@@ -33,11 +33,10 @@ from tests.faults.daemon_support import (
     supervised,
     write_config,
 )
-from tests.faults.harness import Figures, figures, settle, wait
+from tests.faults.harness import Figures, Record, figures, record_figures, settle, wait
 
 pytestmark = pytest.mark.anyio
 AREA = "Daemon"
-Record = Callable[[Figures], None]
 
 SEEDS = tuple(int(s) for s in os.environ.get("FAULTS_KILL_SEEDS", "").split(",") if s) or tuple(range(1, 21))
 """One trial per seed; FAULTS_KILL_SEEDS=7,12 runs only those (to replay a failing one)."""
@@ -185,9 +184,9 @@ async def test_sigterm_during_a_dispatch_drains_and_a_restart_doubles_nothing(re
         async with supervised(stack, tmp_path / "second", "max_inflight = 2") as second:
             await settle(stack, ids)
             recover = time.monotonic() - signalled
-    fig = figures(stack, ids, recover, area=AREA, scenario="SIGTERM during a slow RunJob: drain, exit 0, restart")
-    record(fig)
-    fig.check()
+    fig = record_figures(
+        record, stack, ids, recover, area=AREA, scenario="SIGTERM during a slow RunJob: drain, exit 0, restart"
+    )
     assert code == 0
     assert any("clean stop" in said for said in first.said)  # the unit does not restart it
     assert logged(first.log, "supervisor.stopped")
@@ -216,9 +215,9 @@ async def test_sighup_with_an_invalid_config_keeps_the_old_one(record: Record, t
             recover = time.monotonic() - rejected
             await daemon.reload(good, answer="config.reloaded")  # and a good one is still taken
             running = daemon.process.returncode is None
-    fig = figures(stack, ids, recover, area=AREA, scenario="SIGHUP with an invalid config written over the file")
-    record(fig)
-    fig.check()
+    record_figures(
+        record, stack, ids, recover, area=AREA, scenario="SIGHUP with an invalid config written over the file"
+    )
     assert running
     assert daemon.unit.restarts == 0
     problems = [line["problems"] for line in logged(daemon.log, "config.reload_rejected")]
@@ -248,9 +247,9 @@ async def test_its_log_on_a_full_disk(record: Record, tmp_path: Path) -> None:
             f"FAILS: the daemon exited with {code} {what}: a log write that fails (OSError ENOSPC from structlog's"
             " PrintLogger) is not caught, so a full log disk stops all dispatching"
         )
-    fig = figures(stack, ids, recover, area=AREA, scenario="its log (stderr) on a full disk (/dev/full)", note=note)
-    record(fig)
-    fig.check()
+    record_figures(
+        record, stack, ids, recover, area=AREA, scenario="its log (stderr) on a full disk (/dev/full)", note=note
+    )
     assert code is None, note
 
 
@@ -283,9 +282,9 @@ async def test_the_wall_clock_jumps_forward_then_back(record: Record, tmp_path: 
             settled_in = await settle_within(stack, ids, 20)  # a hold of hours shows within seconds
             recover = None if settled_in is None else time.monotonic() - back
     remove_faketime_shm(pid)
-    fig = figures(stack, ids, recover, area=AREA, scenario=CLOCK_SCENARIO, note=clock_note(stack, ids, daemon.log))
-    record(fig)
-    fig.check()
+    fig = record_figures(
+        record, stack, ids, recover, area=AREA, scenario=CLOCK_SCENARIO, note=clock_note(stack, ids, daemon.log)
+    )
     assert fig.max_executions_per_item == 1
 
 

@@ -23,13 +23,12 @@ from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import Plan, SimulatedLauncher
 from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
 from tests.emulator import Emulator, require_emulator
-from tests.faults.harness import Figures, figures, settle, wait
+from tests.faults.harness import Record, figures, record_figures, settle, wait
 from tests.supervisor.daemon.test_events import Bus, make_topic
 from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio
 AREA = "Pub/Sub"
-Record = Callable[[Figures], None]
 Sink = Callable[[dict[str, Any]], None]
 QUOTA = Plan(outcome="stopped", rule="quota_exceeded", category="quota", message="429 Quota exceeded")
 """The watchdog stops the agent at a quota error before the agent fails the item: only the
@@ -136,9 +135,7 @@ async def test_every_event_delivered_twice(bus: Bus, handled: list[tuple[bytes, 
             breaker = daemon.state.queues["q"].breaker.state.value
             failed = failed_as(daemon, "execution_ended")
             quota = bailouts(daemon, "quota")
-    fig = figures(stack, ids, recover, area=AREA, scenario="every event and hint delivered twice")
-    record(fig)
-    fig.check()
+    fig = record_figures(record, stack, ids, recover, area=AREA, scenario="every event and hint delivered twice")
     assert fig.max_executions_per_item == 1
     effects = keys(handled)
     assert {kind for _, kind in effects} >= {"watchdog.claimed", "watchdog.submitted", "watchdog.bailout"}
@@ -246,9 +243,9 @@ async def test_poison_messages_in_a_burst(bus: Bus, handled: list[tuple[bytes, s
             await anyio.sleep(max(0.0, published + LEASE_SECONDS + 2 - time.monotonic()))  # past any redelivery
             counted = {k: received(daemon, "malformed", k) for k in kinds}
             submitted = received(daemon, "watchdog.submitted", "applied")
-    fig = figures(stack, ids, recover, area=AREA, scenario="poison messages (garbage, wrong types, 1 MB) in a burst")
-    record(fig)
-    fig.check()
+    record_figures(
+        record, stack, ids, recover, area=AREA, scenario="poison messages (garbage, wrong types, 1 MB) in a burst"
+    )
     assert counted == kinds
     for body, _, _ in POISON:
         assert sum(1 for data, _ in handled if data == body) == 1, f"{body[:40]!r} delivered again"
@@ -287,9 +284,7 @@ async def test_messages_for_another_daemons_queue(bus: Bus, handled: list[tuple[
             breaker = daemon.state.queues["q"].breaker.state.value
             taken = [e for e in daemon.state.queues["q"].executions if "launcher-other" in e]
             queues = set(daemon.state.queues)
-    fig = figures(stack, ids, recover, area=AREA, scenario="messages for another daemon's queue")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="messages for another daemon's queue")
     assert not [n for n in stack.cloudrun.executions if n.startswith(launcher_job("other"))]
     assert [stack.wandb.items[i].state for i in theirs] == ["PENDING"] * 3
     assert (queues, taken, breaker) == ({"q"}, [], "closed")
@@ -326,9 +321,9 @@ async def test_the_emulator_restarting_mid_burst(
     finally:
         for emulator in emulators:
             emulator.stop()
-    fig = figures(stack, first + second, recover, area=AREA, scenario="the emulator restarts in the middle of a burst")
-    record(fig)
-    fig.check()
+    record_figures(
+        record, stack, first + second, recover, area=AREA, scenario="the emulator restarts in the middle of a burst"
+    )
 
 
 async def test_the_subscription_deleted_mid_run(bus: Bus, record: Record) -> None:
@@ -361,9 +356,7 @@ async def test_the_subscription_deleted_mid_run(bus: Bus, record: Record) -> Non
                     await listening(daemon, bus)  # the subscriber is back
     finally:
         subscriber.close()
-    fig = figures(
-        stack, first + second, recover, area=AREA, scenario="the subscription deleted mid-run, then made again"
+    record_figures(
+        record, stack, first + second, recover, area=AREA, scenario="the subscription deleted mid-run, then made again"
     )
-    record(fig)
-    fig.check()
     assert next(e["error"] for e in logs if e["event"] == "pubsub.stream_ended").startswith("NotFound")

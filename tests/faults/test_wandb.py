@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 
 import anyio
 import pytest
@@ -12,12 +11,11 @@ import pytest
 from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import Plan, SimulatedLauncher
 from supervisor.sandbox.stack import ENTITY, stand_ins
-from tests.faults.harness import Figures, figures, settle, wait
+from tests.faults.harness import Record, record_figures, settle, wait
 from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio
 AREA = "W&B"
-Record = Callable[[Figures], None]
 
 
 async def test_bursts_of_5xx_and_timeouts(record: Record) -> None:
@@ -30,9 +28,7 @@ async def test_bursts_of_5xx_and_timeouts(record: Record) -> None:
         async with running(stack.config()):
             await wait(lambda: not stack.wandb.faults.planned["runQueueItems"], timeout=30)
             recover = await settle(stack, ids)
-    fig = figures(stack, ids, recover, area=AREA, scenario="bursts of 5xx and timeouts on the poll")
-    record(fig)
-    fig.check()
+    fig = record_figures(record, stack, ids, recover, area=AREA, scenario="bursts of 5xx and timeouts on the poll")
     assert fig.max_executions_per_item == 1
 
 
@@ -52,9 +48,7 @@ async def test_a_401_in_the_middle_of_a_run(record: Record) -> None:
             daemon.reload(config)  # what SIGHUP does, after the operator fixed the key
             await settle(stack, ids)
             recover = time.monotonic() - fixed
-    fig = figures(stack, ids, recover, area=AREA, scenario="a 401 mid-run, then the key fixed and reloaded")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="a 401 mid-run, then the key fixed and reloaded")
 
 
 MALFORMED = (
@@ -78,9 +72,7 @@ async def test_malformed_answers(record: Record) -> None:
             await wait(lambda: not stack.wandb.faults.planned["runQueueItems"])
             recover = await settle(stack, ids)
             failures = daemon.metrics.loop_failures.labels("queue")._value.get()  # noqa: SLF001
-    fig = figures(stack, ids, recover, area=AREA, scenario="malformed JSON, missing fields, wrong types")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, ids, recover, area=AREA, scenario="malformed JSON, missing fields, wrong types")
     assert failures >= len(MALFORMED) - 1  # a node of the wrong type may only drop that node
 
 
@@ -99,9 +91,7 @@ async def test_a_queue_that_disappears(record: Record) -> None:
             second = [stack.wandb.enqueue(ENTITY, "q") for _ in range(3)]
             await settle(stack, first + second)
             recover = time.monotonic() - back
-    fig = figures(stack, first + second, recover, area=AREA, scenario="the queue disappears, then comes back")
-    record(fig)
-    fig.check()
+    record_figures(record, stack, first + second, recover, area=AREA, scenario="the queue disappears, then comes back")
 
 
 async def test_an_item_stuck_in_leased_returns_and_runs(record: Record) -> None:
@@ -117,8 +107,8 @@ async def test_an_item_stuck_in_leased_returns_and_runs(record: Record) -> None:
             started = time.monotonic()
             await settle(stack, ids)
             recover = time.monotonic() - started
-    fig = figures(stack, ids, recover, area=AREA, scenario="an item stuck LEASED (the lease returns after 1 s)")
-    record(fig)
-    fig.check()
+    fig = record_figures(
+        record, stack, ids, recover, area=AREA, scenario="an item stuck LEASED (the lease returns after 1 s)"
+    )
     assert fig.max_executions_per_item == 2  # the vanished one, then the one that ran it
     await anyio.sleep(0)
