@@ -8,13 +8,14 @@ error is logged when it is new.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
 from supervisor.clients import Clients
 from supervisor.daemon import clock
+from supervisor.model.facts import Fact
 from supervisor.model.remedies import CancelExecution, FailItem
 from supervisor.model.state import State
 from supervisor.surface.metrics import Metrics
@@ -56,13 +57,35 @@ async def _fail(state: State, name: str, action: FailItem, clients: Clients, met
 
 
 async def _cancel(state: State, action: CancelExecution, clients: Clients, metrics: Metrics) -> None:
+    await try_cancel(
+        "execution",
+        lambda: clients.canceller.cancel(action.execution),
+        lambda error: state.cancel_failed(action, error),
+        lambda accepted: state.cancel_answered(action, accepted),
+        metrics,
+        queue=action.queue,
+        execution=action.execution,
+    )
+
+
+async def try_cancel(
+    what: str,
+    call: Callable[[], Awaitable[bool]],
+    failed: Callable[[str], bool],
+    answered: Callable[[bool], list[Fact]],
+    metrics: Metrics,
+    **fields: str | None,
+) -> None:
+    """One cancel call (`what`: `execution` or `vertex`, the log events' prefix). The model keeps an
+    error, said to be new or not (logged only when new; tried again at the next tick), and records
+    an answer for good: accepted, or nothing to cancel."""
     try:
-        accepted = await clients.canceller.cancel(action.execution)
+        accepted = await call()
     except GoogleAPICallError as exc:
         error = f"{type(exc).__name__}: {exc}"
-        if state.cancel_failed(action, error):
-            log.warning("execution.cancel_failed", queue=action.queue, execution=action.execution, error=error)
+        if failed(error):
+            log.warning(f"{what}.cancel_failed", error=error, **fields)
         return
     if not accepted:
-        log.info("execution.cancel_moot", queue=action.queue, execution=action.execution)
-    report(metrics, state.cancel_answered(action, accepted))
+        log.info(f"{what}.cancel_moot", **fields)
+    report(metrics, answered(accepted))

@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import structlog
-from google.api_core.exceptions import GoogleAPICallError
 
 from supervisor.clients import Clients
 from supervisor.daemon import clock
+from supervisor.daemon.chores import try_cancel
 from supervisor.engines.sources.wandb import WandbError
 from supervisor.model.state import State
 from supervisor.model.stops import CancelJob
 from supervisor.surface.metrics import Metrics
-from supervisor.surface.report import report
 
 log = structlog.get_logger("launch_supervisor")
 
@@ -41,13 +40,13 @@ async def cancel_stopped_runs(state: State, clients: Clients, metrics: Metrics, 
 
 
 async def _cancel(state: State, action: CancelJob, clients: Clients, metrics: Metrics) -> None:
-    try:
-        accepted = await clients.vertex.cancel(action.custom_job)
-    except GoogleAPICallError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        if state.job_cancel_failed(action, error):
-            log.warning("vertex.cancel_failed", queue=action.queue, custom_job=action.custom_job, error=error)
-        return
-    if not accepted:
-        log.info("vertex.cancel_moot", queue=action.queue, custom_job=action.custom_job, run=action.run_id)
-    report(metrics, state.job_cancel_answered(action, accepted))
+    await try_cancel(
+        "vertex",
+        lambda: clients.vertex.cancel(action.custom_job),
+        lambda error: state.job_cancel_failed(action, error),
+        lambda accepted: state.job_cancel_answered(action, accepted),
+        metrics,
+        queue=action.queue,
+        custom_job=action.custom_job,
+        run=action.run_id,
+    )
