@@ -364,6 +364,13 @@ def vertex_row() -> Section:
                 increase("launch_supervisor_vertex_cancels_total", "reason"),
                 bars=True,
             ),
+            series(
+                "Stopped runs still running",
+                "CustomJobs still QUEUED, PENDING or RUNNING although their W&B run was stopped more than "
+                "stop_grace + 2 min ago: the daemon's cancel did not end them. Healthy: 0; lasting 10 min it "
+                "opens a ticket (LaunchSupervisorStoppedRunsStillRunning).",
+                Query(f"sum (launch_supervisor_stopped_runs_still_running{{{Q}}})", "jobs"),
+            ),
         ],
     )
 

@@ -114,7 +114,7 @@ class Daemon:
         self._all_ended = anyio.Event()
         self._tg: TaskGroup | None = None
         self._started = clock.now()
-        self.metrics.watch(self.state)
+        self.metrics.watch(self.state, clock.now)
         for name in self.state.apply_policy(policies_of(config)).added:
             self.metrics.add_queue(name)
 

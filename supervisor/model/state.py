@@ -196,6 +196,10 @@ class State:
         """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace."""
         return stops.cancels(self.vertex_jobs.values(), self._policies(), now)
 
+    def stopped_still_running(self, now: float, margin: float) -> dict[str, int]:
+        """Per queue, live jobs of runs stopped for longer than the grace plus `margin`."""
+        return stops.overdue(self.vertex_jobs.values(), self._policies(), now, margin)
+
     def job_cancel_answered(self, action: CancelJob, accepted: bool) -> list[Fact]:
         return stops.cancel_answered(self.vertex_jobs, action, accepted)
 

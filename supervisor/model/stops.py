@@ -112,6 +112,22 @@ def cancels(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], now:
     return actions
 
 
+def overdue(
+    jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], now: float, margin: float
+) -> dict[str, int]:
+    """Per queue, live jobs whose run has been stopped for longer than the grace plus `margin`: the
+    cancel that should have ended them did not (refused, its permission missing, or accepted and
+    not carried out: Vertex AI cancels on a best-effort basis)."""
+    late: dict[str, int] = {}
+    for job in jobs:
+        policy = _queue_of(job, policies)
+        if policy is None or not policy.cancel_stopped_runs or job.state not in LIVE or job.stopped_since is None:
+            continue
+        if now - job.stopped_since > policy.stop_grace + margin:
+            late[policy.name] = late.get(policy.name, 0) + 1
+    return late
+
+
 def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: bool) -> list[Fact]:
     """CancelCustomJob answered: accepted, or nothing to cancel (the job ended or is gone). Never sent
     again. When an earlier attempt failed, its cancel may have taken effect with only its answer lost:

@@ -10,7 +10,7 @@ No item ids, run ids or execution names are ever label values.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,13 +33,16 @@ POST_SUBMIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 120, 300, 600,
 """From a watchdog stopping the agent within a second of submission to an execution left to its timeout."""
 OUTCOMES = tuple(p.value for p in Phase if p.finished)
 ENDED_STATES = tuple(s.value for s in JobState if s.terminal)
+OVERDUE_MARGIN = 120.0
+"""Past a stopped run's grace, time for the cancel to be made and take effect (a few Vertex ticks)."""
 SOURCES = ("wandb", "cloudrun", "vertex")
 """The `source` label of last_successful_poll_timestamp_seconds."""
 
 
 class _StateCollector(Collector):
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, now: Callable[[], float]) -> None:
         self._state = state
+        self._now = now
 
     def collect(self) -> Iterator[Metric]:
         snap = self._state
@@ -56,17 +59,24 @@ class _StateCollector(Collector):
             labels=["queue", "reason"],
         )
         vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
+        late = GaugeMetricFamily(
+            f"{PREFIX}stopped_runs_still_running",
+            f"Live CustomJobs whose run was stopped in W&B more than stop_grace + {OVERDUE_MARGIN:g} s ago.",
+            labels=["queue"],
+        )
+        overdue = snap.stopped_still_running(self._now(), OVERDUE_MARGIN)
         for name, state in snap.queues.items():
             pending.add_metric([name], state.pending_count())
             for phase, count in in_flight_by_phase(state).items():
                 in_flight.add_metric([name, phase.value], count)
             breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
             stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)
+            late.add_metric([name], overdue.get(name, 0))
             for job_state in JobState:
                 count = sum(1 for j in snap.vertex_jobs.values() if j.queue == name and j.state is job_state)
                 if count or job_state in (JobState.RUNNING, JobState.PENDING, JobState.QUEUED):
                     vertex.add_metric([name, job_state.value], count)
-        yield from (pending, in_flight, breaker, stopped, vertex)
+        yield from (pending, in_flight, breaker, stopped, vertex, late)
 
 
 class Metrics:
@@ -187,9 +197,9 @@ class Metrics:
         self.build_info = Gauge(f"{PREFIX}build_info", "The running version.", ["version"], registry=r)
         self.build_info.labels(version).set(1)
 
-    def watch(self, state: State) -> None:
-        """Mirror the state in gauges, read at scrape time."""
-        self.registry.register(_StateCollector(state))
+    def watch(self, state: State, now: Callable[[], float] = time.time) -> None:
+        """Mirror the state in gauges, read at scrape time; `now`: the daemon's clock."""
+        self.registry.register(_StateCollector(state, now))
 
     def add_queue(self, queue: str) -> None:
         """Create every series of a queue at zero."""

@@ -203,3 +203,20 @@ def test_a_job_whose_item_is_not_listed_is_watched_by_the_queue_its_env_names() 
     assert (action.queue, action.custom_job) == ("q", unlisted.name)
     [fact] = state.job_cancel_answered(action, accepted=True)
     assert fact.queue == "q"
+
+
+def test_jobs_a_cancel_did_not_end_are_counted_past_the_grace_and_a_margin() -> None:
+    """The alert's gauge: live jobs of runs stopped for longer than the grace plus the margin, per
+    queue, whether their cancel failed or was accepted and not carried out (Vertex AI cancels on a
+    best-effort basis); a job listed CANCELLING, or ended, no longer counts."""
+    state = running(job(1), job(2), job(3))
+    [query] = state.stop_queries()
+    state.runs_read(query, {"run-1", "run-2"}, 10.0)
+    assert state.stopped_still_running(10.0 + GRACE + 120.0, 120.0) == {}
+    assert state.stopped_still_running(10.0 + GRACE + 121.0, 120.0) == {"q": 2}
+    [first, _] = state.job_cancels(100.0)
+    state.job_cancel_answered(first, accepted=True)
+    assert state.stopped_still_running(500.0, 120.0) == {"q": 2}  # accepted, but still RUNNING
+    state.observe_vertex([replace(job(1), state=JobState.CANCELLING)], 501.0, horizon=0.0)
+    state.observe_vertex([job(2, JobState.SUCCEEDED, ended=400.0)], 501.0, horizon=0.0)
+    assert state.stopped_still_running(502.0, 120.0) == {}
