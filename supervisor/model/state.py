@@ -115,6 +115,7 @@ class State:
         deleted, and ends (CANCELLED) so that its item is failed rather than left CLAIMED."""
         facts: list[Fact] = []
         listed = set()
+        policies = self._policies()
         for obs in seen:
             listed.add(obs.name)
             job = self.vertex_jobs.get(obs.name)
@@ -128,7 +129,7 @@ class State:
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
-            facts.extend(stops.confirmed(job, now))
+            facts.extend(stops.confirmed(job, policies, now))
         for job in list(self.vertex_jobs.values()):
             if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
                 if job.absent(now):

@@ -59,12 +59,16 @@ def _watched(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> 
     about (run id, entity and project known)."""
     watched = []
     for job in jobs:
-        policy = _queue_of(job, policies)
-        if policy is None or not policy.cancel_stopped_runs or job.state not in LIVE or job.cancel is not None:
-            continue
-        if job.run_id and job.entity and job.project:
+        policy = _cancelling_queue(job, policies)
+        if policy is not None and job.cancel is None and job.run_id and job.entity and job.project:
             watched.append(_Watched(job, policy, job.entity, job.project, job.run_id))
     return watched
+
+
+def _cancelling_queue(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
+    """The queue of a live job, when that queue cancels the jobs of stopped runs."""
+    policy = _queue_of(job, policies)
+    return policy if policy is not None and policy.cancel_stopped_runs and job.state in LIVE else None
 
 
 def _queue_of(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
@@ -120,10 +124,12 @@ def overdue(
     not carried out: Vertex AI cancels on a best-effort basis)."""
     late: dict[str, int] = {}
     for job in jobs:
-        policy = _queue_of(job, policies)
-        if policy is None or not policy.cancel_stopped_runs or job.state not in LIVE or job.stopped_since is None:
-            continue
-        if now - job.stopped_since > policy.stop_grace + margin:
+        policy = _cancelling_queue(job, policies)
+        if (
+            policy is not None
+            and job.stopped_since is not None
+            and now - job.stopped_since > policy.stop_grace + margin
+        ):
             late[policy.name] = late.get(policy.name, 0) + 1
     return late
 
@@ -142,15 +148,15 @@ def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: 
     return [_requested(action.queue, action.custom_job, action.seconds)] if accepted else []
 
 
-def confirmed(job: VertexJob, now: float) -> list[Fact]:
+def confirmed(job: VertexJob, policies: Mapping[str, QueuePolicy], now: float) -> list[Fact]:
     """A listing shows CANCELLING or CANCELLED a job whose cancel failed with no answer: it took."""
-    queue = job.queue or (job.launch_queue[1] if job.launch_queue else None)
-    if job.cancel is not None or job.cancel_error is None or queue is None:
+    policy = _queue_of(job, policies)
+    if job.cancel is not None or job.cancel_error is None or policy is None:
         return []
     if job.state not in (JobState.CANCELLING, JobState.CANCELLED):
         return []
     job.cancel, job.cancel_error = RUN_STOPPED, None
-    return [_requested(queue, job.name, now - (job.stopped_since or now))]
+    return [_requested(policy.name, job.name, now - (job.stopped_since or now))]
 
 
 def _requested(queue: str, custom_job: str, seconds: float) -> Fact:
