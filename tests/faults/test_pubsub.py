@@ -21,7 +21,7 @@ from supervisor.engines.sources.pubsub import LEASE_SECONDS
 from supervisor.model.events import item_added
 from supervisor.sandbox.faults import Fault
 from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
+from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
 from tests.emulator import Emulator, require_emulator
 from tests.faults.harness import Record, figures, record_figures, settle, wait
 from tests.supervisor.daemon.test_events import Bus, make_topic
@@ -97,6 +97,17 @@ async def listening(daemon: Daemon, bus: Bus, timeout: float = 90.0) -> None:
 
 
 WATCHDOG = ("watchdog.claimed", "watchdog.submitted", "watchdog.bailout", "watchdog.idle_exit")
+
+
+async def second_burst(stack: Stack, daemon: Daemon, bus: Bus, first: list[str]) -> tuple[list[str], float]:
+    """Once Pub/Sub is back: six more items, all of both bursts settled (the seconds it took from
+    the return), and the subscriber listening again."""
+    back = time.monotonic()
+    second = [stack.wandb.enqueue(ENTITY, "q") for _ in range(6)]
+    await settle(stack, first + second, timeout=60)
+    recover = time.monotonic() - back
+    await listening(daemon, bus)  # the subscriber is back
+    return second, recover
 
 
 def keys(handled: list[tuple[bytes, str]]) -> dict[tuple[str, str], list[str]]:
@@ -313,11 +324,7 @@ async def test_the_emulator_restarting_mid_burst(
                 await settle(stack, first, timeout=60)  # polling alone, meanwhile
                 emulators.append(await anyio.to_thread.run_sync(Emulator, tmp_path / "two", port))
                 await anyio.to_thread.run_sync(make_topic, emulators[0].host, "restart")
-                back = time.monotonic()
-                second = [stack.wandb.enqueue(ENTITY, "q") for _ in range(6)]
-                await settle(stack, first + second, timeout=60)
-                recover = time.monotonic() - back
-                await listening(daemon, bus)  # the subscriber is back
+                second, recover = await second_burst(stack, daemon, bus, first)
     finally:
         for emulator in emulators:
             emulator.stop()
@@ -349,11 +356,7 @@ async def test_the_subscription_deleted_mid_run(bus: Bus, record: Record) -> Non
                     await anyio.to_thread.run_sync(
                         lambda: subscriber.create_subscription(name=bus.subscription, topic=bus.topic)
                     )
-                    back = time.monotonic()
-                    second = [stack.wandb.enqueue(ENTITY, "q") for _ in range(6)]
-                    await settle(stack, first + second, timeout=60)
-                    recover = time.monotonic() - back
-                    await listening(daemon, bus)  # the subscriber is back
+                    second, recover = await second_burst(stack, daemon, bus, first)
     finally:
         subscriber.close()
     record_figures(
