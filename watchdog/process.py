@@ -224,6 +224,8 @@ class Shutdown:
         self.sweeper: Stopper | None = None
         """Stops what outlived the agent's group."""
         self.leftovers = Descendants()
+        self.hurried = False
+        """A second stop request came: every stop, including one not started yet, skips its grace."""
         self._report = report
 
     def stop(self, grace: float, first: int, now: float) -> None:
@@ -241,7 +243,8 @@ class Shutdown:
             self.group.signal(signum)
 
     def kill_now(self) -> None:
-        """Skip the remaining grace of every stop under way: SIGKILL at once."""
+        """Skip the remaining grace of every stop, under way or still to come: SIGKILL at once."""
+        self.hurried = True
         for stopper in (self.stopper, self.sweeper):
             if stopper is not None:
                 stopper.escalate_now(time.monotonic())
@@ -271,6 +274,8 @@ class Shutdown:
         if self.sweeper is None:
             self._report(f"stopping {len(living)} process(es) the agent left running: {sorted(living)}")
             self.sweeper = Stopper(self.leftovers, grace, signal.SIGTERM, now, LEFTOVER_SEQUENCE)
+            if self.hurried:  # the second signal came while the group was exiting
+                self.sweeper.escalate_now(now)
         else:
             self.sweeper.tick(now)
             if self.sweeper.deadline() is None:

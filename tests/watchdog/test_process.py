@@ -119,6 +119,17 @@ def test_leftovers_are_swept_once_the_group_is_gone() -> None:
     assert stop.no_leftovers(102.1, 2.0)
 
 
+def test_a_second_signal_before_the_sweep_kills_the_leftovers_at_once() -> None:
+    """The second signal may come after the group exited but before the sweep began: no grace then."""
+    stop, group, gone, _ = shutdown([41, 42])
+    stop.forward(signal.SIGTERM, 60.0, 100.0)
+    stop.kill_now()
+    assert group.sent == [signal.SIGTERM, signal.SIGKILL]
+    assert not stop.no_leftovers(100.5, 60.0)
+    assert gone.sent == [signal.SIGTERM, signal.SIGKILL]
+    assert stop.no_leftovers(100.6, 60.0)
+
+
 def test_after_a_bug_everything_is_killed() -> None:
     stop, group, gone, _ = shutdown([41])
     stop.kill_everything()
