@@ -81,7 +81,7 @@ def test_the_verdict_on_each_real_transcript(agent: Agent, tmp_path: Path, name:
     assert verdict(run) == meta["expected"], run.stderr[-3000:]
 
 
-def test_transcripts_cover_every_scenario_of_the_issue() -> None:
+def test_transcripts_cover_every_scenario() -> None:
     """Success, each Vertex refusal, each start-up failure, Google and W&B unreachable."""
     assert {
         "happy",
@@ -97,7 +97,22 @@ def test_transcripts_cover_every_scenario_of_the_issue() -> None:
         "wandb_outage_after_submit",
     } <= set(SCENARIOS)
     for name in SCENARIOS:
-        assert {"stderr.txt", "timeline.jsonl"} <= {p.name for p in (TRANSCRIPTS / name).iterdir()}
+        files = {p.name for p in (TRANSCRIPTS / name).iterdir()}
+        assert {"stdout.txt", "stderr.txt", "debug-cli.log", "timeline.jsonl"} <= files, name
+        # A log the agent never wrote is named as such, not silently missing.
+        assert set(scenario(name)["not_written"]) == {"debug.log", "core-debug.log"} - files, name
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_each_stream_file_is_its_part_of_the_timeline(name: str) -> None:
+    """stdout.txt, stderr.txt and the logs hold exactly what the timeline says each source wrote."""
+    written: dict[str, str] = {}
+    for chunk in timeline(name):
+        written[chunk["source"]] = written.get(chunk["source"], "") + chunk["text"]
+    for source in ("stdout", "stderr", "debug-cli.log", "debug.log", "core-debug.log"):
+        path = TRANSCRIPTS / name / (source if source.endswith(".log") else f"{source}.txt")
+        if path.exists():
+            assert path.read_text() == written.get(source, ""), (name, source)
 
 
 @pytest.mark.parametrize("name", ["happy", "run_stopped_status_error", "wandb_outage_after_submit"])

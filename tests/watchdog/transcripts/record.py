@@ -9,8 +9,10 @@ Everything it writes is kept in the order it was read, each chunk with its time 
 
     timeline.jsonl   {"t": seconds, "source": "stdout"|"stderr"|"debug-cli.log"|"debug.log"|
                       "core-debug.log", "text": ...}
-    stdout.txt, stderr.txt, debug-cli.log, debug.log, core-debug.log (when written)
-    scenario.json    what was done, how it ended, and the watchdog's expected verdict
+    stdout.txt, stderr.txt (always, empty when nothing was written: the agent logs to stderr)
+    debug-cli.log, debug.log, core-debug.log (when written; debug.log only once a run started)
+    scenario.json    what was done, how it ended, the logs the agent did not write, and the
+                     watchdog's expected verdict
 
 The stand-in's API key and the temporary paths are replaced by placeholders. The rule tests
 (`tests/watchdog/test_transcripts.py`) replay these files through the real watchdog with no network.
@@ -279,6 +281,10 @@ def _stop_everything(proc: subprocess.Popen[bytes]) -> None:
         time.sleep(0.5)
 
 
+LOGS = ("debug-cli.log", "debug.log", "core-debug.log")
+"""The agent's log files a transcript keeps, when the agent writes them."""
+
+
 def _scrub(text: str, api_key: str, tmp: Path) -> str:
     return text.replace(api_key, "[SANDBOX_API_KEY]").replace(str(tmp), "$TMP")
 
@@ -290,7 +296,8 @@ def _write(scenario: Scenario, out: Path, recorder: Recorder, code: int, *, api_
     with (out / "timeline.jsonl").open("w") as f:
         for chunk in recorder.timeline:
             f.write(json.dumps({**chunk, "text": _scrub(chunk["text"], api_key, tmp)}) + "\n")
-    for source, text in recorder.text.items():
+    texts = {"stdout": "", "stderr": "", **recorder.text}
+    for source, text in texts.items():
         name = source if source.endswith(".log") else f"{source}.txt"
         (out / name).write_text(_scrub(text, api_key, tmp))
     meta = {
@@ -302,6 +309,7 @@ def _write(scenario: Scenario, out: Path, recorder: Recorder, code: int, *, api_
         "ended_by": "itself"
         if scenario.done is None
         else f"SIGINT {AFTER:g} s after the scenario happened, SIGTERM {STOP_WAIT:g} s later if still running",
+        "not_written": sorted(set(LOGS) - set(texts)),
         "expected": scenario.expected,
     }
     (out / "scenario.json").write_text(json.dumps(meta, indent=2) + "\n")
