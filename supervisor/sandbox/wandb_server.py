@@ -2,8 +2,14 @@
 
 Items move PENDING → LEASED (popFromRunQueue) → CLAIMED (ackRunQueueItem), or → FAILED
 (failRunQueueItem); a lease not acknowledged within `lease_timeout` returns the item to PENDING, as
-on the real server. Requests need HTTP Basic `api:<key>`. Operations are recognised by the field
-they ask for, since the fake needs no GraphQL engine to answer a known set of documents.
+on the real server. Requests need HTTP Basic `api:<key>`.
+
+An operation is recognised by its name alone: the request's `operationName`, else the name its
+document gives it (`query NAME`, `mutation NAME`). Every client it serves names its operations (the
+agent's Python client sends `operationName: ""` with a named document, wandb-core sends both, the
+supervisor's WandbClient a named document), so there is no fallback for anonymous documents: an
+operation not in `OPERATIONS`, of the wrong kind, or anonymous, is answered with a GraphQL error naming
+it and recorded in `unknown`, so a test fails loudly rather than trusting a made-up answer.
 
 Runs exist once a job's training code starts one (`start_run`). A user stops a run as in the W&B UI
 with `stop_run`, or over HTTP (`POST /sandbox/runs/<run id>/stop`; `GET /sandbox/runs` lists them):
@@ -16,13 +22,14 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import graphql
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -233,8 +240,9 @@ class WandbStandIn:
             return JSONResponse({"errors": [{"message": "malformed GraphQL request"}]}, status_code=400)
         if self.outage is not None:
             return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
-        operation = _operation(query)
-        fault = self.faults.take(operation)
+        name, problem = _resolve(query, body.get("operationName"))
+        operation = OPERATIONS.get(name) if problem is None else None
+        fault = self.faults.take(name if operation is None else operation.faults_as or name)
         if fault is not None:
             if fault.delay:
                 await anyio.sleep(fault.delay)
@@ -244,16 +252,15 @@ class WandbStandIn:
                 return Response(fault.body, media_type="application/json")
         if not self._authorised(request):
             return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
-        handler = _HANDLERS.get(operation)
-        if handler is None:
-            name = _operation_name(query)
-            self.unknown.append(name)
-            return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {name}"}]})
+        if operation is None or problem is not None:
+            unknown = name if problem is None else f"{name}: {problem}"
+            self.unknown.append(unknown)
+            return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {unknown}"}]})
         variables = {**variables, CALLER: request.headers.get("user-agent", "")}
         try:
-            data = handler(self, variables)
+            data = operation.handler(self, variables)
         except UnsupportedError as exc:
-            self.unknown.append(f"{_operation_name(query)}: {exc}")
+            self.unknown.append(f"{name}: {exc}")
             return JSONResponse({"errors": [{"message": f"not supported by the stand-in: {exc}"}]})
         return JSONResponse({"data": data})
 
@@ -262,17 +269,48 @@ CALLER = "__user_agent"
 """Added to the variables handlers see: the request's User-Agent."""
 
 
-def _operation_name(query: str) -> str:
-    """The document's operation name (`query Viewer` → Viewer), or its first 60 characters."""
-    match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
-    return match.group(1) if match else " ".join(query.split())[:60]
+def _definitions(query: str) -> list[tuple[str, str]] | None:
+    """The (kind, name) of each operation the document defines, in order; name "" when anonymous
+    (`query { … }`, or the shorthand `{ … }`). None when the document does not parse."""
+    try:
+        document = graphql.parse(query)
+    except graphql.GraphQLError:
+        return None
+    return [
+        (d.operation.value, d.name.value if d.name else "")
+        for d in document.definitions
+        if isinstance(d, graphql.OperationDefinitionNode)
+    ]
 
 
-def _operation(query: str) -> str:
-    for name in _HANDLERS:
-        if name in query:
-            return name
-    return "unknown"
+def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:
+    """The operation to answer: its name, and why it cannot be answered (None when it can).
+
+    `operationName`, when given (not null or ""), must name an operation of the document; else the
+    document must hold exactly one, and it must be named. A name is always returned, for the error
+    and `unknown`: the operation's, `anonymous query` (or mutation), or the document's start."""
+    head = " ".join(query.split())[:60]
+    definitions = _definitions(query)
+    if definitions is None:
+        return head or "(empty document)", "not a GraphQL document"
+    named = {name: kind for kind, name in definitions if name}
+    if operation_name not in (None, ""):
+        name = str(operation_name)
+        if name not in named:
+            return name, f"operationName names no operation of the document ({head})"
+        kind = named[name]
+    elif not definitions:
+        return head or "(empty document)", "no operation in the document"
+    elif len(definitions) > 1:
+        return head, f"{len(definitions)} operations in the document and no operationName to choose one"
+    else:
+        kind, name = definitions[0]
+        if not name:
+            return f"anonymous {kind}", head
+    known = OPERATIONS.get(name)
+    if known is not None and known.kind != kind:
+        return name, f"a {kind}, but {name} is a {known.kind}"
+    return name, None
 
 
 def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
@@ -465,23 +503,44 @@ def _cursor_name(cursor: Any) -> str:
     return text.removeprefix("Run:")
 
 
-_HANDLERS = {
-    "RunStoppedStatus": _run_stopped,
-    "RunStopStatus": _run_stop_status,
-    "RunState": _run_state,
-    "OrganizationCoreWeaveOrganizationID": _no_organization,
-    "ServerFeaturesQuery": _server_features,
-    "CreateRunFiles": _create_run_files,
-    "UpsertBucket": _upsert_bucket,
-    "EntityIsTeam": _entity_is_team,
-    "runQueueItems": _items,
-    "failRunQueueItem": _fail,
-    "popFromRunQueue": _pop,
-    "ackRunQueueItem": _ack,
-    "createLaunchAgent": _create_agent,
-    "updateLaunchAgent": _update_agent,
-    "launchAgent(id": _get_agent,
-    "runQueues": _run_queues,
-    "viewer": _viewer,
+Handler = Callable[[WandbStandIn, dict[str, Any]], dict[str, Any]]
+"""(server, variables) → the answer's `data`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An operation the stand-in answers."""
+
+    kind: str
+    """`query` or `mutation`: a document of the other kind with this name is refused."""
+    handler: Handler
+    faults_as: str | None = None
+    """The name its faults are planned and counted under (`Faults.add`, `Faults.calls`), when not the
+    operation's own."""
+
+
+OPERATIONS: dict[str, Operation] = {
+    # The supervisor's WandbClient (supervisor/engines/sources/wandb.py): named documents. Its items
+    # query keeps the fault name the tests and benches plan and count it under, `runQueueItems`.
+    "GetRunQueueItems": Operation("query", _items, faults_as="runQueueItems"),
+    "failRunQueueItem": Operation("mutation", _fail),
+    "RunStopStatus": Operation("query", _run_stop_status),
+    # The launch agent (wandb 0.31), its Python client: named documents, `operationName: ""`.
+    "Viewer": Operation("query", _viewer),
+    "EntityIsTeam": Operation("query", _entity_is_team),
+    "ProjectRunQueues": Operation("query", _run_queues),
+    "createLaunchAgent": Operation("mutation", _create_agent),
+    "updateLaunchAgent": Operation("mutation", _update_agent),
+    "LaunchAgent": Operation("query", _get_agent),
+    "popFromRunQueue": Operation("mutation", _pop),
+    "ackRunQueueItem": Operation("mutation", _ack),
+    "RunStoppedStatus": Operation("query", _run_stopped),
+    "RunState": Operation("query", _run_state),
+    # The launch agent's own run, through wandb-core: named documents and `operationName`.
+    "ServerFeaturesQuery": Operation("query", _server_features),
+    "OrganizationCoreWeaveOrganizationID": Operation("query", _no_organization),
+    "UpsertBucket": Operation("mutation", _upsert_bucket),
+    "CreateRunFiles": Operation("mutation", _create_run_files),
 }
-"""Operations by a text only their document holds, most specific first."""
+"""The operations answered, by the name their clients give them: what the real agent and the
+supervisor send (as recorded running tests/launcher/test_real_agent.py and tests/sandbox/), no more."""

@@ -1,9 +1,11 @@
-"""The W&B stand-in's runs over HTTP: the supervisor's batched RunStopStatus question, a run stopped
-as from the W&B UI (also seen by the agent's RunStoppedStatus), and faults on the new operation."""
+"""The W&B stand-in over HTTP: operations dispatched by name (every one its clients send answered,
+any other refused and named), the supervisor's batched RunStopStatus question, a run stopped as from
+the W&B UI (also seen by the agent's RunStoppedStatus), and faults on the new operation."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from supervisor.engines.sources.wandb import WandbClient
 from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.wandb_server import WandbStandIn
+from supervisor.sandbox.wandb_server import OPERATIONS, WandbStandIn
 from supervisor.surface.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -237,3 +239,235 @@ async def test_a_user_lists_and_stops_runs_over_http() -> None:
     assert stopped.json() == {"run_id": "r1", "stopped": True}
     assert [run.stopped for run in wandb.runs_named("r1")] == [True]
     assert wandb.unknown == []
+
+
+# -- dispatch by operation name --------------------------------------------------------------------
+
+AGENT = "W&B Public Client 0.31.0"
+"""The launch agent's Python client: a named document, `operationName: ""`."""
+CORE = "wandb-core"
+"""The agent's run, through wandb-core: a named document and its `operationName`."""
+SENT = [
+    # (client, document, variables, the answer's top-level field), as recorded from the real agent
+    # (tests/launcher/test_real_agent.py) and the supervisor's WandbClient, documents cut down.
+    (
+        AGENT,
+        "query Viewer { viewer { id entity username email flags teams { edges { node { name } } } } }",
+        {},
+        "viewer",
+    ),
+    (
+        AGENT,
+        "query EntityIsTeam($entity: String!) { entity(name: $entity) { id isTeam } }",
+        {"entity": ENTITY},
+        "entity",
+    ),
+    (
+        AGENT,
+        "query ProjectRunQueues($entity: String!, $projectName: String!){ project(entityName: $entity, "
+        "name: $projectName) { runQueues { id name createdBy access } } }",
+        {"entity": ENTITY, "projectName": "model-registry"},
+        "project",
+    ),
+    (
+        AGENT,
+        "mutation createLaunchAgent($entity: String!, $project: String!, $queues: [ID!]!, $hostname: String!) "
+        "{ createLaunchAgent(input: {entityName: $entity, projectName: $project, runQueues: $queues, "
+        "hostname: $hostname}) { launchAgentId } }",
+        {"entity": ENTITY, "project": "model-registry", "queues": [], "hostname": "vm"},
+        "createLaunchAgent",
+    ),
+    (
+        AGENT,
+        "mutation updateLaunchAgent($agentId: ID!, $agentStatus: String){ updateLaunchAgent(input: "
+        "{ launchAgentId: $agentId agentStatus: $agentStatus }) { success } }",
+        {"agentId": "a", "agentStatus": "RUNNING"},
+        "updateLaunchAgent",
+    ),
+    (
+        AGENT,
+        "query LaunchAgent($agentId: ID!) { launchAgent(id: $agentId) { id name runQueues hostname agentStatus "
+        "stopPolling heartbeatAt } }",
+        {"agentId": "a"},
+        "launchAgent",
+    ),
+    (
+        AGENT,
+        "mutation popFromRunQueue($entity: String!, $project: String!, $queueName: String!, $launchAgentId: ID) "
+        "{ popFromRunQueue(input: { entityName: $entity, projectName: $project, queueName: $queueName, "
+        "launchAgentId: $launchAgentId }) { runQueueItemId runSpec } }",
+        {"entity": ENTITY, "project": "model-registry", "queueName": "q"},
+        "popFromRunQueue",
+    ),
+    (
+        AGENT,
+        "mutation ackRunQueueItem($itemId: ID!, $runId: String!) { ackRunQueueItem(input: { runQueueItemId: "
+        "$itemId, runName: $runId }) { success } }",
+        {"itemId": "i", "runId": "r1"},
+        "ackRunQueueItem",
+    ),
+    (AGENT, RUN_STOPPED_STATUS, {"projectName": PROJECT, "entityName": ENTITY, "runId": "r1"}, "project"),
+    (
+        AGENT,
+        "query RunState($project: String!, $entity: String!, $name: String!) { project(name: $project, "
+        "entityName: $entity) { run(name: $name) { state } } }",
+        {"project": PROJECT, "entity": ENTITY, "name": "r1"},
+        "project",
+    ),
+    (
+        AGENT,
+        "mutation failRunQueueItem($runQueueItemId: ID!, $message: String!, $stage: String!, $filePaths: "
+        "[String!]) { failRunQueueItem(input: { runQueueItemId: $runQueueItemId message: $message stage: $stage "
+        "filePaths: $filePaths }) { success } }",
+        {"runQueueItemId": "i", "message": "m", "stage": "agent", "filePaths": None},
+        "failRunQueueItem",
+    ),
+    (CORE, "query ServerFeaturesQuery { serverInfo { features { name isEnabled } } }", {}, "serverInfo"),
+    (
+        CORE,
+        "query OrganizationCoreWeaveOrganizationID ($entityName: String!) { entity(name: $entityName) "
+        "{ organization { coreWeaveOrganizationId } } }",
+        {"entityName": ENTITY},
+        "entity",
+    ),
+    (
+        CORE,
+        "mutation UpsertBucket ($name: String, $project: String, $entity: String) { upsertBucket(input: "
+        "{name:$name,modelName:$project,entityName:$entity}) { bucket { id name } inserted } }",
+        {"name": "r1", "project": PROJECT, "entity": ENTITY},
+        "upsertBucket",
+    ),
+    (
+        CORE,
+        "mutation CreateRunFiles ($entity: String!, $project: String!, $run: String!, $files: [String!]!) "
+        "{ createRunFiles(input: {entityName:$entity,projectName:$project,runName:$run,files:$files}) "
+        "{ runID uploadHeaders files { name uploadUrl } } }",
+        {"entity": ENTITY, "project": PROJECT, "run": "r1", "files": ["output.log"]},
+        "createRunFiles",
+    ),
+]
+
+
+def operation_of(query: str) -> str:
+    name = re.search(r"(?:query|mutation)\s+(\w+)", query)
+    assert name is not None
+    return name.group(1)
+
+
+def sent_as(client: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """The request body as that client sends it (the agent's Viewer goes with its operationName)."""
+    name = operation_of(query)
+    return {"query": query, "variables": variables, "operationName": name if client == CORE or name == "Viewer" else ""}
+
+
+async def test_every_operation_the_agent_sends_is_answered_as_its_client_sends_it() -> None:
+    """The real agent's operations, named in the document, with `operationName` "" or the name."""
+    wandb = with_runs("r1")
+    wandb.enqueue(ENTITY, "q")
+    async with served(wandb) as client:
+        answers = [
+            (await client.post("/graphql", json=sent_as(who, query, variables))).json()
+            for who, query, variables, _ in SENT
+        ]
+    assert [sorted(answer) for answer in answers] == [["data"]] * len(SENT), answers
+    assert [next(iter(answer["data"])) for answer in answers] == [field for *_, field in SENT]
+    assert wandb.unknown == []
+    supervisor = {"GetRunQueueItems", "RunStopStatus", "failRunQueueItem"}
+    assert set(OPERATIONS) == {operation_of(query) for _, query, _, _ in SENT} | supervisor, "all, no more"
+
+
+async def test_the_production_client_operations_are_answered_and_counted_under_their_fault_names() -> None:
+    """The supervisor's own documents (no operationName): its items query keeps `runQueueItems`."""
+    wandb = with_runs("r1")
+    item_id = wandb.enqueue(ENTITY, "q")
+    async with served(wandb) as client:
+        production = WandbClient(str(client.base_url), KEY, timeout=2)
+        try:
+            items = await production.list_items(ENTITY, "q")
+            failed = await production.fail_item(item_id, "gone")
+            stopped = await production.stopped_runs(ENTITY, PROJECT, ["r1"])
+        finally:
+            await production.aclose()
+    assert [item.id for item in items] == [item_id]
+    assert failed is True
+    assert stopped == set()
+    assert wandb.faults.calls == {"runQueueItems": 1, "failRunQueueItem": 1, "RunStopStatus": 1}
+    assert wandb.unknown == []
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"query": "query MyViewer { viewer { id entity } }"}, "MyViewer"),
+        ({"query": "query MyViewer { viewer { id entity } }", "operationName": ""}, "MyViewer"),
+        ({"query": "query MyViewer { viewer { id entity } }", "operationName": "MyViewer"}, "MyViewer"),
+        ({"query": "query QueuesOf($e: String!) { project(entityName: $e) { runQueues { id } } }"}, "QueuesOf"),
+        (
+            {"query": "mutation popFromRunQueueTwice { popFromRunQueue(input: {}) { runQueueItemId } }"},
+            "popFromRunQueueTwice",
+        ),
+        ({"query": "query launchAgents { launchAgent(id: 1) { id } runQueueItems { id } }"}, "launchAgents"),
+    ],
+)
+async def test_an_unknown_operation_that_mentions_a_known_field_is_refused_and_named(
+    body: dict[str, Any], named: str
+) -> None:
+    """Dispatch is by the operation's name, never by a field its text holds: refused with a GraphQL
+    error naming it, and recorded in `unknown` by name."""
+    wandb = WandbStandIn(KEY)
+    wandb.known_queues.add("q")
+    async with served(wandb) as client:
+        answer = (await client.post("/graphql", json={"variables": {}, **body})).json()
+    assert answer == {"errors": [{"message": f"operation not supported by the stand-in: {named}"}]}
+    assert wandb.unknown == [named]
+    assert wandb.agents == {}
+    assert wandb.faults.calls == {named: 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "recorded"),
+    [
+        ({"query": "{ viewer { id } }"}, "anonymous query: { viewer { id } }"),
+        (
+            {"query": 'query { project(name: "p") { runQueues { id } } }'},
+            'anonymous query: query { project(name: "p") { runQueues { id } } }',
+        ),
+        (
+            {"query": "mutation($q: String!) { popFromRunQueue(input: {queueName: $q}) { runQueueItemId } }"},
+            "anonymous mutation: ",
+        ),
+        (
+            {"query": "query Viewer { viewer { id } }", "operationName": "Other"},
+            "Other: operationName names no operation",
+        ),
+        ({"query": "query Viewer { viewer { id } } query RunState { project { run { state } } }"}, "query Viewer"),
+        (
+            {"query": "# query Viewer\nfragment F on User { id }"},
+            "# query Viewer fragment F on User { id }: no operation",
+        ),
+        ({"query": "query popFromRunQueue { popFromRunQueue { runQueueItemId } }"}, "popFromRunQueue: a query, but"),
+    ],
+)
+async def test_an_anonymous_ambiguous_or_mismatched_document_is_refused(body: dict[str, Any], recorded: str) -> None:
+    """No client the stand-in serves sends anonymous documents, so none is answered; nor a document
+    whose operationName it lacks, two operations with none chosen, or a known name of the wrong kind."""
+    wandb = WandbStandIn(KEY)
+    async with served(wandb) as client:
+        answer = (await client.post("/graphql", json={"variables": {}, **body})).json()
+    assert "data" not in answer
+    assert answer["errors"][0]["message"].startswith("operation not supported by the stand-in: ")
+    assert len(wandb.unknown) == 1
+    assert wandb.unknown[0].startswith(recorded)
+    assert wandb.agents == {}
+
+
+async def test_operation_name_chooses_among_the_documents_operations() -> None:
+    """A document of several operations is answered for the one `operationName` names."""
+    wandb = WandbStandIn(KEY)
+    query = "query Viewer { viewer { id } } query Other { viewer { id } } # mutation X { }"
+    async with served(wandb) as client:
+        answer = (await client.post("/graphql", json={"query": query, "operationName": "Viewer"})).json()
+        other = (await client.post("/graphql", json={"query": query, "operationName": "Other"})).json()
+    assert answer["data"]["viewer"]["username"] == "sandbox"
+    assert other == {"errors": [{"message": "operation not supported by the stand-in: Other"}]}
+    assert wandb.unknown == ["Other"]
