@@ -79,6 +79,11 @@ class Options:
     sandbox's training code ignores the stop)."""
     on_submit: str = "stop"
     """The watchdogs' --on-submit: `keep` leaves every agent running, for the backstop to end."""
+    agent: tuple[str, ...] | None = None
+    """The command each execution runs after `launch-watchdog --`; None: the image's `wandb
+    launch-agent`. Tests change how the agent is started (e.g. `python -I -m wandb launch-agent`,
+    which skips the watchdog's start-up hook) to check what the daemon does when the watchdog
+    misses a submission."""
     live: bool | None = None
     """Redraw the view in place; None: when the output is a terminal."""
     work_dir: Path | None = None
@@ -181,7 +186,8 @@ class Sandbox:
 
     def _launcher(self, wandb: WandbStandIn, vertex: VertexStandIn) -> ProcessLauncher:
         """Every execution runs the launcher image's entrypoint, with the image's launch config."""
-        entrypoint = [_program("launch-watchdog"), "--", _program("wandb"), "launch-agent"]
+        agent = self.options.agent or (_program("wandb"), "launch-agent")
+        entrypoint = [_program("launch-watchdog"), "--", *agent]
 
         def argv(handle: ExecutionHandle) -> list[str]:
             return [*entrypoint, *handle.args]
