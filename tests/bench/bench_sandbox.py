@@ -1,6 +1,6 @@
 """The sandbox end to end with the real agent, measured in one run over the same traffic.
 
-    python3 tests/bench/bench_sandbox.py [--items 10] [--scenario happy] [--backstop 10]
+    python3 tests/bench/bench_sandbox.py [--items 10] [--scenario happy] [--backstop 10] [--every 1]
 
 Each item goes through the whole chain: the daemon dispatches, the launcher image's entrypoint
 starts (the real launch-watchdog over the real `wandb launch-agent`), the agent pops and acks its
@@ -11,6 +11,10 @@ item and creates the CustomJob through the real aiplatform client. Three runs:
 - events, the watchdogs told to keep their agents (--on-submit keep), so that only the daemon's
   backstop (`stop_after_submit` = --backstop seconds) ends them: the baseline for how long an
   execution stays alive after its CustomJob exists (without either, until the task timeout).
+
+Each real agent takes seconds of CPU to start, so on a small machine items enqueued faster than the
+launchers can start queue up behind `max_inflight`: enqueue → CustomJob then measures that queue.
+`--every` spaces the items out to measure one item's way through.
 """
 
 from __future__ import annotations
@@ -65,11 +69,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=10)
     parser.add_argument("--scenario", default="happy")
+    parser.add_argument("--every", type=float, default=1.0, help="seconds between items")
     parser.add_argument("--backstop", type=float, default=10.0, help="stop_after_submit of the backstop run")
     args = parser.parse_args()
-    evented, one_shot, evented_wall = once(args.items, args.scenario)
-    polled, _, polled_wall = once(args.items, args.scenario, pubsub=False)
-    _, backstop, backstop_wall = once(args.items, args.scenario, on_submit="keep", stop_after_submit=args.backstop)
+    every = {"enqueue_every": args.every}
+    evented, one_shot, evented_wall = once(args.items, args.scenario, **every)
+    polled, _, polled_wall = once(args.items, args.scenario, pubsub=False, **every)
+    _, backstop, backstop_wall = once(
+        args.items, args.scenario, on_submit="keep", stop_after_submit=args.backstop, **every
+    )
     for name, summary, wall in (("polling only", polled, polled_wall), ("pubsub", evented, evented_wall)):
         print(
             f"{name:>12}: enqueue → CustomJob p50 {summary['submit_latency_p50_s']} s, "
