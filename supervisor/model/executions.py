@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from supervisor.model.absence import Absence
+from supervisor.model.facts import Fact
 from supervisor.model.transitions import allowed
 
 
@@ -83,6 +84,8 @@ class Execution:
     shows a cancel under way: never sent again."""
     cancel_error: str | None = None
     """The last CancelExecution error, so a persisting one is logged once."""
+    cancel_unconfirmed: Fact | None = None
+    """What a CancelExecution that failed with no answer reports once a listing shows it took."""
     post_submit_counted: bool = False
     """Its end, measured from its CustomJob's creation, has been observed."""
     absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS, VANISH_SECONDS))
@@ -118,6 +121,13 @@ class Execution:
             return Phase.BAILOUT
         ran = finished - (self.started or self.created)
         return Phase.TIMEOUT if ran >= timeout or "timeout" in message.lower() else Phase.FAILED
+
+    def cancel_under_way(self) -> list[Fact]:
+        """A listing shows it cancelling or cancelled: a cancel adds nothing now. If one of ours
+        failed with no answer, it took after all: reported now, so that each cancel counts once."""
+        self.cancel_settled = True
+        fact, self.cancel_unconfirmed = self.cancel_unconfirmed, None
+        return [] if fact is None else [fact]
 
     def absent(self, now: float) -> bool:
         """One more listing did not show it while in flight; True once that happened VANISH_LISTINGS

@@ -106,8 +106,8 @@ class QueueState:
                         self.breaker.probe = obs.name
             if obs.started is not None and execution.started is None:
                 execution.started = obs.started
-            if obs.cancelling and execution.in_flight:
-                execution.cancel_settled = True  # someone asked already; a second cancel adds nothing
+            if (obs.cancelling or obs.status == "cancelled") and execution.in_flight:
+                facts.extend(execution.cancel_under_way())  # someone asked already: never again
             if obs.status == "running" and execution.phase is Phase.DISPATCHED:
                 execution.move(Phase.RUNNING)
             elif obs.status in ("succeeded", "failed", "cancelled"):

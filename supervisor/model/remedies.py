@@ -173,29 +173,37 @@ def stop_after_submit(state: QueueState, jobs: Mapping[str, VertexJob], now: flo
 
 
 def cancel_answered(state: QueueState, action: CancelExecution, accepted: bool) -> list[Fact]:
-    """CancelExecution answered: accepted, or nothing to cancel (gone, or ended). Never again."""
+    """CancelExecution answered: accepted, or nothing to cancel (gone, or ended). Never again. After
+    an attempt that failed with no answer, "nothing to cancel" proves nothing: the listing tells
+    whether that attempt took (`Execution.cancel_under_way`)."""
     execution = state.executions.get(action.execution)
     if execution is not None:
         execution.cancel_settled = True
         execution.cancel_error = None
-    if not accepted:
-        return []
-    return [
-        Fact(
-            FactKind.CANCEL_REQUESTED,
-            state.policy.name,
-            action.execution,
-            seconds=action.seconds,
-            detail=action.reason,
-            custom_job=action.custom_job,
-        )
-    ]
+        if accepted:
+            execution.cancel_unconfirmed = None
+    return [_cancel_requested(state, action)] if accepted else []
+
+
+def _cancel_requested(state: QueueState, action: CancelExecution) -> Fact:
+    return Fact(
+        FactKind.CANCEL_REQUESTED,
+        state.policy.name,
+        action.execution,
+        seconds=action.seconds,
+        detail=action.reason,
+        custom_job=action.custom_job,
+    )
 
 
 def cancel_failed(state: QueueState, action: CancelExecution, error: str) -> bool:
-    """CancelExecution failed; it is tried again later. True when the error is new (worth a log line)."""
+    """CancelExecution failed; it is tried again later, and may have taken with its answer lost
+    (see `cancel_answered`). True when the error is new (worth a log line)."""
     execution = state.executions.get(action.execution)
-    if execution is None or execution.cancel_error == error:
+    if execution is None:
+        return False
+    execution.cancel_unconfirmed = _cancel_requested(state, action)
+    if execution.cancel_error == error:
         return False
     execution.cancel_error = error
     return True

@@ -182,6 +182,28 @@ async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once
         assert (logged["execution"], logged["reason"], logged["custom_job"]) == (execution, reason, job.job.name)
 
 
+async def test_a_cancel_whose_answer_is_lost_is_counted_once(events: Bus) -> None:
+    """CancelExecution takes effect but its answer is lost (a deadline on the client): the listing
+    showing the execution cancelled counts that cancel, once, whatever a retry is answered."""
+    from supervisor.sandbox.faults import Fault
+    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+
+    def launcher(w: Any, v: Any) -> SimulatedLauncher:
+        return SimulatedLauncher(w, v, plan=lambda n: Plan(outcome="linger"), events=events.publish_soon)
+
+    async with stand_ins(["q"], behaviour=launcher) as stack:
+        stack.cloudrun.faults.add("CancelExecution", Fault(status="DEADLINE_EXCEEDED", late=True))
+        stack.wandb.enqueue(ENTITY, "q")
+        async with running(events.config(stack, "stop_after_submit = 0.5", poll=0.2)) as (daemon, url):
+            await until(lambda: len(stack.cloudrun.cancels) == 1, timeout=20, what="the cancel takes")
+            [execution] = executions_of(stack)
+            await until(lambda: daemon.state.queues["q"].executions[execution].phase.value == "cancelled")
+            await anyio.sleep(1.0)  # several more ticks: nothing counted twice
+            text = await scrape(url)
+            reason = "stop_after_submit"
+            assert metric(text, "launch_supervisor_executions_cancelled_total", queue="q", reason=reason) == 1
+
+
 async def test_malformed_messages_are_acked_logged_once_and_counted(events: Bus) -> None:
     """Garbage is acked (never redelivered), counted by kind, and the daemon carries on."""
     async with stand_ins(["q"]) as stack:

@@ -143,6 +143,42 @@ def test_no_cancel_when_off_ended_moot_or_already_cancelling() -> None:
     assert stop_after_submit(cancelling, jobs, 100.0) == []
 
 
+def test_a_cancel_whose_answer_was_lost_counts_once_the_listing_shows_it_took() -> None:
+    """CancelExecution failed with no answer but took: the listing showing the execution cancelling
+    (or cancelled) reports it, once, even after a retry that found nothing to cancel."""
+    lost, jobs = submitted_and_lingering()
+    [action] = stop_after_submit(lost, jobs, 100.0)
+    assert cancel_failed(lost, action, "DeadlineExceeded") is True
+    [fact] = lost.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None, cancelling=True)], 101.0)
+    assert (fact.kind, fact.execution, fact.detail, fact.custom_job) == (
+        "cancel_requested",
+        ex(1),
+        "stop_after_submit",
+        JOB_A,
+    )
+    assert stop_after_submit(lost, jobs, 200.0) == []
+    ended = lost.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 102.0)], 103.0)
+    assert [f for f in ended if f.kind == "cancel_requested"] == []
+
+    retried, jobs = submitted_and_lingering()
+    [action] = stop_after_submit(retried, jobs, 100.0)
+    cancel_failed(retried, action, "DeadlineExceeded")
+    assert cancel_answered(retried, action, accepted=False) == []  # the first one took, or it ended
+    ended = retried.observe_executions([ExecutionSeen(ex(1), "cancelled", 1.0, 2.0, 102.0)], 103.0)
+    assert [f.kind for f in ended if f.kind == "cancel_requested"] == ["cancel_requested"]
+
+    answered, jobs = submitted_and_lingering()
+    [action] = stop_after_submit(answered, jobs, 100.0)
+    cancel_failed(answered, action, "DeadlineExceeded")
+    assert len(cancel_answered(answered, action, accepted=True)) == 1
+    seen = answered.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None, cancelling=True)], 101.0)
+    assert seen == []
+
+    elsewhere, jobs = submitted_and_lingering()  # cancelled by someone else: not ours to count
+    seen = elsewhere.observe_executions([ExecutionSeen(ex(1), "running", 1.0, 2.0, None, cancelling=True)], 50.0)
+    assert seen == []
+
+
 def test_an_inferred_pairing_is_never_cancelled() -> None:
     """Item a left PENDING and was paired with ex(1) by counting; ex(1) may be submitting another item."""
     state, jobs = submitted_and_lingering(confirmed=False)
