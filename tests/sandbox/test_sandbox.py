@@ -112,15 +112,8 @@ async def test_the_daemon_cancels_an_execution_whose_watchdog_does_not_stop_it(t
     cancels each execution once, `stop_after_submit` seconds after its CustomJob was created."""
     require_emulator()
     box = sandbox(tmp_path, items=2, on_submit="keep", stop_after_submit=3.0)
-    summary = await box.run()
-    assert summary["vertex_jobs_created"] == 2
-    assert summary["duplicates"] == 0
+    await assert_each_execution_cancelled_once(box, 2)
     assert box.stack is not None
-    cancels = box.stack.cloudrun.cancels
-    assert sorted(cancels) == sorted(set(cancels))
-    assert len(cancels) == 2
-    assert all(box.stack.cloudrun.status(name) == "cancelled" for name in cancels)
-    assert summary["outcomes"] == {"signal": 2}  # the watchdog forwarded Cloud Run's SIGTERM
     assert all(3.0 <= seconds < 30 for seconds in box.post_submit_seconds(box.stack))
     assert_no_unknown_requests(box)
 
@@ -134,15 +127,8 @@ async def test_the_daemon_cancels_an_execution_whose_watchdog_misses_the_submiss
     require_emulator()
     agent = (sys.executable, "-I", "-m", "wandb", "launch-agent")
     box = sandbox(tmp_path, items=2, agent=agent, stop_after_submit=3.0)
-    summary = await box.run()
-    assert summary["vertex_jobs_created"] == 2
-    assert summary["duplicates"] == 0
+    await assert_each_execution_cancelled_once(box, 2)
     assert box.stack is not None
-    cancels = box.stack.cloudrun.cancels
-    assert sorted(cancels) == sorted(set(cancels))
-    assert sorted(cancels) == sorted(box.stack.cloudrun.executions)  # each execution once
-    assert all(box.stack.cloudrun.status(name) == "cancelled" for name in cancels)
-    assert summary["outcomes"] == {"signal": 2}
     executions = tmp_path / "work" / "executions"
     jobs = jobs_by_item(box.stack)
     post_submit = []
@@ -159,6 +145,20 @@ async def test_the_daemon_cancels_an_execution_whose_watchdog_misses_the_submiss
     assert len(post_submit) == 2
     assert all(3.0 <= seconds < 30 for seconds in post_submit), post_submit
     assert_no_unknown_requests(box)
+
+
+async def assert_each_execution_cancelled_once(box: Sandbox, items: int) -> None:
+    """Run the sandbox: one CustomJob per item, no duplicate, and the daemon cancelled every
+    execution exactly once (the watchdog then forwarded Cloud Run's SIGTERM to its agent)."""
+    summary = await box.run()
+    assert summary["vertex_jobs_created"] == items
+    assert summary["duplicates"] == 0
+    assert box.stack is not None
+    cancels = box.stack.cloudrun.cancels
+    assert sorted(cancels) == sorted(set(cancels))
+    assert sorted(cancels) == sorted(box.stack.cloudrun.executions)
+    assert all(box.stack.cloudrun.status(name) == "cancelled" for name in cancels)
+    assert summary["outcomes"] == {"signal": items}
 
 
 def assert_no_unknown_requests(box: Sandbox) -> None:
