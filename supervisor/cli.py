@@ -247,7 +247,8 @@ def sandbox(
     """Run the whole system on this machine: stand-ins for W&B, Cloud Run and Vertex AI, the real
     daemon, and per execution the launcher image's entrypoint: launch-watchdog over the real
     `wandb launch-agent`. Ctrl+C stops it."""
-    missing = [m for m in ("wandb", "google.cloud.compute_v1", "cryptography") if importlib.util.find_spec(m) is None]
+    needed = ("wandb", "google.cloud.compute_v1", "cryptography", "graphql")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise click.ClickException(
             f"the sandbox runs the real wandb launch-agent, and {', '.join(missing)} is not installed: "

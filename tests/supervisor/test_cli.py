@@ -288,3 +288,18 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
             daemon.process.send_signal(signal.SIGTERM)
             with anyio.fail_after(5):
                 assert await daemon.process.wait() == 128 + signal.SIGTERM
+
+
+def test_the_sandbox_without_its_extra_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon-only install asked for the sandbox: one error naming the module and the install."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from supervisor.cli import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "graphql" else real(name, *a))
+    result = CliRunner().invoke(cli, ["sandbox"])
+    assert result.exit_code == 1
+    assert "graphql is not installed: pip install 'launch-supervisor[sandbox]'" in result.output
