@@ -73,6 +73,11 @@ if [ -z "$task_timeout" ] || [ -z "$initial_delay" ]; then
     echo "setup.sh: --task-timeout and --initial-delay must be whole seconds" >&2
     exit 2
 fi
+if [ "$initial_delay" -lt 1 ]; then
+    # gcloud sends no delay of 0 (it leaves the API's default), so 0 could never be read back.
+    echo "setup.sh: --initial-delay must be at least 1 second" >&2
+    exit 2
+fi
 for file in "$config" "$alertmanager_config"; do
     if [ -n "$file" ] && [ ! -f "$file" ]; then
         echo "setup.sh: no such file: $file" >&2
@@ -241,10 +246,10 @@ http_port=9464
 tag="launch-supervisor"
 health_check="launch-supervisor-healthz"
 firewall="launch-supervisor-healthz"
-probe_ranges="35.191.0.0/16,130.211.0.0/22"
+probe_ranges="130.211.0.0/22,35.191.0.0/16"  # sorted, as read back: in whatever order Google keeps them
 want="$probe_ranges"$'\t'"$tag"$'\t'"$http_port"
 current=$(query gcloud compute firewall-rules describe "$firewall" --project "$project" \
-    --format 'value(sourceRanges.list(),targetTags.list(),allowed[0].ports.list())')
+    --format 'value(sourceRanges.sort().list(),targetTags.list(),allowed[0].ports.list())')
 if [ -z "$current" ]; then
     run gcloud compute firewall-rules create "$firewall" --project "$project" --network "$network" \
         --direction INGRESS --action ALLOW --rules "tcp:$http_port" --source-ranges "$probe_ranges" \

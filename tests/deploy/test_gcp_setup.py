@@ -59,6 +59,14 @@ def setup(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> sub
     )
 
 
+def test_an_initial_delay_gcloud_cannot_set_is_refused() -> None:
+    """gcloud never sends an initial delay of 0, so it could never be read back: refused up front."""
+    for delay, message in (("0", "at least 1 second"), ("5m", "whole seconds")):
+        result = setup("--dry-run", "--initial-delay", delay)
+        assert result.returncode == 2
+        assert message in result.stderr
+
+
 def test_shellcheck_passes() -> None:
     """setup.sh, setup-events.sh, lib.sh and deploy/vm/install.sh and startup.sh are shellcheck-clean."""
     from tests.deploy.shell import require_shellcheck
@@ -199,7 +207,7 @@ def test_dry_run_makes_a_self_healing_group_of_one(tmp_path: Path) -> None:
     assert "--request-path /healthz " in check
     rule = line_of(out, "gcloud compute firewall-rules create launch-supervisor-healthz ")
     assert f"--rules tcp:{port} " in rule
-    assert "--source-ranges 35.191.0.0/16\\,130.211.0.0/22 " in rule
+    assert "--source-ranges 130.211.0.0/22\\,35.191.0.0/16 " in rule
     assert "--target-tags launch-supervisor " in rule
 
     group = line_of(out, "gcloud compute instance-groups managed create launch-supervisor ")
@@ -245,7 +253,7 @@ COMPUTE_FIELDS = {
         "healthyThreshold": "--healthy-threshold",
     },
     "compute firewall-rules": {
-        "sourceRanges.list()": "--source-ranges",
+        "sourceRanges.sort().list()": "--source-ranges",
         "targetTags.list()": "--target-tags",
         "allowed[0].ports.list()": "--rules",
     },
