@@ -1,4 +1,5 @@
-"""Shared handling of Google read calls: explicit deadline, bounded retry, metrics.
+"""Shared handling of Google calls: explicit deadline, bounded retry for reads, metrics, and what a
+refused cancel means.
 
 run_v2 and aiplatform_v1 methods have no default retry or deadline, and anyio cancel scopes do not
 bound an in-flight grpc.aio call, so every call passes `timeout=` (it raises DeadlineExceeded) and
@@ -20,6 +21,8 @@ from supervisor.calls.observe import ObserveCall
 T = TypeVar("T")
 
 TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.TooManyRequests)
+NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
+"""How Cloud Run and Vertex AI refuse a cancel when the resource is gone or has ended."""
 
 
 def read_retry(timeout: float) -> AsyncRetry:
@@ -38,6 +41,16 @@ async def observed(observe: ObserveCall, api: str, method: str, call: Callable[[
         raise
     observe(api, method, "OK", time.monotonic() - started)
     return result
+
+
+async def cancel_call(observe: ObserveCall, api: str, method: str, call: Callable[[], Awaitable[Any]]) -> bool:
+    """One observed cancel call: True when accepted, False when there is nothing to cancel; any other
+    error raises GoogleAPICallError. Not retried here: the caller asks again at its next tick."""
+    try:
+        await observed(observe, api, method, call)
+    except NOTHING_TO_CANCEL:
+        return False
+    return True
 
 
 async def pages(

@@ -19,14 +19,12 @@ from datetime import timedelta
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
-from supervisor.calls.gcp import observed
+from supervisor.calls.gcp import cancel_call
 from supervisor.calls.observe import ObserveCall, ignore_call
 
 DISPATCH_ENV = "LAUNCH_SUPERVISOR_DISPATCH_ID"
 
 _UNKNOWN = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.InternalServerError, gexc.Aborted, gexc.Unknown)
-_NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
-"""The execution is gone, or in a state that cannot be cancelled (it has ended)."""
 
 
 class DispatchRefusedError(Exception):
@@ -88,13 +86,9 @@ class CloudRunCanceller:
         accepted, False when there is nothing to cancel; any other error raises GoogleAPICallError.
         Not retried automatically: the caller asks again on a later tick if it still should."""
         request = run_v2.CancelExecutionRequest(name=execution)
-        try:
-            await observed(
-                self._observe,
-                "cloudrun",
-                "CancelExecution",
-                lambda: self._executions.cancel_execution(request=request, timeout=self._timeout, retry=None),
-            )
-        except _NOTHING_TO_CANCEL:
-            return False
-        return True
+        return await cancel_call(
+            self._observe,
+            "cloudrun",
+            "CancelExecution",
+            lambda: self._executions.cancel_execution(request=request, timeout=self._timeout, retry=None),
+        )

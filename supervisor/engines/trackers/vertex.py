@@ -15,10 +15,9 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
-from google.api_core import exceptions as gexc
 from google.cloud import aiplatform_v1
 
-from supervisor.calls.gcp import observed, pages, read_retry, seconds
+from supervisor.calls.gcp import cancel_call, pages, read_retry, seconds
 from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.observations import VertexSeen
 from supervisor.model.vertex import JobState
@@ -34,8 +33,6 @@ ENTITY_ENV = "WANDB_ENTITY"
 PROJECT_ENV = "WANDB_PROJECT"
 QUEUE_ENV = "WANDB_LAUNCH_QUEUE_NAME"
 QUEUE_ENTITY_ENV = "WANDB_LAUNCH_QUEUE_ENTITY"
-_NOTHING_TO_CANCEL = (gexc.NotFound, gexc.FailedPrecondition)
-"""CancelCustomJob's answers for a job that is gone, or already ended."""
 
 
 def container_env(job: Any, name: str) -> str | None:
@@ -87,16 +84,12 @@ class VertexTracker:
         CANCELLED), False when there is nothing to cancel (gone, or ended); any other error raises
         GoogleAPICallError. Not retried here: the caller asks again at its next tick if it still should."""
         request = aiplatform_v1.CancelCustomJobRequest(name=name)
-        try:
-            await observed(
-                self._observe,
-                "vertex",
-                "CancelCustomJob",
-                lambda: self._client.cancel_custom_job(request=request, timeout=self._timeout, retry=None),
-            )
-        except _NOTHING_TO_CANCEL:
-            return False
-        return True
+        return await cancel_call(
+            self._observe,
+            "vertex",
+            "CancelCustomJob",
+            lambda: self._client.cancel_custom_job(request=request, timeout=self._timeout, retry=None),
+        )
 
     async def _list(self, query: str) -> builtins.list[VertexSeen]:
         found: builtins.list[VertexSeen] = []
