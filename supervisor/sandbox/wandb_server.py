@@ -242,7 +242,7 @@ class WandbStandIn:
             return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
         name, problem = _resolve(query, body.get("operationName"))
         operation = OPERATIONS.get(name) if problem is None else None
-        fault = self.faults.take(name if operation is None else operation.faults_as or name)
+        fault = self.faults.take(name)
         if fault is not None:
             if fault.delay:
                 await anyio.sleep(fault.delay)
@@ -514,15 +514,11 @@ class Operation:
     kind: str
     """`query` or `mutation`: a document of the other kind with this name is refused."""
     handler: Handler
-    faults_as: str | None = None
-    """The name its faults are planned and counted under (`Faults.add`, `Faults.calls`), when not the
-    operation's own."""
 
 
 OPERATIONS: dict[str, Operation] = {
-    # The supervisor's WandbClient (supervisor/engines/sources/wandb.py): named documents. Its items
-    # query keeps the fault name the tests and benches plan and count it under, `runQueueItems`.
-    "GetRunQueueItems": Operation("query", _items, faults_as="runQueueItems"),
+    # The supervisor's WandbClient (supervisor/engines/sources/wandb.py): named documents.
+    "GetRunQueueItems": Operation("query", _items),
     "failRunQueueItem": Operation("mutation", _fail),
     "RunStopStatus": Operation("query", _run_stop_status),
     # The launch agent (wandb 0.31), its Python client: named documents, `operationName: ""`.

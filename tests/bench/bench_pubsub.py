@@ -99,10 +99,10 @@ async def measure(host: str, trials: int, baseline_trials: int) -> tuple[list[fl
                 return stack.cloudrun.run_job_times[before] - started
 
             hinted = [await one(True) for _ in range(trials)]
-            polls, runs = stack.wandb.faults.calls["runQueueItems"], len(stack.cloudrun.run_job_times)
+            polls, runs = stack.wandb.faults.calls["GetRunQueueItems"], len(stack.cloudrun.run_job_times)
             await anyio.sleep(3)
             print(
-                f"idle 3 s after the hints: {stack.wandb.faults.calls['runQueueItems'] - polls} polls, "
+                f"idle 3 s after the hints: {stack.wandb.faults.calls['GetRunQueueItems'] - polls} polls, "
                 f"{len(stack.cloudrun.run_job_times) - runs} RunJobs, poll_now={daemon._poll_now}",  # noqa: SLF001
                 file=sys.stderr,
             )

@@ -87,7 +87,7 @@ async def live_calls_per_tick(n: int, seconds: float = 3.0) -> dict[str, float]:
         daemon = Daemon(config)
         async with anyio.create_task_group() as tg:
             await tg.start(daemon.run)
-            wandb0 = stack.wandb.faults.calls["runQueueItems"]
+            wandb0 = stack.wandb.faults.calls["GetRunQueueItems"]
             list0 = stack.cloudrun.faults.calls["ListExecutions"]
             vertex0 = stack.vertex.faults.calls["ListCustomJobs"]
             await anyio.sleep(seconds)
@@ -98,7 +98,7 @@ async def live_calls_per_tick(n: int, seconds: float = 3.0) -> dict[str, float]:
                 "vertex": seconds / poll.vertex_interval,
             }
             result = {
-                "GetRunQueueItems per queue tick": (stack.wandb.faults.calls["runQueueItems"] - wandb0)
+                "GetRunQueueItems per queue tick": (stack.wandb.faults.calls["GetRunQueueItems"] - wandb0)
                 / ticks["queue"],
                 "ListExecutions per executions tick": (stack.cloudrun.faults.calls["ListExecutions"] - list0)
                 / ticks["executions"],

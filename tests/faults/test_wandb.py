@@ -22,11 +22,11 @@ async def test_bursts_of_5xx_and_timeouts(record: Record) -> None:
     """Polls answered 502/503 and slower than the 2 s deadline, during a burst: every item runs once."""
     async with stand_ins(["q"]) as stack:
         for status in (502, 503, 500):
-            stack.wandb.faults.add("runQueueItems", Fault(status=status), times=3)
-        stack.wandb.faults.add("runQueueItems", Fault(delay=3.0), times=2)
+            stack.wandb.faults.add("GetRunQueueItems", Fault(status=status), times=3)
+        stack.wandb.faults.add("GetRunQueueItems", Fault(delay=3.0), times=2)
         ids = [stack.wandb.enqueue(ENTITY, "q") for _ in range(10)]
         async with running(stack.config()):
-            await wait(lambda: not stack.wandb.faults.planned["runQueueItems"], timeout=30)
+            await wait(lambda: not stack.wandb.faults.planned["GetRunQueueItems"], timeout=30)
             recover = await settle(stack, ids)
     fig = record_figures(record, stack, ids, recover, area=AREA, scenario="bursts of 5xx and timeouts on the poll")
     assert fig.max_executions_per_item == 1
@@ -66,10 +66,10 @@ async def test_malformed_answers(record: Record) -> None:
     gets one fails, is counted, and the next one works; nothing is dispatched on a bad answer."""
     async with stand_ins(["q"]) as stack:
         for body in MALFORMED:
-            stack.wandb.faults.add("runQueueItems", Fault(body=body))
+            stack.wandb.faults.add("GetRunQueueItems", Fault(body=body))
         ids = [stack.wandb.enqueue(ENTITY, "q") for _ in range(5)]
         async with running(stack.config()) as (daemon, _):
-            await wait(lambda: not stack.wandb.faults.planned["runQueueItems"])
+            await wait(lambda: not stack.wandb.faults.planned["GetRunQueueItems"])
             recover = await settle(stack, ids)
             failures = daemon.metrics.loop_failures.labels("queue")._value.get()  # noqa: SLF001
     record_figures(record, stack, ids, recover, area=AREA, scenario="malformed JSON, missing fields, wrong types")

@@ -376,8 +376,8 @@ async def test_every_operation_the_agent_sends_is_answered_as_its_client_sends_i
     assert set(OPERATIONS) == {operation_of(query) for _, query, _, _ in SENT} | supervisor, "all, no more"
 
 
-async def test_the_production_client_operations_are_answered_and_counted_under_their_fault_names() -> None:
-    """The supervisor's own documents (no operationName): its items query keeps `runQueueItems`."""
+async def test_the_production_client_operations_are_answered_and_counted_under_their_names() -> None:
+    """The supervisor's own documents (no operationName), each counted under its operation name."""
     wandb = with_runs("r1")
     item_id = wandb.enqueue(ENTITY, "q")
     async with served(wandb) as client:
@@ -391,7 +391,7 @@ async def test_the_production_client_operations_are_answered_and_counted_under_t
     assert [item.id for item in items] == [item_id]
     assert failed is True
     assert stopped == set()
-    assert wandb.faults.calls == {"runQueueItems": 1, "failRunQueueItem": 1, "RunStopStatus": 1}
+    assert wandb.faults.calls == {"GetRunQueueItems": 1, "failRunQueueItem": 1, "RunStopStatus": 1}
     assert wandb.unknown == []
 
 

@@ -281,7 +281,7 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
         write_private(config, stack.config_toml())
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             await daemon.read_until("supervisor.started")
-            stack.wandb.faults.add("runQueueItems", Fault(delay=30.0), times=100)
+            stack.wandb.faults.add("GetRunQueueItems", Fault(delay=30.0), times=100)
             await anyio.sleep(0.6)  # the queue loop is now inside a slow request
             daemon.process.send_signal(signal.SIGTERM)
             await daemon.read_until("supervisor.stopping")

@@ -104,7 +104,7 @@ async def test_a_burst_of_hints_is_coalesced(events: Bus) -> None:
         async with running(events.config(stack)) as (daemon, url):
             await until(daemon.is_ready)
             await anyio.sleep(1.0)
-            polls = stack.wandb.faults.calls["runQueueItems"]
+            polls = stack.wandb.faults.calls["GetRunQueueItems"]
             hint = {"event": "queue.item_added", "queue": "q"}
             async with anyio.create_task_group() as tg:
                 for _ in range(100):
@@ -113,7 +113,7 @@ async def test_a_burst_of_hints_is_coalesced(events: Bus) -> None:
                 url, "launch_supervisor_pubsub_messages_total", 100, type="queue.item_added", result="applied"
             )
             await anyio.sleep(0.5)
-            assert stack.wandb.faults.calls["runQueueItems"] - polls <= 25  # at least 4x fewer polls than hints
+            assert stack.wandb.faults.calls["GetRunQueueItems"] - polls <= 25  # at least 4x fewer polls than hints
 
 
 async def test_duplicate_delivery_has_one_effect(events: Bus) -> None:

@@ -289,9 +289,9 @@ async def test_auth_errors_stop_that_queue_not_the_daemon() -> None:
             await until(lambda: daemon.state.stopped.get("q") == "auth")
             text = await scrape(url)
             assert metric(text, "launch_supervisor_queue_polling_stopped", queue="q", reason="auth") == 1
-            calls = stack.wandb.faults.calls["runQueueItems"]
+            calls = stack.wandb.faults.calls["GetRunQueueItems"]
             await anyio.sleep(0.6)
-            assert stack.wandb.faults.calls["runQueueItems"] == calls
+            assert stack.wandb.faults.calls["GetRunQueueItems"] == calls
             async with httpx.AsyncClient() as client:
                 assert (await client.get(url + "/healthz")).json()["ok"] is True
 
@@ -322,8 +322,8 @@ async def test_a_key_revoked_while_running_fails_calls_not_the_daemon() -> None:
 async def test_errors_and_timeouts_from_every_api_are_survived() -> None:
     """5xx and slow answers from W&B, Cloud Run and Vertex: counted, then work resumes."""
     async with stand_ins(["q"]) as stack:
-        stack.wandb.faults.add("runQueueItems", Fault(status=503), times=6)
-        stack.wandb.faults.add("runQueueItems", Fault(delay=3.0), times=3)
+        stack.wandb.faults.add("GetRunQueueItems", Fault(status=503), times=6)
+        stack.wandb.faults.add("GetRunQueueItems", Fault(delay=3.0), times=3)
         stack.cloudrun.faults.add("ListExecutions", Fault(status="UNAVAILABLE"), times=10)
         stack.vertex.faults.add("ListCustomJobs", Fault(status="INTERNAL"), times=10)
         stack.wandb.enqueue(ENTITY, "q")

@@ -21,7 +21,7 @@ async def test_wandb_lists_a_queue_in_one_request_and_fails_items() -> None:
         clients = build_clients(stack.config())
         try:
             items = await clients.wandb.list_items(ENTITY, "q")
-            assert stack.wandb.faults.calls["runQueueItems"] == 1
+            assert stack.wandb.faults.calls["GetRunQueueItems"] == 1
             assert sorted(i.id for i in items) == sorted(ids)
             assert sorted(i.state.value for i in items) == ["LEASED", "PENDING", "PENDING", "PENDING", "PENDING"]
             assert await clients.wandb.fail_item(ids[1], "Vertex said no", "run")
@@ -39,7 +39,7 @@ async def test_wandb_auth_errors_are_not_retried() -> None:
         try:
             with pytest.raises(WandbAuthError, match="401"):
                 await client.list_items(ENTITY, "q")
-            assert stack.wandb.faults.calls["runQueueItems"] == 1
+            assert stack.wandb.faults.calls["GetRunQueueItems"] == 1
         finally:
             await client.aclose()
 
@@ -50,12 +50,12 @@ async def test_wandb_5xx_and_timeouts_are_retried_then_reported() -> None:
         stack.wandb.enqueue(ENTITY, "q")
         client = WandbClient(stack.wandb_url, stack.api_key, timeout=0.5, attempts=3)
         try:
-            stack.wandb.faults.add("runQueueItems", Fault(status=503))
+            stack.wandb.faults.add("GetRunQueueItems", Fault(status=503))
             assert len(await client.list_items(ENTITY, "q")) == 1
-            stack.wandb.faults.add("runQueueItems", Fault(status=502), times=3)
+            stack.wandb.faults.add("GetRunQueueItems", Fault(status=502), times=3)
             with pytest.raises(WandbUnavailableError, match="502"):
                 await client.list_items(ENTITY, "q")
-            stack.wandb.faults.add("runQueueItems", Fault(delay=1.0), times=3)
+            stack.wandb.faults.add("GetRunQueueItems", Fault(delay=1.0), times=3)
             with pytest.raises(WandbUnavailableError, match="timed out"):
                 await client.list_items(ENTITY, "q")
         finally:
