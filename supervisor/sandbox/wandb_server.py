@@ -65,6 +65,25 @@ class Run:
     stopped: bool = False
 
 
+REFUSALS = ("user is not logged in", "permission denied")
+"""What W&B says, with HTTP 401, to a key it does not accept: `user is not logged in` (wandb issues
+#7118 and #5319, `Error while calling W&B API: user is not logged in (<Response [401]>)`; the body
+`{"errors":[{"message":"user is not logged in","path":["upsertBucket"],"extensions":{"code":
+"PERMISSION_ERROR"}}]}` is quoted in public guides to that error) or `permission denied` (issues #2966
+and #2657; issue #1239 quotes the body `{"errors":[{"message":"permission denied","path":
+["upsertBucket"],"extensions":{"code":"PERMISSION_ERROR"}}],"data":{"upsertBucket":null}}`). The SDK
+reads the message from `errors[].message` (`wandb/util.py::parse_backend_error_messages`)."""
+
+
+def refusal_body(message: str, field_name: str | None) -> dict[str, Any]:
+    """W&B's 401 body (see `REFUSALS`): the message, the path of the field refused, its code, and
+    that field null when known."""
+    error: dict[str, Any] = {"message": message, "extensions": {"code": "PERMISSION_ERROR"}}
+    if field_name is None:
+        return {"errors": [error]}
+    return {"errors": [{**error, "path": [field_name]}], "data": {field_name: None}}
+
+
 class UnsupportedError(ValueError):
     """A request the stand-in cannot answer faithfully (a filter it does not implement): answered with
     a GraphQL error and recorded in `unknown`, so a test fails and names it rather than trusting a
@@ -74,9 +93,11 @@ class UnsupportedError(ValueError):
 class WandbStandIn:
     """The state of the W&B server and the ASGI app that serves it."""
 
-    def __init__(self, api_key: str, lease_timeout: float = 60.0) -> None:
+    def __init__(self, api_key: str, lease_timeout: float = 60.0, refusal: str = REFUSALS[0]) -> None:
         self.api_key = api_key
         self.lease_timeout = lease_timeout
+        self.refusal = refusal
+        """The message of a 401 (one of `REFUSALS`: W&B words it either way)."""
         self.items: dict[str, QueueItem] = {}
         self.known_queues: set[str] = set()
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
@@ -201,7 +222,7 @@ class WandbStandIn:
         if self.outage is not None:
             return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
         if not self._authorised(request):
-            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+            return JSONResponse(refusal_body(self.refusal, None), status_code=401)
         await request.body()
         return JSONResponse({"exitcode": None, "limits": {}})
 
@@ -251,7 +272,7 @@ class WandbStandIn:
             if fault.body is not None:
                 return Response(fault.body, media_type="application/json")
         if not self._authorised(request):
-            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+            return JSONResponse(refusal_body(self.refusal, _first_field(query)), status_code=401)
         if operation is None or problem is not None:
             unknown = name if problem is None else f"{name}: {problem}"
             self.unknown.append(unknown)
@@ -281,6 +302,20 @@ def _definitions(query: str) -> list[tuple[str, str]] | None:
         for d in document.definitions
         if isinstance(d, graphql.OperationDefinitionNode)
     ]
+
+
+def _first_field(query: str) -> str | None:
+    """The first field the document selects (what W&B names in a refusal's `path`), if it parses."""
+    try:
+        document = graphql.parse(query)
+    except graphql.GraphQLError:
+        return None
+    for definition in document.definitions:
+        if isinstance(definition, graphql.OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, graphql.FieldNode):
+                    return selection.name.value
+    return None
 
 
 def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:

@@ -16,7 +16,7 @@ import pytest
 
 from supervisor.engines.sources.wandb import WandbClient
 from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.wandb_server import OPERATIONS, WandbStandIn
+from supervisor.sandbox.wandb_server import OPERATIONS, REFUSALS, WandbStandIn
 from supervisor.surface.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -471,3 +471,19 @@ async def test_operation_name_chooses_among_the_documents_operations() -> None:
     assert answer["data"]["viewer"]["username"] == "sandbox"
     assert other == {"errors": [{"message": "operation not supported by the stand-in: Other"}]}
     assert wandb.unknown == ["Other"]
+
+
+@pytest.mark.parametrize("wording", REFUSALS)
+async def test_a_wrong_key_is_refused_with_401_in_each_of_w_and_bs_wordings(wording: str) -> None:
+    """A key the server does not know: 401, W&B's own message and code, the refused field null."""
+    wandb = WandbStandIn("other-key", refusal=wording)
+    async with served(wandb) as client:
+        answer = await client.post("/graphql", json={"query": RUN_STOPPED_STATUS, "variables": {"runId": "r"}})
+        stream = await client.post(f"/files/{ENTITY}/{PROJECT}/r/file_stream", json={})
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "errors": [{"message": wording, "path": ["project"], "extensions": {"code": "PERMISSION_ERROR"}}],
+        "data": {"project": None},
+    }
+    assert stream.status_code == 401
+    assert stream.json()["errors"][0]["message"] == wording

@@ -143,10 +143,21 @@ SCENARIOS = [
     ),
     Scenario(
         "bad_key",
-        "A WANDB_API_KEY the W&B stand-in refuses with 401: the agent exits 1 by itself at start.",
+        "A WANDB_API_KEY W&B refuses: 401 `user is not logged in`, as W&B words it (wandb issues #7118, "
+        "#5319). The agent exits 1 by itself at start.",
         {"outcome": "bailout", "category": "permission", "exit_code": 1},
         kind=None,
         env=lambda stack: {"WANDB_API_KEY": "0" * 40},
+        prepare=lambda stack: setattr(stack.wandb, "refusal", "user is not logged in"),
+    ),
+    Scenario(
+        "bad_key_permission_denied",
+        "A WANDB_API_KEY W&B refuses: 401 `permission denied`, W&B's other wording (wandb issues #2966, "
+        "#2657). The agent exits 1 by itself at start.",
+        {"outcome": "bailout", "category": "permission", "exit_code": 1},
+        kind=None,
+        env=lambda stack: {"WANDB_API_KEY": "0" * 40},
+        prepare=lambda stack: setattr(stack.wandb, "refusal", "permission denied"),
     ),
     Scenario(
         "wandb_down",
