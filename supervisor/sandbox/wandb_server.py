@@ -101,6 +101,10 @@ class WandbStandIn:
         self.items: dict[str, QueueItem] = {}
         self.known_queues: set[str] = set()
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
+        self.unknown_entities: set[str] = set()
+        """Entities W&B does not know: their launch project is `project: null`."""
+        self.listing = LISTINGS[0]
+        """How `runQueueItems` orders items and whether it keeps finished ones (see `LISTINGS`)."""
         self.runs: dict[tuple[str, str, str], Run] = {}
         """Runs by (entity, project, run id): none until a job's code starts one."""
         self.projects: set[tuple[str, str]] = set()
@@ -138,6 +142,21 @@ class WandbStandIn:
         item_id = base64.b64encode(f"RunQueueItem:{number}".encode()).decode()
         self.items[item_id] = QueueItem(item_id, entity, queue, run_spec=run_spec or {})
         return item_id
+
+    def add_history(self, entity: str, queue: str, count: int) -> list[str]:
+        """`count` items the queue finished before now, older than any enqueued later: every third
+        FAILED, the others CLAIMED with a run id (a queue with a long history)."""
+        ids = []
+        for n in range(count):
+            item_id = self.enqueue(entity, queue, {"history": n})
+            item = self.items[item_id]
+            if n % 3 == 2:
+                item.state = "FAILED"
+                item.failures.append(("history", "run"))
+            else:
+                item.state, item.run_id = "CLAIMED", f"history{n:05d}"
+            ids.append(item_id)
+        return ids
 
     def queue_items(self, entity: str, queue: str) -> list[QueueItem]:
         return [i for i in self.items.values() if i.entity == entity and i.queue == queue]
@@ -277,7 +296,7 @@ class WandbStandIn:
             unknown = name if problem is None else f"{name}: {problem}"
             self.unknown.append(unknown)
             return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {unknown}"}]})
-        variables = {**variables, CALLER: request.headers.get("user-agent", "")}
+        variables = {**variables, CALLER: request.headers.get("user-agent", ""), DOCUMENT: query}
         try:
             data = operation.handler(self, variables)
         except UnsupportedError as exc:
@@ -288,6 +307,8 @@ class WandbStandIn:
 
 CALLER = "__user_agent"
 """Added to the variables handlers see: the request's User-Agent."""
+DOCUMENT = "__document"
+"""Added to the variables handlers see: the request's GraphQL document (for literal arguments)."""
 
 
 def _definitions(query: str) -> list[tuple[str, str]] | None:
@@ -307,15 +328,10 @@ def _definitions(query: str) -> list[tuple[str, str]] | None:
 def _first_field(query: str) -> str | None:
     """The first field the document selects (what W&B names in a refusal's `path`), if it parses."""
     try:
-        document = graphql.parse(query)
+        fields = _fields(graphql.parse(query))
     except graphql.GraphQLError:
         return None
-    for definition in document.definitions:
-        if isinstance(definition, graphql.OperationDefinitionNode):
-            for selection in definition.selection_set.selections:
-                if isinstance(selection, graphql.FieldNode):
-                    return selection.name.value
-    return None
+    return fields[0].name.value if fields else None
 
 
 def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:
@@ -348,18 +364,93 @@ def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:
     return name, None
 
 
+LISTINGS = ("waiting_first", "oldest_first")
+"""How the stand-in orders `runQueueItems`. Neither W&B's schema nor the SDK says in what order the
+server lists a queue's items or whether finished ones stay listed (the SDK's own reader takes
+`first: 100` and never pages: `wandb/apis/public/jobs.py`), so both plausible answers are served:
+- `waiting_first`: PENDING, then LEASED, then CLAIMED items, each oldest first; FAILED ones dropped;
+- `oldest_first`: every item the queue ever had, whatever its state, oldest first (history kept).
+"""
+ITEMS_PROJECT = "model-registry"
+"""The project launch queues live in (`LAUNCH_DEFAULT_PROJECT`, `wandb/sdk/launch/utils.py`)."""
+WAITING_ORDER = {"PENDING": 0, "LEASED": 1, "CLAIMED": 2}
+
+
+def _listed(server: WandbStandIn, items: list[QueueItem]) -> list[QueueItem]:
+    if server.listing == "oldest_first":
+        return sorted(items, key=lambda i: i.created)
+    waiting = (i for i in items if i.state in WAITING_ORDER)
+    return sorted(waiting, key=lambda i: (WAITING_ORDER[i.state], i.created))
+
+
 def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """A page of the queue's items, in the order `listing` says, with Relay's `pageInfo` and
+    graphql-relay's offset cursors (`arrayconnection:N`, base64). A project other than the launch
+    project, or an entity W&B does not know, is `project: null`; a queue it does not know,
+    `runQueue: null` (both nullable in W&B's schema)."""
     server.expire_leases()
-    queue = str(v.get("runQueue"))
-    items = server.queue_items(str(v.get("entityName")), queue)
+    entity, queue = str(v.get("entityName")), str(v.get("runQueue"))
+    if v.get("projectName") != ITEMS_PROJECT or entity in server.unknown_entities:
+        return {"project": None}
+    items = server.queue_items(entity, queue)
     if not items and queue not in server.known_queues:
         return {"project": {"runQueue": None}}
-    # Waiting work first, so a long history of claimed items never hides a pending one.
-    order = {"PENDING": 0, "LEASED": 1, "CLAIMED": 2}
-    listed = sorted((i for i in items if i.state in order), key=lambda i: (order[i.state], i.created))
-    visible = listed[:100]
-    edges = [{"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}} for i in visible]
-    return {"project": {"runQueue": {"runQueueItems": {"edges": edges}}}}
+    listed = _listed(server, items)
+    arguments = _arguments(v[DOCUMENT], v, "runQueueItems")
+    first = arguments.get("first")
+    if first is not None and (not isinstance(first, int) or isinstance(first, bool) or first < 0):
+        raise UnsupportedError(f"runQueueItems first {first!r}")
+    start = 0 if arguments.get("after") is None else _offset(arguments["after"]) + 1
+    # Without `first` (the SDK's legacy reader sends none) every item is listed: no source says what
+    # W&B does then.
+    page = listed[start:] if first is None else listed[start : start + first]
+    edges = [
+        {"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}, "cursor": _offset_cursor(start + n)}
+        for n, i in enumerate(page)
+    ]
+    info = {
+        "hasNextPage": start + len(page) < len(listed),
+        "hasPreviousPage": start > 0,
+        "startCursor": edges[0]["cursor"] if edges else None,
+        "endCursor": edges[-1]["cursor"] if edges else None,
+    }
+    return {"project": {"runQueue": {"runQueueItems": {"edges": edges, "pageInfo": info}}}}
+
+
+def _offset_cursor(offset: int) -> str:
+    return base64.b64encode(f"arrayconnection:{offset}".encode()).decode()
+
+
+def _offset(cursor: Any) -> int:
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+    except ValueError:
+        text = ""
+    number = text.removeprefix("arrayconnection:")
+    if not text.startswith("arrayconnection:") or not number.isdigit():
+        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
+    return int(number)
+
+
+def _arguments(document: str, variables: dict[str, Any], field_name: str) -> dict[str, Any]:
+    """The arguments of the first `field_name` field of the document, variables resolved."""
+    node = next((n for n in _fields(graphql.parse(document)) if n.name.value == field_name), None)
+    if node is None:
+        return {}
+    values = {a.name.value: graphql.value_from_ast_untyped(a.value, variables) for a in node.arguments}
+    return {name: None if value is graphql.Undefined else value for name, value in values.items()}
+
+
+def _fields(document: graphql.DocumentNode) -> list[graphql.FieldNode]:
+    """Every field the document selects, depth first."""
+    found: list[graphql.FieldNode] = []
+
+    class Collect(graphql.Visitor):
+        def enter_field(self, node: graphql.FieldNode, *_: Any) -> None:
+            found.append(node)
+
+    graphql.visit(document, Collect())
+    return found
 
 
 def _fail(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +472,10 @@ def _ack(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 def _run_queues(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     entity = str(v.get("entity"))
     names = sorted(set(server.known_queues) | {i.queue for i in server.items.values() if i.entity == entity})
-    queues = [{"id": _queue_id(q), "name": q, "createdBy": "sandbox", "access": "PROJECT"} for q in names]
+    # `createdBy` is an Int in W&B's schema (the creating user's numeric id; the SDK's legacy check
+    # `q["createdBy"] == self.default_entity` in wandb/sdk/launch/api.py compares it with a name, and
+    # never matches): the sandbox's one user, `User:1` (the Viewer's id).
+    queues = [{"id": _queue_id(q), "name": q, "createdBy": 1, "access": "PROJECT"} for q in names]
     return {"project": {"runQueues": queues}}
 
 
