@@ -236,10 +236,9 @@ class Daemon:
                 loop.active = False
                 log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
                 return
-            if items is None:  # no such queue in W&B: said once by the lister
-                return
-            report(self.metrics, queue.observe_items(items, clock.now()))
-            self.metrics.last_poll.labels("wandb").set(time.time())
+            if items is not None:  # None: no such queue in W&B, said once by the lister
+                report(self.metrics, queue.observe_items(items, clock.now()))
+            self.metrics.last_poll.labels("wandb").set(time.time())  # W&B answered
 
         async def dispatch() -> None:
             await reconcile(self.state.queues[name], dispatcher, self.metrics, lambda: self._running_loop(loop))
@@ -247,7 +246,7 @@ class Daemon:
         while self._running_loop(loop):
             hinted = loop.list_now and time.monotonic() >= last_poll + HINT_POLL_GAP
             if time.monotonic() >= next_poll or hinted:
-                # One GraphQL request per queue per tick; other wake-ups only reconcile.
+                # One listing per queue per tick (one request up to 100 items); other wake-ups only reconcile.
                 loop.list_now = False
                 last_poll = time.monotonic()
                 jitter = self.config.poll.jitter

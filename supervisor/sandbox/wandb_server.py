@@ -105,6 +105,8 @@ class WandbStandIn:
         """Entities W&B does not know: their launch project is `project: null`."""
         self.listing = LISTINGS[0]
         """How `runQueueItems` orders items and whether it keeps finished ones (see `LISTINGS`)."""
+        self.item_listings = 0
+        """GetRunQueueItems requests for a first page (no `after`): listings, however many pages each."""
         self.runs: dict[tuple[str, str, str], Run] = {}
         """Runs by (entity, project, run id): none until a job's code starts one."""
         self.projects: set[tuple[str, str]] = set()
@@ -401,6 +403,8 @@ def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     if first is not None and (not isinstance(first, int) or isinstance(first, bool) or first < 0):
         raise UnsupportedError(f"runQueueItems first {first!r}")
     start = 0 if arguments.get("after") is None else _offset(arguments["after"]) + 1
+    if start == 0:
+        server.item_listings += 1
     # Without `first` (the SDK's legacy reader sends none) every item is listed: no source says what
     # W&B does then.
     page = listed[start:] if first is None else listed[start : start + first]
@@ -418,18 +422,29 @@ def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _offset_cursor(offset: int) -> str:
-    return base64.b64encode(f"arrayconnection:{offset}".encode()).decode()
+    return _encode_cursor("arrayconnection:", str(offset))
 
 
 def _offset(cursor: Any) -> int:
+    number = _decode_cursor("arrayconnection:", cursor)
+    if not number.isdigit():
+        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
+    return int(number)
+
+
+def _encode_cursor(prefix: str, value: str) -> str:
+    return base64.b64encode(f"{prefix}{value}".encode()).decode()
+
+
+def _decode_cursor(prefix: str, cursor: Any) -> str:
+    """What `_encode_cursor(prefix, …)` encoded; any other cursor raises UnsupportedError."""
     try:
         text = base64.b64decode(str(cursor), validate=True).decode()
     except ValueError:
         text = ""
-    number = text.removeprefix("arrayconnection:")
-    if not text.startswith("arrayconnection:") or not number.isdigit():
+    if not text.startswith(prefix):
         raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
-    return int(number)
+    return text.removeprefix(prefix)
 
 
 def _arguments(document: str, variables: dict[str, Any], field_name: str) -> dict[str, Any]:
@@ -619,17 +634,11 @@ def _run_stop_status(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cursor(name: str) -> str:
-    return base64.b64encode(f"Run:{name}".encode()).decode()
+    return _encode_cursor("Run:", name)
 
 
 def _cursor_name(cursor: Any) -> str:
-    try:
-        text = base64.b64decode(str(cursor), validate=True).decode()
-    except ValueError:
-        text = ""
-    if not text.startswith("Run:"):
-        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
-    return text.removeprefix("Run:")
+    return _decode_cursor("Run:", cursor)
 
 
 Handler = Callable[[WandbStandIn, dict[str, Any]], dict[str, Any]]
