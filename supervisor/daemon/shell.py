@@ -223,9 +223,8 @@ class Daemon:
         assert self._clients is not None
         assert loop.queue is not None
         assert loop.interval is not None
-        dispatcher, name = self._clients.dispatcher, loop.queue
+        dispatcher, name, next_poll, last_poll = self._clients.dispatcher, loop.queue, 0.0, 0.0
         lister = QueueLister(self._clients.wandb, name, self.metrics)
-        next_poll = last_poll = 0.0
 
         async def poll() -> None:
             queue = self.state.queues[name]
@@ -236,9 +235,8 @@ class Daemon:
                 loop.active = False
                 log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
                 return
-            if items is not None:  # None: no such queue in W&B, said once by the lister
-                report(self.metrics, queue.observe_items(items, clock.now()))
-            self.metrics.last_poll.labels("wandb").set(time.time())  # W&B answered
+            report(self.metrics, [] if items is None else queue.observe_items(items, clock.now()))  # None: no queue
+            self.metrics.last_poll.labels("wandb").set(time.time())
 
         async def dispatch() -> None:
             await reconcile(self.state.queues[name], dispatcher, self.metrics, lambda: self._running_loop(loop))
@@ -246,7 +244,7 @@ class Daemon:
         while self._running_loop(loop):
             hinted = loop.list_now and time.monotonic() >= last_poll + HINT_POLL_GAP
             if time.monotonic() >= next_poll or hinted:
-                # One listing per queue per tick (one request up to 100 items); other wake-ups only reconcile.
+                # One listing per queue per tick; other wake-ups only reconcile.
                 loop.list_now = False
                 last_poll = time.monotonic()
                 jitter = self.config.poll.jitter
