@@ -387,7 +387,8 @@ def _listed(server: WandbStandIn, items: list[QueueItem]) -> list[QueueItem]:
 
 def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     """A page of the queue's items, in the order `listing` says, with Relay's `pageInfo` and
-    graphql-relay's offset cursors (`arrayconnection:N`, base64). A project other than the launch
+    graphql-relay's offset cursors (`arrayconnection:N`, base64; how W&B encodes its cursors is not
+    documented, and clients pass them back unread). A project other than the launch
     project, or an entity W&B does not know, is `project: null`; a queue it does not know,
     `runQueue: null` (both nullable in W&B's schema)."""
     server.expire_leases()
@@ -487,9 +488,11 @@ def _ack(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 def _run_queues(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     entity = str(v.get("entity"))
     names = sorted(set(server.known_queues) | {i.queue for i in server.items.values() if i.entity == entity})
-    # `createdBy` is an Int in W&B's schema (the creating user's numeric id; the SDK's legacy check
-    # `q["createdBy"] == self.default_entity` in wandb/sdk/launch/api.py compares it with a name, and
-    # never matches): the sandbox's one user, `User:1` (the Viewer's id).
+    # `createdBy` is an Int in W&B's schema: the creating user's numeric id, here the sandbox's one
+    # user, `User:1` (the Viewer's id). The schema is not published with the SDK and no public copy
+    # was found to cite; the SDK selects the field untyped and compares it with an entity name
+    # (`q["createdBy"] == self.default_entity`, wandb/sdk/launch/api.py), which an Int never matches,
+    # so its queue check rests on `access` alone, as it does against W&B.
     queues = [{"id": _queue_id(q), "name": q, "createdBy": 1, "access": "PROJECT"} for q in names]
     return {"project": {"runQueues": queues}}
 
