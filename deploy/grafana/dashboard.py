@@ -456,7 +456,8 @@ def dependencies_row() -> Section:
                 "truncated: the listing stopped at wandb.max_item_pages pages and the newest items, "
                 "pending ones among them, are not seen (log queue.listing_truncated; raise the bound); "
                 "queue_missing or project_missing: W&B knows no such queue or project (log "
-                "queue.missing_in_wandb names entity, project and queue).",
+                "queue.missing_in_wandb names entity, project and queue). Lasting 15 min it opens a ticket "
+                "(LaunchSupervisorQueueListingIncomplete).",
                 Query(
                     "sum by (queue, reason) "
                     f"(increase(launch_supervisor_queue_listings_incomplete_total{{{Q}}}[{RATE}]))",
