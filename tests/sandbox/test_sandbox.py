@@ -391,28 +391,22 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(tmp_path: Path) -> None:
 def test_jobs_run_for_job_seconds_which_must_outlast_their_start() -> None:
     """`--job-seconds` sets how long each CustomJob runs (time to stop a run by hand); a CustomJob
     runs from 3 s, so no more is refused before anything starts."""
-    result = subprocess.run(
-        ["launch-supervisor", "sandbox", "--job-seconds", "3", "--no-pubsub"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = sandbox_command("--job-seconds", "3")
     assert result.returncode == 2
     assert "--job-seconds" in result.stderr
+
+
+def sandbox_command(*options: str) -> subprocess.CompletedProcess[str]:
+    """`launch-supervisor sandbox --no-pubsub OPTIONS` as a user runs it, for options it refuses."""
+    argv = ["launch-supervisor", "sandbox", *options, "--no-pubsub"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
 async def test_an_unknown_listing_order_is_refused_before_anything_starts(tmp_path: Path) -> None:
     """`--listing` takes the stand-in's orders only (the command's choices are the same)."""
     with pytest.raises(SandboxError, match="--listing 'newest_first': choose one of waiting_first, oldest_first"):
         await sandbox(tmp_path, listing="newest_first").run()
-    result = subprocess.run(
-        ["launch-supervisor", "sandbox", "--listing", "newest_first", "--no-pubsub"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = sandbox_command("--listing", "newest_first")
     assert result.returncode == 2
     assert "'waiting_first', 'oldest_first'" in result.stderr
 
