@@ -75,6 +75,12 @@ and #2657; issue #1239 quotes the body `{"errors":[{"message":"permission denied
 reads the message from `errors[].message` (`wandb/util.py::parse_backend_error_messages`)."""
 
 
+OUTAGE_BODY = {"errors": [{"message": "service unavailable"}]}
+"""The body of an outage's 5xx. W&B's is not documented (behind a load balancer it may not even be
+JSON); clients act on the status alone and show the body as text (wandb-core's `{status}
+encountered ({body}), retrying request`, printed by wandb/sdk/wandb_run.py)."""
+
+
 def refusal_body(message: str, field_name: str | None) -> dict[str, Any]:
     """W&B's 401 body (see `REFUSALS`): the message, the path of the field refused, its code, and
     that field null when known."""
@@ -118,7 +124,8 @@ class WandbStandIn:
         """Launch agents registered (createLaunchAgent), by id, with their last status."""
         self.faults = Faults()
         self.outage: int | None = None
-        """While set, every GraphQL and file_stream request answers this HTTP status (a W&B outage)."""
+        """While set, every GraphQL and file_stream request answers this HTTP status (a W&B outage),
+        with `OUTAGE_BODY`."""
         self.base_url = ""
         """Where this server is reached (set once it listens): upload URLs point here."""
         self.unknown: list[str] = []
@@ -241,10 +248,12 @@ class WandbStandIn:
     async def _file_stream(self, request: Request) -> Response:
         """The agent's run streams its console and history here; accepted and dropped."""
         if self.outage is not None:
-            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
+            return JSONResponse(OUTAGE_BODY, status_code=self.outage)
         if not self._authorised(request):
             return JSONResponse(refusal_body(self.refusal, None), status_code=401)
         await request.body()
+        # No source found for this body (W&B does not document file_stream's answer): the agent's
+        # runs have streamed against it; the tests rely on its status alone.
         return JSONResponse({"exitcode": None, "limits": {}})
 
     async def _unknown_path(self, request: Request) -> Response:
@@ -281,7 +290,7 @@ class WandbStandIn:
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"errors": [{"message": "malformed GraphQL request"}]}, status_code=400)
         if self.outage is not None:
-            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
+            return JSONResponse(OUTAGE_BODY, status_code=self.outage)
         name, problem = _resolve(query, body.get("operationName"))
         operation = OPERATIONS.get(name) if problem is None else None
         fault = self.faults.take(name)
