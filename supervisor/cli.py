@@ -233,6 +233,21 @@ def notify(queue: str, entity: str | None, item_id: str | None, topic: str) -> N
     show_default=True,
     help="How long each CustomJob runs; raise it to stop a run by hand (the banner's `stop` line).",
 )
+@click.option(
+    "--listing",
+    type=click.Choice(["waiting_first", "oldest_first"]),
+    default="waiting_first",
+    show_default=True,
+    help="How the W&B stand-in lists a queue's items: waiting items first (finished ones dropped), or "
+    "every item oldest first (history kept). W&B's own order is not documented.",
+)
+@click.option(
+    "--history",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    show_default=True,
+    help="Finished items (claimed or failed) the queue holds before the scenario's items.",
+)
 def sandbox(
     *,
     items: int,
@@ -243,6 +258,8 @@ def sandbox(
     http: str,
     work_dir: Path | None,
     job_seconds: float,
+    listing: str,
+    history: int,
 ) -> None:
     """Run the whole system on this machine: stand-ins for W&B, Cloud Run and Vertex AI, the real
     daemon, and per execution the launcher image's entrypoint: launch-watchdog over the real
@@ -265,6 +282,8 @@ def sandbox(
         http=http,
         work_dir=work_dir,
         job_seconds=job_seconds,
+        listing=listing,
+        history=history,
     )
     try:
         summary = anyio.run(Sandbox(options).run)

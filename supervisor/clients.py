@@ -93,6 +93,7 @@ def build_clients(config: Config, observe: ObserveCall = ignore_call) -> Clients
             config.wandb.api_key.get_secret_value(),
             config.wandb.request_timeout,
             observe=observe,
+            max_pages=config.wandb.max_item_pages,
         ),
         dispatcher=CloudRunDispatcher(jobs, timeout, observe),
         canceller=CloudRunCanceller(executions, timeout, observe),

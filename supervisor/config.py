@@ -57,6 +57,9 @@ class WandbConfig(_Section):
     """Resolved at load time; never printed."""
     request_timeout: float = Field(default=10.0, gt=0)
     """Seconds for one GraphQL request."""
+    max_item_pages: int = Field(default=10, ge=1, le=1000)
+    """Most pages of 100 items one listing of a queue reads: a full page is followed by the next
+    while W&B has more (README, W&B's listing order); beyond this, the rest is left unread."""
 
     @field_validator("base_url")
     @classmethod

@@ -450,6 +450,21 @@ def dependencies_row() -> Section:
                 Query(f"max by (queue) (launch_supervisor_queue_polling_stopped{{{Q}}})", "{{queue}}"),
                 {"0": ("polling", "green"), "1": ("stopped (auth)", "red")},
             ),
+            series(
+                "Incomplete queue listings",
+                "Listings of a queue that could not show every item, by queue and reason. Healthy: 0. "
+                "truncated: the listing stopped at wandb.max_item_pages pages and the newest items, "
+                "pending ones among them, are not seen (log queue.listing_truncated; raise the bound); "
+                "queue_missing or project_missing: W&B knows no such queue or project (log "
+                "queue.missing_in_wandb names entity, project and queue). Lasting 15 min it opens a ticket "
+                "(LaunchSupervisorQueueListingIncomplete).",
+                Query(
+                    "sum by (queue, reason) "
+                    f"(increase(launch_supervisor_queue_listings_incomplete_total{{{Q}}}[{RATE}]))",
+                    "{{queue}} {{reason}}",
+                ),
+                bars=True,
+            ),
             quantiles(
                 "launch_supervisor_reconcile_duration_seconds",
                 "Reconcile duration",

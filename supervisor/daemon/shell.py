@@ -2,7 +2,8 @@
 
 Tasks, all named, in one task group (started in this order, readiness last):
 - the HTTP server;
-- per queue, a queue loop: poll the items (one GraphQL request), then reconcile: ask the model how
+- per queue, a queue loop: poll the items (one GraphQL request, more for a queue of over 100;
+  `supervisor.daemon.listing`), then reconcile: ask the model how
   many executions to start, and start them;
 - per queue, an executions loop: list the launcher job's executions;
 - one Vertex loop: list CustomJobs, then per queue fail the items nothing will run and cancel
@@ -41,6 +42,7 @@ from supervisor.clients import Clients, build_clients
 from supervisor.config import Config
 from supervisor.daemon import clock
 from supervisor.daemon.chores import do_chores
+from supervisor.daemon.listing import QueueLister
 from supervisor.daemon.loops import Loop
 from supervisor.daemon.notify import Notifier
 from supervisor.daemon.policy import policies_of
@@ -221,19 +223,19 @@ class Daemon:
         assert self._clients is not None
         assert loop.queue is not None
         assert loop.interval is not None
-        wandb, dispatcher, name = self._clients.wandb, self._clients.dispatcher, loop.queue
-        next_poll = last_poll = 0.0
+        dispatcher, name, next_poll, last_poll = self._clients.dispatcher, loop.queue, 0.0, 0.0
+        lister = QueueLister(self._clients.wandb, name, self.metrics)
 
         async def poll() -> None:
             queue = self.state.queues[name]
             try:
-                items = await wandb.list_items(queue.policy.entity, name)
+                items = await lister.list(queue.policy.entity)
             except WandbAuthError as exc:
                 self.state.stop_polling(name, "auth")
                 loop.active = False
                 log.error("queue.polling_stopped", queue=name, reason="auth", error=str(exc))
                 return
-            report(self.metrics, queue.observe_items(items, clock.now()))
+            report(self.metrics, [] if items is None else queue.observe_items(items, clock.now()))  # None: no queue
             self.metrics.last_poll.labels("wandb").set(time.time())
 
         async def dispatch() -> None:
@@ -242,7 +244,7 @@ class Daemon:
         while self._running_loop(loop):
             hinted = loop.list_now and time.monotonic() >= last_poll + HINT_POLL_GAP
             if time.monotonic() >= next_poll or hinted:
-                # One GraphQL request per queue per tick; other wake-ups only reconcile.
+                # One listing per queue per tick; other wake-ups only reconcile.
                 loop.list_now = False
                 last_poll = time.monotonic()
                 jitter = self.config.poll.jitter

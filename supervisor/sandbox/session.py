@@ -42,7 +42,7 @@ from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 from supervisor.sandbox.summary import SUMMARY_KEYS, post_submit_seconds, settled, summarize
 from supervisor.sandbox.vertex_server import Schedule, VertexStandIn
 from supervisor.sandbox.view import View, banner, progress, summary_text
-from supervisor.sandbox.wandb_server import WandbStandIn
+from supervisor.sandbox.wandb_server import LISTINGS, WandbStandIn
 
 __all__ = ["LAUNCH_CONFIG", "QUEUE", "SUMMARY_KEYS", "Options", "Sandbox", "SandboxError"]
 
@@ -88,6 +88,10 @@ class Options:
     """Redraw the view in place; None: when the output is a terminal."""
     work_dir: Path | None = None
     """Where logs and the generated config go; None: a temporary directory, removed at the end."""
+    listing: str = LISTINGS[0]
+    """How the W&B stand-in lists the queue's items (`wandb_server.LISTINGS`)."""
+    history: int = 0
+    """Finished items the queue holds before the scenario's first (`WandbStandIn.add_history`)."""
 
 
 @dataclass
@@ -137,6 +141,8 @@ class Sandbox:
             raise SandboxError(f"--http {options.http!r} must be HOST:PORT, e.g. 127.0.0.1:9464")
         if options.job_seconds <= JOB_RUNNING:
             raise SandboxError(f"--job-seconds must be more than {JOB_RUNNING:g}: a CustomJob runs from then")
+        if options.listing not in LISTINGS:
+            raise SandboxError(f"--listing {options.listing!r}: choose one of {', '.join(LISTINGS)}")
         self.url = f"http://{host}:{port}"
         with self._work_dir() as work:
             self.work = work
@@ -148,6 +154,8 @@ class Sandbox:
                     self.dispatch_mode = "pubsub"
                 self.stack = stack
                 stack.wandb.known_queues.add(QUEUE)
+                stack.wandb.listing = options.listing
+                stack.wandb.add_history(ENTITY, QUEUE, options.history)
                 stack.vertex.schedule = Schedule(pending=1.0, running=JOB_RUNNING, done=options.job_seconds)
                 self._launcher_env.update(self._agent_env(stack, emulator))
                 config = work / "launch-supervisor.toml"

@@ -65,6 +65,31 @@ class Run:
     stopped: bool = False
 
 
+REFUSALS = ("user is not logged in", "permission denied")
+"""What W&B says, with HTTP 401, to a key it does not accept: `user is not logged in` (wandb issues
+#7118 and #5319, `Error while calling W&B API: user is not logged in (<Response [401]>)`; the body
+`{"errors":[{"message":"user is not logged in","path":["upsertBucket"],"extensions":{"code":
+"PERMISSION_ERROR"}}]}` is quoted in public guides to that error) or `permission denied` (issues #2966
+and #2657; issue #1239 quotes the body `{"errors":[{"message":"permission denied","path":
+["upsertBucket"],"extensions":{"code":"PERMISSION_ERROR"}}],"data":{"upsertBucket":null}}`). The SDK
+reads the message from `errors[].message` (`wandb/util.py::parse_backend_error_messages`)."""
+
+
+OUTAGE_BODY = {"errors": [{"message": "service unavailable"}]}
+"""The body of an outage's 5xx. W&B's is not documented (behind a load balancer it may not even be
+JSON); clients act on the status alone and show the body as text (wandb-core's `{status}
+encountered ({body}), retrying request`, printed by wandb/sdk/wandb_run.py)."""
+
+
+def refusal_body(message: str, field_name: str | None) -> dict[str, Any]:
+    """W&B's 401 body (see `REFUSALS`): the message, the path of the field refused, its code, and
+    that field null when known."""
+    error: dict[str, Any] = {"message": message, "extensions": {"code": "PERMISSION_ERROR"}}
+    if field_name is None:
+        return {"errors": [error]}
+    return {"errors": [{**error, "path": [field_name]}], "data": {field_name: None}}
+
+
 class UnsupportedError(ValueError):
     """A request the stand-in cannot answer faithfully (a filter it does not implement): answered with
     a GraphQL error and recorded in `unknown`, so a test fails and names it rather than trusting a
@@ -74,12 +99,20 @@ class UnsupportedError(ValueError):
 class WandbStandIn:
     """The state of the W&B server and the ASGI app that serves it."""
 
-    def __init__(self, api_key: str, lease_timeout: float = 60.0) -> None:
+    def __init__(self, api_key: str, lease_timeout: float = 60.0, refusal: str = REFUSALS[0]) -> None:
         self.api_key = api_key
         self.lease_timeout = lease_timeout
+        self.refusal = refusal
+        """The message of a 401 (one of `REFUSALS`: W&B words it either way)."""
         self.items: dict[str, QueueItem] = {}
         self.known_queues: set[str] = set()
         """Queues that exist (listing an unknown one answers runQueue: null, as W&B does)."""
+        self.unknown_entities: set[str] = set()
+        """Entities W&B does not know: their launch project is `project: null`."""
+        self.listing = LISTINGS[0]
+        """How `runQueueItems` orders items and whether it keeps finished ones (see `LISTINGS`)."""
+        self.item_listings = 0
+        """GetRunQueueItems requests for a first page (no `after`): listings, however many pages each."""
         self.runs: dict[tuple[str, str, str], Run] = {}
         """Runs by (entity, project, run id): none until a job's code starts one."""
         self.projects: set[tuple[str, str]] = set()
@@ -91,7 +124,8 @@ class WandbStandIn:
         """Launch agents registered (createLaunchAgent), by id, with their last status."""
         self.faults = Faults()
         self.outage: int | None = None
-        """While set, every GraphQL and file_stream request answers this HTTP status (a W&B outage)."""
+        """While set, every GraphQL and file_stream request answers this HTTP status (a W&B outage),
+        with `OUTAGE_BODY`."""
         self.base_url = ""
         """Where this server is reached (set once it listens): upload URLs point here."""
         self.unknown: list[str] = []
@@ -117,6 +151,21 @@ class WandbStandIn:
         item_id = base64.b64encode(f"RunQueueItem:{number}".encode()).decode()
         self.items[item_id] = QueueItem(item_id, entity, queue, run_spec=run_spec or {})
         return item_id
+
+    def add_history(self, entity: str, queue: str, count: int) -> list[str]:
+        """`count` items the queue finished before now, older than any enqueued later: every third
+        FAILED, the others CLAIMED with a run id (a queue with a long history)."""
+        ids = []
+        for n in range(count):
+            item_id = self.enqueue(entity, queue, {"history": n})
+            item = self.items[item_id]
+            if n % 3 == 2:
+                item.state = "FAILED"
+                item.failures.append(("history", "run"))
+            else:
+                item.state, item.run_id = "CLAIMED", f"history{n:05d}"
+            ids.append(item_id)
+        return ids
 
     def queue_items(self, entity: str, queue: str) -> list[QueueItem]:
         return [i for i in self.items.values() if i.entity == entity and i.queue == queue]
@@ -199,10 +248,12 @@ class WandbStandIn:
     async def _file_stream(self, request: Request) -> Response:
         """The agent's run streams its console and history here; accepted and dropped."""
         if self.outage is not None:
-            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
+            return JSONResponse(OUTAGE_BODY, status_code=self.outage)
         if not self._authorised(request):
-            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+            return JSONResponse(refusal_body(self.refusal, None), status_code=401)
         await request.body()
+        # No source found for this body (W&B does not document file_stream's answer): the agent's
+        # runs have streamed against it; the tests rely on its status alone.
         return JSONResponse({"exitcode": None, "limits": {}})
 
     async def _unknown_path(self, request: Request) -> Response:
@@ -239,7 +290,7 @@ class WandbStandIn:
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"errors": [{"message": "malformed GraphQL request"}]}, status_code=400)
         if self.outage is not None:
-            return JSONResponse({"errors": [{"message": "service unavailable"}]}, status_code=self.outage)
+            return JSONResponse(OUTAGE_BODY, status_code=self.outage)
         name, problem = _resolve(query, body.get("operationName"))
         operation = OPERATIONS.get(name) if problem is None else None
         fault = self.faults.take(name)
@@ -251,12 +302,12 @@ class WandbStandIn:
             if fault.body is not None:
                 return Response(fault.body, media_type="application/json")
         if not self._authorised(request):
-            return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+            return JSONResponse(refusal_body(self.refusal, _first_field(query)), status_code=401)
         if operation is None or problem is not None:
             unknown = name if problem is None else f"{name}: {problem}"
             self.unknown.append(unknown)
             return JSONResponse({"errors": [{"message": f"operation not supported by the stand-in: {unknown}"}]})
-        variables = {**variables, CALLER: request.headers.get("user-agent", "")}
+        variables = {**variables, CALLER: request.headers.get("user-agent", ""), DOCUMENT: query}
         try:
             data = operation.handler(self, variables)
         except UnsupportedError as exc:
@@ -267,6 +318,8 @@ class WandbStandIn:
 
 CALLER = "__user_agent"
 """Added to the variables handlers see: the request's User-Agent."""
+DOCUMENT = "__document"
+"""Added to the variables handlers see: the request's GraphQL document (for literal arguments)."""
 
 
 def _definitions(query: str) -> list[tuple[str, str]] | None:
@@ -281,6 +334,15 @@ def _definitions(query: str) -> list[tuple[str, str]] | None:
         for d in document.definitions
         if isinstance(d, graphql.OperationDefinitionNode)
     ]
+
+
+def _first_field(query: str) -> str | None:
+    """The first field the document selects (what W&B names in a refusal's `path`), if it parses."""
+    try:
+        fields = _fields(graphql.parse(query))
+    except graphql.GraphQLError:
+        return None
+    return fields[0].name.value if fields else None
 
 
 def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:
@@ -313,18 +375,107 @@ def _resolve(query: str, operation_name: Any) -> tuple[str, str | None]:
     return name, None
 
 
+LISTINGS = ("waiting_first", "oldest_first")
+"""How the stand-in orders `runQueueItems`. Neither W&B's schema nor the SDK says in what order the
+server lists a queue's items or whether finished ones stay listed (the SDK's own reader takes
+`first: 100` and never pages: `wandb/apis/public/jobs.py`), so both plausible answers are served:
+- `waiting_first`: PENDING, then LEASED, then CLAIMED items, each oldest first; FAILED ones dropped;
+- `oldest_first`: every item the queue ever had, whatever its state, oldest first (history kept).
+"""
+ITEMS_PROJECT = "model-registry"
+"""The project launch queues live in (`LAUNCH_DEFAULT_PROJECT`, `wandb/sdk/launch/utils.py`)."""
+WAITING_ORDER = {"PENDING": 0, "LEASED": 1, "CLAIMED": 2}
+
+
+def _listed(server: WandbStandIn, items: list[QueueItem]) -> list[QueueItem]:
+    if server.listing == "oldest_first":
+        return sorted(items, key=lambda i: i.created)
+    waiting = (i for i in items if i.state in WAITING_ORDER)
+    return sorted(waiting, key=lambda i: (WAITING_ORDER[i.state], i.created))
+
+
 def _items(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
+    """A page of the queue's items, in the order `listing` says, with Relay's `pageInfo` and
+    graphql-relay's offset cursors (`arrayconnection:N`, base64; how W&B encodes its cursors is not
+    documented, and clients pass them back unread). A project other than the launch
+    project, or an entity W&B does not know, is `project: null`; a queue it does not know,
+    `runQueue: null` (both nullable in W&B's schema)."""
     server.expire_leases()
-    queue = str(v.get("runQueue"))
-    items = server.queue_items(str(v.get("entityName")), queue)
+    entity, queue = str(v.get("entityName")), str(v.get("runQueue"))
+    if v.get("projectName") != ITEMS_PROJECT or entity in server.unknown_entities:
+        return {"project": None}
+    items = server.queue_items(entity, queue)
     if not items and queue not in server.known_queues:
         return {"project": {"runQueue": None}}
-    # Waiting work first, so a long history of claimed items never hides a pending one.
-    order = {"PENDING": 0, "LEASED": 1, "CLAIMED": 2}
-    listed = sorted((i for i in items if i.state in order), key=lambda i: (order[i.state], i.created))
-    visible = listed[:100]
-    edges = [{"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}} for i in visible]
-    return {"project": {"runQueue": {"runQueueItems": {"edges": edges}}}}
+    listed = _listed(server, items)
+    arguments = _arguments(v[DOCUMENT], v, "runQueueItems")
+    first = arguments.get("first")
+    if first is not None and (not isinstance(first, int) or isinstance(first, bool) or first < 0):
+        raise UnsupportedError(f"runQueueItems first {first!r}")
+    start = 0 if arguments.get("after") is None else _offset(arguments["after"]) + 1
+    if start == 0:
+        server.item_listings += 1
+    # Without `first` (the SDK's legacy reader sends none) every item is listed: no source says what
+    # W&B does then.
+    page = listed[start:] if first is None else listed[start : start + first]
+    edges = [
+        {"node": {"id": i.id, "state": i.state, "associatedRunId": i.run_id}, "cursor": _offset_cursor(start + n)}
+        for n, i in enumerate(page)
+    ]
+    info = {
+        "hasNextPage": start + len(page) < len(listed),
+        "hasPreviousPage": start > 0,
+        "startCursor": edges[0]["cursor"] if edges else None,
+        "endCursor": edges[-1]["cursor"] if edges else None,
+    }
+    return {"project": {"runQueue": {"runQueueItems": {"edges": edges, "pageInfo": info}}}}
+
+
+def _offset_cursor(offset: int) -> str:
+    return _encode_cursor("arrayconnection:", str(offset))
+
+
+def _offset(cursor: Any) -> int:
+    number = _decode_cursor("arrayconnection:", cursor)
+    if not number.isdigit():
+        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
+    return int(number)
+
+
+def _encode_cursor(prefix: str, value: str) -> str:
+    return base64.b64encode(f"{prefix}{value}".encode()).decode()
+
+
+def _decode_cursor(prefix: str, cursor: Any) -> str:
+    """What `_encode_cursor(prefix, …)` encoded; any other cursor raises UnsupportedError."""
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode()
+    except ValueError:
+        text = ""
+    if not text.startswith(prefix):
+        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
+    return text.removeprefix(prefix)
+
+
+def _arguments(document: str, variables: dict[str, Any], field_name: str) -> dict[str, Any]:
+    """The arguments of the first `field_name` field of the document, variables resolved."""
+    node = next((n for n in _fields(graphql.parse(document)) if n.name.value == field_name), None)
+    if node is None:
+        return {}
+    values = {a.name.value: graphql.value_from_ast_untyped(a.value, variables) for a in node.arguments}
+    return {name: None if value is graphql.Undefined else value for name, value in values.items()}
+
+
+def _fields(document: graphql.DocumentNode) -> list[graphql.FieldNode]:
+    """Every field the document selects, depth first."""
+    found: list[graphql.FieldNode] = []
+
+    class Collect(graphql.Visitor):
+        def enter_field(self, node: graphql.FieldNode, *_: Any) -> None:
+            found.append(node)
+
+    graphql.visit(document, Collect())
+    return found
 
 
 def _fail(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
@@ -346,7 +497,12 @@ def _ack(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 def _run_queues(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
     entity = str(v.get("entity"))
     names = sorted(set(server.known_queues) | {i.queue for i in server.items.values() if i.entity == entity})
-    queues = [{"id": _queue_id(q), "name": q, "createdBy": "sandbox", "access": "PROJECT"} for q in names]
+    # `createdBy` is an Int in W&B's schema: the creating user's numeric id, here the sandbox's one
+    # user, `User:1` (the Viewer's id). The schema is not published with the SDK and no public copy
+    # was found to cite; the SDK selects the field untyped and compares it with an entity name
+    # (`q["createdBy"] == self.default_entity`, wandb/sdk/launch/api.py), which an Int never matches,
+    # so its queue check rests on `access` alone, as it does against W&B.
+    queues = [{"id": _queue_id(q), "name": q, "createdBy": 1, "access": "PROJECT"} for q in names]
     return {"project": {"runQueues": queues}}
 
 
@@ -490,17 +646,11 @@ def _run_stop_status(server: WandbStandIn, v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cursor(name: str) -> str:
-    return base64.b64encode(f"Run:{name}".encode()).decode()
+    return _encode_cursor("Run:", name)
 
 
 def _cursor_name(cursor: Any) -> str:
-    try:
-        text = base64.b64decode(str(cursor), validate=True).decode()
-    except ValueError:
-        text = ""
-    if not text.startswith("Run:"):
-        raise UnsupportedError(f"cursor {cursor!r} was not given by the stand-in")
-    return text.removeprefix("Run:")
+    return _decode_cursor("Run:", cursor)
 
 
 Handler = Callable[[WandbStandIn, dict[str, Any]], dict[str, Any]]

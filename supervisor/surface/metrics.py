@@ -25,6 +25,8 @@ from supervisor.model.stops import RUN_STOPPED
 from supervisor.model.vertex import JobState
 
 PREFIX = "launch_supervisor_"
+INCOMPLETE_LISTINGS = ("truncated", "project_missing", "queue_missing")
+"""Why a listing of a queue's items was not whole (`queue_listings_incomplete_total{reason}`)."""
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400)
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400, 172800)
 API_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -165,6 +167,13 @@ class Metrics:
             ["queue", "reason"],
             registry=r,
         )
+        self.listings_incomplete = Counter(
+            f"{PREFIX}queue_listings_incomplete",
+            "Queue listings that could not show every item: truncated at wandb.max_item_pages, or the "
+            "queue's project or the queue itself missing in W&B.",
+            ["queue", "reason"],
+            registry=r,
+        )
         self.api_requests = Counter(
             f"{PREFIX}api_requests", "API calls by result code.", ["api", "method", "code"], registry=r
         )
@@ -215,6 +224,8 @@ class Metrics:
         for reason in CANCEL_REASONS:
             self.executions_cancelled.labels(queue, reason)
         self.vertex_cancels.labels(queue, RUN_STOPPED)
+        for reason in INCOMPLETE_LISTINGS:
+            self.listings_incomplete.labels(queue, reason)
         for state in ENDED_STATES:  # so the first FAILED after a start shows in increase()
             self.vertex_duration.labels(queue, state)
         for histogram in (

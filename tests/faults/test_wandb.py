@@ -85,7 +85,8 @@ async def test_a_queue_that_disappears(record: Record) -> None:
             await settle(stack, first)
             hidden = {i: stack.wandb.items.pop(i) for i in first}
             stack.wandb.known_queues.discard("q")
-            await wait(lambda: daemon.metrics.loop_failures.labels("queue")._value.get() > 0)  # noqa: SLF001
+            missing = daemon.metrics.listings_incomplete.labels("q", "queue_missing")
+            await wait(lambda: missing._value.get() > 0)  # noqa: SLF001
             stack.wandb.items.update(hidden)
             back = time.monotonic()
             second = [stack.wandb.enqueue(ENTITY, "q") for _ in range(3)]

@@ -11,6 +11,7 @@ import pytest
 from supervisor.sandbox import traffic
 from supervisor.sandbox.emulator import free_port
 from supervisor.sandbox.stack import ENTITY, stand_ins
+from supervisor.sandbox.wandb_server import REFUSALS
 from tests.real_agent import QUEUE, RealAgent, RealRun
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -57,11 +58,15 @@ async def test_a_missing_queue_is_not_found(real: RealAgent) -> None:
     assert bailout(run)["category"] == "not_found"
 
 
-async def test_a_bad_key_is_permission(real: RealAgent) -> None:
-    """W&B answers 401: the agent exits by itself, classified permission."""
+@pytest.mark.parametrize("wording", REFUSALS)
+async def test_a_bad_key_is_permission(real: RealAgent, wording: str) -> None:
+    """W&B answers 401 in either of its wordings: the agent exits by itself, classified permission."""
+    real.stack.wandb.refusal = wording
     run = await real.run(env={"WANDB_API_KEY": "0" * 40})
     assert run.code == 1
-    assert bailout(run)["category"] == "permission"
+    assert f"Failed to verify credentials with {real.stack.wandb_url}: {wording}" in run.stderr
+    event = bailout(run)
+    assert (event["rule"], event["category"]) == ("wandb_credentials_rejected", "permission")
 
 
 async def test_wandb_down_at_start_is_network(real: RealAgent) -> None:

@@ -391,15 +391,24 @@ def test_ctrl_c_stops_everything_and_prints_the_summary(tmp_path: Path) -> None:
 def test_jobs_run_for_job_seconds_which_must_outlast_their_start() -> None:
     """`--job-seconds` sets how long each CustomJob runs (time to stop a run by hand); a CustomJob
     runs from 3 s, so no more is refused before anything starts."""
-    result = subprocess.run(
-        ["launch-supervisor", "sandbox", "--job-seconds", "3", "--no-pubsub"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = sandbox_command("--job-seconds", "3")
     assert result.returncode == 2
     assert "--job-seconds" in result.stderr
+
+
+def sandbox_command(*options: str) -> subprocess.CompletedProcess[str]:
+    """`launch-supervisor sandbox --no-pubsub OPTIONS` as a user runs it, for options it refuses."""
+    argv = ["launch-supervisor", "sandbox", *options, "--no-pubsub"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_an_unknown_listing_order_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """`--listing` takes the stand-in's orders only (the command's choices are the same)."""
+    with pytest.raises(SandboxError, match="--listing 'newest_first': choose one of waiting_first, oldest_first"):
+        await sandbox(tmp_path, listing="newest_first").run()
+    result = sandbox_command("--listing", "newest_first")
+    assert result.returncode == 2
+    assert "'waiting_first', 'oldest_first'" in result.stderr
 
 
 async def test_a_run_stopped_in_wandb_has_its_custom_job_cancelled_after_the_grace(tmp_path: Path) -> None:
@@ -441,4 +450,28 @@ async def test_a_run_stopped_in_wandb_has_its_custom_job_cancelled_after_the_gra
     assert item.failures == [("stopped in W&B; CustomJob cancelled", "run")]
     assert summary["cancelled_stopped_in_wandb"] == 1
     assert summary["duplicates"] == 0
+    assert_no_unknown_requests(box)
+
+
+@pytest.mark.parametrize("scenario", ["burst", "mixed"])
+async def test_items_behind_a_long_history_listed_oldest_first_all_end_once(tmp_path: Path, scenario: str) -> None:
+    """The W&B stand-in lists every item oldest first and keeps its history, with 300 finished items
+    in the queue before the scenario's: each listing pages through them, every item ends terminal,
+    none is run twice, and the history is left as it was."""
+    require_emulator()
+    box = sandbox(tmp_path, items=10, scenario=scenario, listing="oldest_first", history=300, duration=240.0)
+    summary = await box.run()
+    assert summary["items_submitted"] == summary["items_terminal"] == 10
+    assert summary["items_non_terminal"] == 0
+    assert summary["duplicates"] == 0
+    assert summary["max_executions_per_item"] == 1
+    assert box.stack is not None
+    wandb = box.stack.wandb
+    history = [i for i in wandb.items.values() if i.id not in box.kinds]
+    assert len(history) == 300
+    assert all(i.failures in ([], [("history", "run")]) and i.leases == 0 for i in history)
+    requests, listings = wandb.faults.calls["GetRunQueueItems"], wandb.item_listings
+    # 300 finished items and up to 10 more: three full pages and a fourth, or three when none is listed yet.
+    assert 3 * listings <= requests <= 4 * listings
+    print(f"{scenario}, oldest_first, 300 past items: {requests / listings:.2f} GraphQL requests per listing")
     assert_no_unknown_requests(box)

@@ -14,9 +14,9 @@ import anyio
 import httpx
 import pytest
 
-from supervisor.engines.sources.wandb import WandbClient
+from supervisor.engines.sources.wandb import ITEMS_QUERY, WandbClient
 from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.wandb_server import OPERATIONS, WandbStandIn
+from supervisor.sandbox.wandb_server import OPERATIONS, REFUSALS, WandbStandIn
 from supervisor.surface.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
@@ -388,7 +388,7 @@ async def test_the_production_client_operations_are_answered_and_counted_under_t
             stopped = await production.stopped_runs(ENTITY, PROJECT, ["r1"])
         finally:
             await production.aclose()
-    assert [item.id for item in items] == [item_id]
+    assert [item.id for item in items.items] == [item_id]
     assert failed is True
     assert stopped == set()
     assert wandb.faults.calls == {"GetRunQueueItems": 1, "failRunQueueItem": 1, "RunStopStatus": 1}
@@ -471,3 +471,152 @@ async def test_operation_name_chooses_among_the_documents_operations() -> None:
     assert answer["data"]["viewer"]["username"] == "sandbox"
     assert other == {"errors": [{"message": "operation not supported by the stand-in: Other"}]}
     assert wandb.unknown == ["Other"]
+
+
+@pytest.mark.parametrize("wording", REFUSALS)
+async def test_a_wrong_key_is_refused_with_401_in_each_of_w_and_bs_wordings(wording: str) -> None:
+    """A key the server does not know: 401, W&B's own message and code, the refused field null."""
+    wandb = WandbStandIn("other-key", refusal=wording)
+    async with served(wandb) as client:
+        answer = await client.post("/graphql", json={"query": RUN_STOPPED_STATUS, "variables": {"runId": "r"}})
+        stream = await client.post(f"/files/{ENTITY}/{PROJECT}/r/file_stream", json={})
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "errors": [{"message": wording, "path": ["project"], "extensions": {"code": "PERMISSION_ERROR"}}],
+        "data": {"project": None},
+    }
+    assert stream.status_code == 401
+    assert stream.json()["errors"][0]["message"] == wording
+
+
+NULL = type(None)
+SHAPES: dict[str, dict[str, tuple[type, ...]]] = {
+    # (operation) → {path in `data`: the types the SDK reads there}; `[]` is every element of a list.
+    # Sources: the documents and the code that reads the answers in wandb 0.31
+    # (wandb/sdk/launch/api.py, wandb/sdk/launch/agent/agent.py), and the schema's scalars they declare.
+    "Viewer": {"viewer.id": (str,), "viewer.entity": (str,), "viewer.username": (str,), "viewer.teams.edges": (list,)},
+    "EntityIsTeam": {"entity.id": (str,), "entity.isTeam": (bool,)},  # api.py: `is_team: bool = …["isTeam"]`
+    "ProjectRunQueues": {
+        "project.runQueues[].id": (str,),
+        "project.runQueues[].name": (str,),
+        "project.runQueues[].createdBy": (int,),  # an Int: the creating user's id, not a name
+        "project.runQueues[].access": (str,),  # api.py compares it with "PROJECT" and "USER"
+    },
+    "createLaunchAgent": {"createLaunchAgent.launchAgentId": (str,)},  # an ID
+    "updateLaunchAgent": {"updateLaunchAgent.success": (bool,)},
+    "LaunchAgent": {
+        "launchAgent.id": (str,),
+        "launchAgent.runQueues": (list,),
+        "launchAgent.agentStatus": (str,),
+        "launchAgent.stopPolling": (bool,),  # agent.py: `if agent_response["stopPolling"]:`
+        "launchAgent.heartbeatAt": (str, NULL),
+    },
+    "popFromRunQueue": {
+        "popFromRunQueue.runQueueItemId": (str,),
+        "popFromRunQueue.runSpec": (dict,),  # agent.py indexes `job["runSpec"]` as a mapping
+    },
+    "ackRunQueueItem": {"ackRunQueueItem.success": (bool,)},
+    "RunStoppedStatus": {"project.run.stopped": (bool,)},  # a Boolean
+    "RunState": {"project.run.state": (str,)},  # a String
+    "failRunQueueItem": {"failRunQueueItem.success": (bool,)},
+    "ServerFeaturesQuery": {"serverInfo.features": (list,)},
+    "OrganizationCoreWeaveOrganizationID": {"entity.organization": (dict, NULL)},
+    "UpsertBucket": {
+        "upsertBucket.bucket.id": (str,),
+        "upsertBucket.bucket.name": (str,),
+        "upsertBucket.inserted": (bool,),
+    },
+    "CreateRunFiles": {"createRunFiles.runID": (str,), "createRunFiles.files[].uploadUrl": (str,)},
+    "GetRunQueueItems": {
+        "project.runQueue.runQueueItems.edges[].node.id": (str,),
+        "project.runQueue.runQueueItems.edges[].node.state": (str,),
+        "project.runQueue.runQueueItems.edges[].node.associatedRunId": (str, NULL),
+        "project.runQueue.runQueueItems.pageInfo.hasNextPage": (bool,),
+        "project.runQueue.runQueueItems.pageInfo.endCursor": (str, NULL),
+    },
+    "RunStopStatus": {
+        "project.runs.edges[].node.name": (str,),
+        "project.runs.edges[].node.stopped": (bool,),
+        "project.runs.edges[].node.state": (str,),
+        "project.runs.pageInfo.hasNextPage": (bool,),
+        "project.runs.pageInfo.endCursor": (str, NULL),
+    },
+}
+
+
+def values_at(data: Any, path: str) -> list[Any]:
+    """The values at a dotted path; `name[]` goes into every element of the list."""
+    found = [data]
+    for part in path.split("."):
+        key, each = part.removesuffix("[]"), part.endswith("[]")
+        found = [value[key] for value in found]
+        if each:
+            found = [element for value in found for element in value]
+    return found
+
+
+async def test_every_answer_has_the_types_the_sdk_reads() -> None:
+    """Each operation answered (the agent's, wandb-core's, the supervisor's), with its items, runs
+    and queues present: every field checked has the type the SDK's documents and code expect."""
+    wandb = with_runs("r1")
+    item_id = wandb.enqueue(ENTITY, "q", {"job": "j"})
+    wandb.pop(ENTITY, "q")
+    wandb.ack(item_id, "r1")
+    wandb.enqueue(ENTITY, "q", {"job": "j"})
+    wandb.agents["a"] = "POLLING"  # the agent SENT's LaunchAgent and updateLaunchAgent name
+    supervisor = [
+        ("", ITEMS_QUERY, {"projectName": "model-registry", "entityName": ENTITY, "runQueue": "q"}, "project"),
+        ("", RUN_STOP_STATUS, {"entity": ENTITY, "project": PROJECT, "filters": '{"name": {"$in": ["r1"]}}'}, ""),
+    ]
+    answers: dict[str, Any] = {}
+    async with served(wandb) as client:
+        for who, query, variables, _ in [*SENT, *supervisor]:
+            answer = (await client.post("/graphql", json=sent_as(who, query, variables))).json()
+            answers[operation_of(query)] = answer["data"]
+    assert set(SHAPES) == set(OPERATIONS), "every operation the stand-in answers has its shape checked"
+    for operation, fields in SHAPES.items():
+        for path, types in fields.items():
+            try:
+                values = values_at(answers[operation], path)
+            except (KeyError, TypeError) as exc:
+                raise AssertionError(f"{operation}: no {path} in {answers[operation]}") from exc
+            assert values, f"{operation}: nothing at {path}"
+            for value in values:
+                assert isinstance(value, types), f"{operation} {path}: {value!r} is not {types}"
+
+
+@pytest.mark.parametrize(
+    ("listing", "states"),
+    [
+        ("waiting_first", ["PENDING", "PENDING", "LEASED", "CLAIMED", "CLAIMED"]),
+        ("oldest_first", ["CLAIMED", "CLAIMED", "FAILED", "LEASED", "FAILED", "PENDING", "PENDING"]),
+    ],
+)
+async def test_each_listing_order_pages_with_relay_cursors(listing: str, states: list[str]) -> None:
+    """waiting_first: waiting work first, FAILED dropped; oldest_first: every item, history kept.
+    Three at a time, `after` the last `endCursor`, until `hasNextPage` is false."""
+    wandb = WandbStandIn(KEY)
+    wandb.listing = listing
+    wandb.add_history(ENTITY, "q", 3)
+    leased = wandb.enqueue(ENTITY, "q")
+    failed = wandb.enqueue(ENTITY, "q")
+    wandb.enqueue(ENTITY, "q")
+    wandb.enqueue(ENTITY, "q")
+    wandb.pop(ENTITY, "q")  # the oldest pending: `leased`
+    wandb.fail(failed, "refused", "agent")
+    assert wandb.items[leased].state == "LEASED"
+    query = ITEMS_QUERY.replace("first: 100", "first: 3")
+    variables: dict[str, Any] = {"projectName": "model-registry", "entityName": ENTITY, "runQueue": "q"}
+    seen: list[str] = []
+    async with served(wandb) as client:
+        for _ in range(5):
+            answer = (await client.post("/graphql", json={"query": query, "variables": variables})).json()
+            connection = answer["data"]["project"]["runQueue"]["runQueueItems"]
+            seen += [edge["node"]["state"] for edge in connection["edges"]]
+            if not connection["pageInfo"]["hasNextPage"]:
+                break
+            variables["cursor"] = connection["pageInfo"]["endCursor"]
+        bad = (await client.post("/graphql", json={"query": query, "variables": {**variables, "cursor": "x"}})).json()
+    assert seen == states
+    assert "cursor 'x' was not given by the stand-in" in bad["errors"][0]["message"]
+    assert wandb.unknown == ["GetRunQueueItems: cursor 'x' was not given by the stand-in"]

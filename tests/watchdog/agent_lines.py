@@ -43,7 +43,12 @@ def job_error_traceback(last: str) -> str:
 
 # Fatal start-up errors: the agent prints one of these on stderr and exits 1 by itself.
 QUEUES_MISSING = "Error: Could not start launch agent: Not all of requested queues (q1, q2) found\n"
-CREDENTIALS_REJECTED = "Error: Failed to verify credentials with https://api.example: unauthorized\n"
+CREDENTIALS_REJECTED = "Error: Failed to verify credentials with https://api.wandb.ai: user is not logged in\n"
+"""A key W&B does not accept (wandb issues #7118, #5319; transcripts/bad_key)."""
+CREDENTIALS_DENIED = "Error: Failed to verify credentials with https://api.wandb.ai: permission denied\n"
+"""W&B's other wording of the same refusal (wandb issues #2966, #2657; transcripts/bad_key_permission_denied)."""
+CREDENTIALS_REJECTED_OLD_SDK = "wandb: ERROR Error while calling W&B API: user is not logged in (<Response [401]>)\n"
+"""The same refusal as SDKs before wandb-core printed it (wandb issue #7118)."""
 WANDB_UNREACHABLE = (
     "Error: Failed to verify credentials with http://127.0.0.1:9: "
     "the service process is busy and did not respond in time\n"

@@ -148,6 +148,7 @@ def agent_pid(watchdog: int) -> int:
     [
         (agent_lines.QUEUES_MISSING, "queue_not_found", "not_found"),
         (agent_lines.CREDENTIALS_REJECTED, "wandb_credentials_rejected", "permission"),
+        (agent_lines.CREDENTIALS_DENIED, "wandb_credentials_rejected", "permission"),
         (agent_lines.WANDB_UNREACHABLE, "wandb_unreachable", "network"),
     ],
 )

@@ -82,7 +82,8 @@ def test_the_verdict_on_each_real_transcript(agent: Agent, tmp_path: Path, name:
 
 
 def test_transcripts_cover_every_scenario() -> None:
-    """Success, each Vertex refusal, each start-up failure, Google and W&B unreachable."""
+    """Success, each Vertex refusal, each start-up failure (a key refused in each of W&B's wordings),
+    Google and W&B unreachable."""
     assert {
         "happy",
         "quota",
@@ -92,6 +93,7 @@ def test_transcripts_cover_every_scenario() -> None:
         "vertex_unreachable",
         "queue_missing",
         "bad_key",
+        "bad_key_permission_denied",
         "wandb_down",
         "run_stopped_status_error",
         "wandb_outage_after_submit",

@@ -2,9 +2,14 @@
 request reads the stop status of many runs of a project.
 
 The items query is the SDK's own (`RunQueue._get_items`) with `state` and `associatedRunId` added,
-so a whole queue costs one request per poll, not one per item. HTTP Basic `api:<key>`. A 5xx,
-a timeout or a dropped connection is retried with backoff a few times within the call; 401/403
-raise `WandbAuthError` so the caller can stop polling that queue loudly instead of hammering W&B.
+so a queue of up to 100 items costs one request per poll, not one per item. `runQueueItems` is a
+connection, and neither the schema nor the SDK says in what order W&B lists items or whether it
+keeps finished ones: a full page is followed by the next (`after: endCursor`), up to `max_pages`
+pages, so waiting items behind a long history are still seen (README, W&B's listing order). HTTP
+Basic `api:<key>`. A 5xx, a timeout or a dropped connection is retried with backoff a few times
+within the call; 401/403 raise `WandbAuthError` so the caller can stop polling that queue loudly
+instead of hammering W&B. Fields the schema makes nullable (`Query.project`, `RunQueue`,
+`Project.runs`, the `failRunQueueItem` payload) are read as such, never as a malformed answer.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -25,16 +31,19 @@ from supervisor.model.observations import ItemSeen
 LAUNCH_PROJECT = "model-registry"
 
 ITEMS_QUERY = """
-query GetRunQueueItems($projectName: String!, $entityName: String!, $runQueue: String!) {
+query GetRunQueueItems($projectName: String!, $entityName: String!, $runQueue: String!, $cursor: String) {
     project(name: $projectName, entityName: $entityName) {
         runQueue(name: $runQueue) {
-            runQueueItems(first: 100) {
+            runQueueItems(first: 100, after: $cursor) {
                 edges { node { id state associatedRunId } }
+                pageInfo { hasNextPage endCursor }
             }
         }
     }
 }
 """
+PAGE_SIZE = 100
+"""Items per page: what the SDK's own reader asks for (`wandb/apis/public/jobs.py`, `first: 100`)."""
 
 FAIL_MUTATION = """
 mutation failRunQueueItem($runQueueItemId: ID!, $message: String!, $stage: String!, $filePaths: [String!]) {
@@ -72,7 +81,33 @@ class WandbUnavailableError(WandbError):
 
 
 class WandbProtocolError(WandbError):
-    """An answer that is not what the operation returns (GraphQL errors, a missing queue)."""
+    """An answer that is not what the operation returns (GraphQL errors, a malformed answer)."""
+
+
+class WandbQueueMissingError(WandbProtocolError):
+    """W&B answered that the queue's project, or the queue in it, does not exist (`project: null` or
+    `runQueue: null`): a configuration problem, not a failing call."""
+
+    def __init__(self, entity: str, project: str, queue: str, missing: str) -> None:
+        self.entity, self.project, self.queue, self.missing = entity, project, queue, missing
+        """`missing` is `project` or `queue`: what W&B answered null."""
+        if missing == "project":
+            what = f"project {project!r} in entity {entity!r} (asked for queue {queue!r})"
+            fix = "check [wandb] entity (or queues[].entity): launch queues live in that entity's project"
+        else:
+            what = f"queue {queue!r} in project {project!r} of entity {entity!r}"
+            fix = "check queues[].name against the entity's queues in W&B, or create the queue"
+        super().__init__(f"W&B knows no {what}: {fix}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueListing:
+    """One listing of a queue: the items seen, the pages read, and whether more were left unread
+    because the page bound was reached."""
+
+    items: list[ItemSeen]
+    pages: int
+    truncated: bool
 
 
 class WandbClient:
@@ -83,6 +118,8 @@ class WandbClient:
         timeout: float,
         attempts: int = 3,
         observe: ObserveCall = ignore_call,
+        *,
+        max_pages: int = 10,
     ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -92,6 +129,7 @@ class WandbClient:
         )
         self._attempts = attempts
         self._observe = observe
+        self._max_pages = max_pages
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -124,32 +162,43 @@ class WandbClient:
             delay *= 2
         raise AssertionError("unreachable")
 
-    async def list_items(self, entity: str, queue: str) -> list[ItemSeen]:
-        """The queue's items, in one request."""
-        variables = {"projectName": LAUNCH_PROJECT, "entityName": entity, "runQueue": queue}
-        data = await self._graphql("GetRunQueueItems", ITEMS_QUERY, variables)
-        try:
-            run_queue = data["project"]["runQueue"]
-            if run_queue is None:
-                raise WandbProtocolError(f"queue {queue!r} does not exist in entity {entity!r}")
-            edges = run_queue["runQueueItems"]["edges"]
-            seen = []
-            for edge in edges:
-                node = edge["node"]
-                state = ItemState.parse(str(node["state"]))
-                if state is None:
-                    continue
-                seen.append(ItemSeen(str(node["id"]), state, node.get("associatedRunId") or None))
-        except (KeyError, TypeError) as exc:
-            raise WandbProtocolError(f"unexpected GetRunQueueItems answer: missing {exc}") from exc
-        return seen
+    async def list_items(self, entity: str, queue: str) -> QueueListing:
+        """The queue's items: one request, and more only while each page comes back full, up to
+        `max_pages` requests (the rest is left unread and said so)."""
+        variables: dict[str, Any] = {"projectName": LAUNCH_PROJECT, "entityName": entity, "runQueue": queue}
+        seen: list[ItemSeen] = []
+        for page in range(1, self._max_pages + 1):
+            data = await self._graphql("GetRunQueueItems", ITEMS_QUERY, variables)
+            try:
+                if data["project"] is None:
+                    raise WandbQueueMissingError(entity, LAUNCH_PROJECT, queue, "project")
+                run_queue = data["project"]["runQueue"]
+                if run_queue is None:
+                    raise WandbQueueMissingError(entity, LAUNCH_PROJECT, queue, "queue")
+                connection = run_queue["runQueueItems"]
+                edges = connection["edges"]
+                for edge in edges:
+                    node = edge["node"]
+                    state = ItemState.parse(str(node["state"]))
+                    if state is not None:
+                        seen.append(ItemSeen(str(node["id"]), state, node.get("associatedRunId") or None))
+                info = connection.get("pageInfo") or {}
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise WandbProtocolError(f"unexpected GetRunQueueItems answer: missing {exc}") from exc
+            cursor = info.get("endCursor")
+            if len(edges) < PAGE_SIZE or info.get("hasNextPage") is False or not cursor:
+                return QueueListing(seen, page, truncated=False)
+            variables["cursor"] = cursor
+        return QueueListing(seen, self._max_pages, truncated=True)
 
     async def fail_item(self, item_id: str, message: str, stage: str = "run") -> bool:
         """failRunQueueItem; True when W&B reports success."""
         variables = {"runQueueItemId": item_id, "message": message[:4000], "stage": stage, "filePaths": None}
         data = await self._graphql("failRunQueueItem", FAIL_MUTATION, variables)
         try:
-            return bool(data["failRunQueueItem"]["success"])
+            payload = data["failRunQueueItem"]
+            # The payload is nullable in W&B's schema: no answer is "not done", asked again later.
+            return payload is not None and bool(payload["success"])
         except (KeyError, TypeError) as exc:
             raise WandbProtocolError(f"unexpected failRunQueueItem answer: missing {exc}") from exc
 
@@ -163,7 +212,7 @@ class WandbClient:
         for _ in range(len(runs) + 1):  # every page holds at least one run, or it is the last
             data = await self._graphql("RunStopStatus", RUNS_QUERY, variables)
             try:
-                if data["project"] is None:
+                if data["project"] is None or data["project"]["runs"] is None:  # both nullable in the schema
                     return stopped
                 connection = data["project"]["runs"]
                 edges = connection["edges"]

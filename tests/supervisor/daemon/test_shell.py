@@ -401,18 +401,20 @@ async def test_a_refused_run_job_backs_the_queue_off_and_is_logged_once_per_erro
 
 
 async def test_a_persisting_error_is_logged_once_then_its_recovery() -> None:
-    """A queue missing for many ticks: one loop.failed, every tick counted, one loop.recovered."""
+    """A listing answered with the same GraphQL error for many ticks: one loop.failed, every tick
+    counted, one loop.recovered."""
     from structlog.testing import capture_logs
 
     async with stand_ins(["q"]) as stack:
+        stack.wandb.enqueue(ENTITY, "q")
+        stack.wandb.faults.add("GetRunQueueItems", Fault(status=200), times=5)
         with capture_logs() as logs:
             async with running(stack.config()) as (_daemon, url):
                 await until_metric(url, "launch_supervisor_loop_failures_total", 4, loop="queue")
-                stack.wandb.enqueue(ENTITY, "q")
                 await until(lambda: any(e["event"] == "loop.recovered" for e in logs), what="recovery logged")
         failed = [e for e in logs if e["event"] == "loop.failed" and e["loop"] == "queue:q"]
         assert len(failed) == 1
-        assert "does not exist" in failed[0]["error"]
+        assert "injected fault" in failed[0]["error"]
 
 
 async def test_a_lingering_execution_paired_only_by_counting_is_not_cancelled() -> None:

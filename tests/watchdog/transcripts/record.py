@@ -90,6 +90,19 @@ async def _outage_after_submit(stack: Stack) -> None:
     stack.wandb.outage = 503
 
 
+def _bad_key(name: str, wording: str, issues: str) -> Scenario:
+    """A WANDB_API_KEY W&B refuses, answered 401 with one of W&B's wordings (`REFUSALS`)."""
+    return Scenario(
+        name,
+        f"A WANDB_API_KEY W&B refuses: 401 `{wording}`, as W&B words it (wandb issues {issues}). "
+        "The agent exits 1 by itself at start.",
+        {"outcome": "bailout", "category": "permission", "exit_code": 1},
+        kind=None,
+        env=lambda stack: {"WANDB_API_KEY": "0" * 40},
+        prepare=lambda stack: setattr(stack.wandb, "refusal", wording),
+    )
+
+
 SCENARIOS = [
     Scenario(
         "happy",
@@ -141,13 +154,8 @@ SCENARIOS = [
         kind=None,
         queue="no-such-queue",
     ),
-    Scenario(
-        "bad_key",
-        "A WANDB_API_KEY the W&B stand-in refuses with 401: the agent exits 1 by itself at start.",
-        {"outcome": "bailout", "category": "permission", "exit_code": 1},
-        kind=None,
-        env=lambda stack: {"WANDB_API_KEY": "0" * 40},
-    ),
+    _bad_key("bad_key", "user is not logged in", "#7118, #5319"),
+    _bad_key("bad_key_permission_denied", "permission denied", "#2966, #2657"),
     Scenario(
         "wandb_down",
         "WANDB_BASE_URL is a closed port: nothing on the console for about 20 s while wandb-core retries "
