@@ -28,6 +28,7 @@ def page(name: str) -> str:
 # The site ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a separate Python process renders every page
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     """`mkdocs build --strict` passes: every page in the nav, every link and anchor between pages found."""
     if not (DOCS_TOOLS / "mkdocs").is_dir():
