@@ -124,7 +124,7 @@ def _option_default(option: click.Option) -> str:
         return "off"
     if option.required:
         return "required"
-    if option.default is None:
+    if option.default is None or option.default in ((), []):  # unset, or a `multiple` option given none
         return "none"
     return number(option.default)
 
