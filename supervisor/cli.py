@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import anyio
 import click
 import httpx
 import structlog
+from rich.console import Console
+from rich.table import Table
 
 from supervisor.clients import CredentialsError
 from supervisor.config import DEFAULT_PATH, Config, ConfigError, exposure, load_config
@@ -143,18 +146,51 @@ def status(url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    click.echo(f"launch-supervisor {data['version']}  ready={data['ready']}  up {data['uptime_s']:.0f}s")
-    click.echo(f"{'QUEUE':<24}{'PENDING':>8}{'IN FLIGHT':>10}  {'BREAKER':<10}POLLING")
-    for name, q in data["queues"].items():
-        flying = sum(q["in_flight"].values())
-        breaker = q["breaker"]["state"] + (f" ({q['breaker']['reason']})" if q["breaker"]["reason"] else "")
-        click.echo(f"{name:<24}{q['pending']:>8}{flying:>10}  {breaker:<10}{q['polling']}")
+    click.echo(render_status(data), nl=False)
+
+
+EXECUTIONS_SHOWN = 20
+"""Executions `status` lists, newest first; `--json` has all the daemon returns."""
+
+
+def render_status(data: dict[str, Any]) -> str:
+    """`/status` as text tables whose columns are as wide as their longest cell, so a long queue
+    name or breaker reason never runs into the next column; nothing is wrapped or cut, so the
+    output reads the same in a terminal, a pipe or a log."""
+    out = [f"launch-supervisor {data['version']}  ready={data['ready']}  up {data['uptime_s']:.0f}s"]
+    queues = [
+        [
+            name,
+            str(q["pending"]),
+            str(sum(q["in_flight"].values())),
+            q["breaker"]["state"] + (f" ({q['breaker']['reason']})" if q["breaker"]["reason"] else ""),
+            q["polling"],
+        ]
+        for name, q in data["queues"].items()
+    ]
+    out.append(_table(["QUEUE", "PENDING", "IN FLIGHT", "BREAKER", "POLLING"], queues))
     if data["executions"]:
-        click.echo("")
-        click.echo(f"{'EXECUTION':<40}{'QUEUE':<20}{'PHASE':<11}{'CATEGORY':<16}AGE")
-        for e in data["executions"][:20]:
-            short = e["name"].rsplit("/", 1)[-1]
-            click.echo(f"{short:<40}{e['queue']:<20}{e['phase']:<11}{e['category'] or '':<16}{e['age_s']:.0f}s")
+        executions = [
+            [e["name"].rsplit("/", 1)[-1], e["queue"], e["phase"], e["category"] or "", f"{e['age_s']:.0f}s"]
+            for e in data["executions"][:EXECUTIONS_SHOWN]
+        ]
+        out.append("")
+        out.append(_table(["EXECUTION", "QUEUE", "PHASE", "CATEGORY", "AGE"], executions))
+    return "\n".join(out) + "\n"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """A borderless table sized by rich, every column left-aligned under its header."""
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 2))
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    # Wide enough never to wrap: the table is only as wide as its cells (expand is off).
+    console = Console(file=io.StringIO(), width=100_000, color_system=None, highlight=False, markup=False)
+    console.print(table)
+    assert isinstance(console.file, io.StringIO)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines())
 
 
 @cli.command()

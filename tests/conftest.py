@@ -219,6 +219,74 @@ def _no_process_left_behind() -> Iterator[None]:
     pytest.fail(f"the test left processes running: {sorted(left)}")
 
 
+FAST = pytest.mark.fast
+"""The inner loop's tier (`pytest -m fast`, docs/contributing.md, Test tiers): the model, units, the
+rules on recorded transcripts. Given by where a test is and what it uses, never by its own mark, so
+that a new test lands in the right tier without anyone choosing."""
+
+SLOW_PATHS = (
+    "bench/",
+    "deploy/",
+    "faults/",
+    "images/",
+    "launcher/",
+    "sandbox/",
+    "supervisor/daemon/",
+    "supervisor/test_cli.py",
+    "test_code_quality.py",
+    "watchdog/test_agent_startup.py",
+    "watchdog/test_endings.py",
+    "watchdog/test_watchdog.py",
+)
+"""Under tests/: what starts the real agent, the sandbox, Prometheus, Alertmanager, a deploy script
+or docker, injects faults into the whole daemon, runs the daemon (in process against the stand-ins,
+or as `launch-supervisor run`), imports google's libraries in a fresh agent process, runs the
+watchdog's process mechanics over the scripted agent (signals, grace periods and idle timeouts,
+which wait in real time), or runs ruff and mypy (run those directly while you work)."""
+
+PROPERTY_FILES = "test_properties.py"
+"""Property tests search hundreds of examples each: the model's strongest tests, and a minute of
+the fast tier's budget, so they run with the rest."""
+
+SLOW_MODULES = frozenset(
+    {"tests.emulator", "tests.real_agent", "supervisor.sandbox.session", "tests.deploy.monitoring"}
+)
+"""A test module that uses any of these (the Pub/Sub emulator, the real agent, the sandbox, the
+monitoring stack) is slow wherever it is."""
+
+SLOW_FIXTURES = frozenset({"pubsub_emulator"})
+
+
+def _uses_slow_module(module: object) -> bool:
+    for value in vars(module).values():
+        is_module = isinstance(value, type(contextlib))
+        name = getattr(value, "__name__" if is_module else "__module__", None)
+        if name in SLOW_MODULES:
+            return True
+    return False
+
+
+def tier_is_fast(item: pytest.Item) -> bool:
+    """True for a test of the fast tier: outside the slow paths and the property files, using none
+    of the slow modules or fixtures, no hypothesis search, and not marked `slow`."""
+    relative = Path(str(item.path)).relative_to(Path(__file__).parent).as_posix()
+    if relative.startswith(SLOW_PATHS) or relative.endswith(PROPERTY_FILES):
+        return False
+    if item.get_closest_marker("slow") is not None or getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        return False
+    if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return False
+    module = getattr(item, "module", None)
+    return module is None or not _uses_slow_module(module)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the fast tier (see FAST)."""
+    for item in items:
+        if tier_is_fast(item):
+            item.add_marker(FAST)
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     """The daemon runs on asyncio (grpc.aio needs it)."""

@@ -2,7 +2,7 @@
 
     python3 deploy/grafana/dashboard.py > deploy/grafana/launch-supervisor.json
 
-The JSON is committed beside this file and imported as it is (README, Dashboards and alerts); a test
+The JSON is committed beside this file and imported as it is (docs/operating.md, The dashboard); a test
 checks that it is what this file prints, and the end-to-end test runs every query below against a
 real Prometheus scraping the sandbox. Variables: `datasource` (any Prometheus) and `queue`.
 Every panel's description says what a healthy value looks like.

@@ -129,7 +129,7 @@ directory "$etc" 0750 "root:$group"
 if [ -n "$config" ]; then
     put "$config" "$config_path" 0640 "root:$group" && changed=1
 elif [ ! -f "$root$config_path" ]; then
-    echo "install.sh: no $config_path yet: pass --config FILE (README: Configuration)" >&2
+    echo "install.sh: no $config_path yet: pass --config FILE (docs/configuration.md)" >&2
     exit 2
 else
     fix 0640 "root:$group" "$root$config_path"

@@ -116,6 +116,7 @@ def test_queues_must_not_share_names_or_launcher_jobs() -> None:
     assert "listed twice" in problems(same)[0]
 
 
+@pytest.mark.slow  # starts `launch-supervisor check-config` processes
 def test_check_config_command(tmp_path: Path) -> None:
     """check-config prints the effective config with the key masked, or every error and exit 2."""
     good = tmp_path / "good.toml"
@@ -150,6 +151,7 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert "cannot read the file" in missing.stderr
 
 
+@pytest.mark.slow  # starts `launch-supervisor check-config` processes
 def test_files_others_can_read_get_a_warning_naming_the_fix(tmp_path: Path) -> None:
     """A key file anyone but its owner can read, or a config file anyone can read: a warning with
     the chmod that fixes it; private files none. check-config prints it and still exits 0."""

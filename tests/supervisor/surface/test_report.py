@@ -23,7 +23,7 @@ def test_every_fact_kind_has_an_entry() -> None:
 
 
 def test_each_fact_feeds_its_metric() -> None:
-    """Latencies, outcomes and categories land in the series the README names."""
+    """Latencies, outcomes and categories land in the series docs/http-and-metrics.md names."""
     m, r = metrics()
     report(
         m,
