@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import configparser
+import hashlib
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.deploy import fakes
 
@@ -285,3 +288,113 @@ def test_the_startup_script_stops_without_the_key(tmp_path: Path) -> None:
     assert "cannot read secret wandb-api-key" in result.stderr
     assert not (tmp_path / "root" / "etc").exists()
     assert not any(c[0] in ("pip", "apt-get", "useradd") for c in fakes.calls(tmp_path / "state"))
+
+
+# -- the daemon's wheel and lock, hash-checked by the real pip in a real venv ---------------------------
+
+BUILD_WHEEL = ROOT / "deploy" / "gcp" / "build-wheel.sh"
+
+
+def offline_pip(env: dict[str, str], wheelhouse: Path) -> dict[str, str]:
+    """pip with no index and no config but `wheelhouse`, building with this environment's setuptools."""
+    return env | {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 here as --no-build-isolation
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHON": sys.executable,  # the real interpreter makes the venv; the rest are stubs
+    }
+
+
+def locked_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """This checkout's wheel, built as setup.sh builds it, and a lock of one local package.
+
+    Tests have no package index: the lock's package is a wheel made here, and the lock is written as
+    `uv pip compile --generate-hashes` writes one (deploy/vm/requirements.lock)."""
+    wheelhouse = tmp_path / "wheelhouse"
+    env = offline_pip(dict(os.environ), wheelhouse)
+    built = subprocess.run(["bash", str(BUILD_WHEEL), str(tmp_path / "dist")], env=env, capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    wheel = Path(built.stdout.strip())
+    project = tmp_path / "tinydep"
+    (project / "tinydep").mkdir(parents=True)
+    (project / "tinydep" / "__init__.py").write_text('"""A dependency for the lock."""\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tinydep"\nversion = "1.0"\n'
+    )
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse), str(project)]
+    subprocess.run(pip, env=env, check=True, capture_output=True)
+    (dep,) = wheelhouse.glob("tinydep-*.whl")
+    digest = hashlib.sha256(dep.read_bytes()).hexdigest()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{digest}\n    # via launch-supervisor (pyproject.toml)\n")
+    return wheel, lock, wheelhouse
+
+
+def install_locked(tmp_path: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = offline_pip(fakes.install(tmp_path / "bin", tmp_path / "state"), tmp_path / "wheelhouse")
+    argv = ["bash", str(INSTALL), "--root", str(root), *args]
+    return subprocess.run(argv, input="k3y", capture_output=True, text=True, check=False, env=env)
+
+
+def site_packages(root: Path) -> set[str]:
+    (site,) = (root / "opt" / "launch-supervisor" / "lib").glob("python3*/site-packages")
+    return {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+
+
+@pytest.mark.slow
+def test_installs_the_wheel_and_lock_with_their_hashes_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    """--wheel and --lock: pip --require-hashes installs exactly them into the venv, once; a lock with
+    one hash changed stops install.sh with a clear error before anything is installed."""
+    wheel, lock, _ = locked_pair(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text('[wandb]\nentity = "e"\n')
+    args = ("--config", str(config), "--wandb-key-stdin", "--wheel", str(wheel), "--lock", str(lock))
+
+    good = tmp_path / "good"
+    first = install_locked(tmp_path, good, *args)
+    assert first.returncode == 0, first.stderr
+    assert {"launch_supervisor", "tinydep"} <= site_packages(good)
+    venv_bin = good / "opt" / "launch-supervisor" / "bin"
+    ran = subprocess.run([str(venv_bin / "launch-watchdog"), "--help"], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    stamp = good / "opt" / "launch-supervisor" / "launch-supervisor.installed"
+    assert wheel.name in stamp.read_text()
+
+    # The same pair again: pip is not run, nothing restarts.
+    (tmp_path / "state" / "calls").unlink()
+    before = stamp.stat().st_mtime_ns
+    again = install_locked(tmp_path, good, *args)
+    assert again.returncode == 0, again.stderr
+    assert stamp.stat().st_mtime_ns == before
+    assert changes(tmp_path / "state") == []
+
+    # One hash of the lock changed: pip refuses, install.sh says what to do, nothing is installed.
+    text = lock.read_text()
+    digest = text.split("sha256:")[1][:64]
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(text.replace(digest, ("0" if digest[0] != "0" else "1") + digest[1:]))
+    bad = tmp_path / "bad"
+    refused = install_locked(tmp_path, bad, *args[:-1], str(tampered))
+    assert refused.returncode == 1
+    assert "DO NOT MATCH THE HASHES" in refused.stderr
+    assert "install.sh: pip installed nothing" in refused.stderr
+    assert "refresh the lock" in refused.stderr
+    assert site_packages(bad) & {"launch_supervisor", "tinydep"} == set()
+    assert not (bad / "opt" / "launch-supervisor" / "launch-supervisor.installed").exists()
+    assert not (bad / "etc" / "systemd" / "system" / "launch-supervisor.service").exists()
+
+
+def test_a_wheel_needs_its_lock(tmp_path: Path) -> None:
+    """--wheel without --lock, or a file that is not a wheel, is refused before anything is done."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("")
+    alone = install(tmp_path, "--wheel", str(lock))
+    assert alone.returncode == 2
+    assert "--wheel and --lock go together" in alone.stderr
+    not_a_wheel = install(tmp_path, "--wheel", str(lock), "--lock", str(lock))
+    assert not_a_wheel.returncode == 2
+    assert "is not a wheel" in not_a_wheel.stderr
+    assert fakes.calls(tmp_path / "state") == []
