@@ -176,6 +176,12 @@ def test_an_old_key_drop_in_is_removed(tmp_path: Path) -> None:
 
 METADATA = "http://metadata.google.internal/computeMetadata/v1/"
 SECRETS = "https://secretmanager.googleapis.com/v1/projects/p/secrets/"
+# Cloud Storage's JSON API: GET /storage/v1/b/BUCKET/o/OBJECT?alt=media answers the object's bytes,
+# the object name URL-encoded (https://cloud.google.com/storage/docs/json_api/v1/objects/get,
+# https://cloud.google.com/storage/docs/request-endpoints#encoding).
+OBJECTS = "https://storage.googleapis.com/storage/v1/b/p-launch-supervisor/o/"
+WHEEL = "daemon/0123456789ab/launch_supervisor-0.1.0-py3-none-any.whl"
+LOCK = "daemon/0123456789ab/requirements.lock"
 TOKEN = "ya29.the-token"  # noqa: S105 - a stand-in token
 
 
@@ -211,9 +217,12 @@ def secret_body(value: str) -> str:
     )
 
 
-def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subprocess.CompletedProcess[str]:
+def startup(
+    tmp_path: Path, config: str, key: str | None = "k3y\n", package: str | None = None, stored_wheel: str = "wheel"
+) -> subprocess.CompletedProcess[str]:
     """startup.sh --root, with the metadata setup.sh gives it and the secrets wandb-api-key (`key`,
-    unless None) and alertmanager-pagerduty-routing-key."""
+    unless None) and alertmanager-pagerduty-routing-key: the wheel and lock in the bucket (the wheel's
+    bytes there `stored_wheel`, the template's sha256 that of "wheel"), or `package` instead."""
     env = fakes.install(tmp_path / "bin", tmp_path / "state")
     curl = tmp_path / "bin" / "curl"
     curl.write_text(
@@ -231,7 +240,6 @@ def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subproces
     bodies = {f"{METADATA}instance/attributes/{key}": path.read_text() for key, path in files.items()}
     bodies |= {
         f"{METADATA}instance/attributes/launch-supervisor-config": config,
-        f"{METADATA}instance/attributes/launch-supervisor-package": "launch-supervisor[daemon]==0.1.0",
         f"{METADATA}instance/attributes/launch-supervisor-secret": "wandb-api-key",
         f"{METADATA}instance/attributes/launch-supervisor-http-listen": "0.0.0.0:9464",
         f"{METADATA}project/project-id": "p",
@@ -240,6 +248,15 @@ def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subproces
     }
     if key is not None:
         bodies[f"{SECRETS}wandb-api-key/versions/latest:access"] = secret_body(key)
+    if package is not None:
+        bodies[f"{METADATA}instance/attributes/launch-supervisor-package"] = package
+    else:
+        for name, attribute, body, listed in (("wheel", WHEEL, stored_wheel, "wheel"), ("lock", LOCK, "lock", "lock")):
+            digest = hashlib.sha256(listed.encode()).hexdigest()
+            bodies[f"{METADATA}instance/attributes/launch-supervisor-{name}"] = (
+                f"gs://p-launch-supervisor/{attribute} {digest}"
+            )
+            bodies[OBJECTS + attribute.replace("/", "%2F") + "?alt=media"] = body
     (tmp_path / "state" / "curl.json").write_text(json.dumps(bodies))
     argv = ["bash", str(STARTUP), "--root", str(tmp_path / "root")]
     return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
@@ -270,7 +287,8 @@ def test_the_startup_script_installs_from_metadata_and_secrets_twice(tmp_path: P
     assert "no readable secret alertmanager-smtp-password" in first.stdout
 
     made = fakes.calls(state)
-    assert ["pip", "install", "--quiet", "--upgrade", "launch-supervisor[daemon]==0.1.0"] in made
+    (pip,) = [c for c in made if c[:2] == ["pip", "install"]]
+    assert pip[2:6] == ["--quiet", "--require-hashes", "--no-deps", "-r"]
     assert any(c[0] == "apt-get" and "prometheus-alertmanager" in c for c in made)
     assert ["systemctl", "restart", "prometheus-alertmanager"] in made
     assert not any(s in arg for c in made for arg in c for s in ("k3y", TOKEN, "r0ut1ng"))
@@ -279,6 +297,24 @@ def test_the_startup_script_installs_from_metadata_and_secrets_twice(tmp_path: P
     second = startup(tmp_path, config)
     assert second.returncode == 0, second.stdout + second.stderr
     assert changes(state) == []
+
+
+def test_the_startup_script_refuses_a_wheel_the_template_does_not_name(tmp_path: Path) -> None:
+    """A wheel in the bucket whose sha256 is not the template's stops the script before install.sh."""
+    result = startup(tmp_path, "", stored_wheel="another wheel")
+    assert result.returncode == 1
+    assert "launch_supervisor-0.1.0-py3-none-any.whl is not the file this VM's template names" in result.stderr
+    assert not (tmp_path / "root" / "etc").exists()
+    assert not any(c[0] in ("pip", "apt-get", "useradd") for c in fakes.calls(tmp_path / "state"))
+
+
+def test_the_startup_script_installs_a_package_given_instead(tmp_path: Path) -> None:
+    """setup.sh --package: the VM pip-installs that requirement, as it is."""
+    result = startup(tmp_path, '[wandb]\nentity = "e"\n', package="launch-supervisor[daemon]==0.1.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    made = fakes.calls(tmp_path / "state")
+    assert ["pip", "install", "--quiet", "--upgrade", "launch-supervisor[daemon]==0.1.0"] in made
+    assert not any("storage.googleapis.com" in arg for c in made for arg in c)
 
 
 def test_the_startup_script_stops_without_the_key(tmp_path: Path) -> None:
