@@ -34,7 +34,7 @@ root=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) root="${2%/}"; shift 2 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "startup.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
