@@ -96,6 +96,11 @@ for file in "$config" "$alertmanager_config"; do
 done
 zone=${zone:-$region-b}
 bucket=${bucket:-$project-launch-supervisor}
+# Cloud Storage's rule for bucket names: 3 to 63 of a-z 0-9 - _ ., starting and ending with a letter or digit.
+if ! [[ "$bucket" =~ ^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$ ]]; then
+    echo "setup.sh: $bucket is not a bucket name (3 to 63 of a-z, 0-9, -, _ and .); name one with --bucket" >&2
+    exit 2
+fi
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$here/lib.sh"
 

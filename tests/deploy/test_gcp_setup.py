@@ -332,6 +332,30 @@ def test_dry_run_builds_the_image_and_uploads_the_daemon(tmp_path: Path) -> None
     assert "storage.googleapis.com" in line_of(out, "gcloud services enable ")
 
 
+def test_image_and_package_given_build_and_upload_nothing(tmp_path: Path) -> None:
+    """--image and --package: no build, no bucket, and the template has the VM pip-install the package."""
+    args = ("--config", str(config_file(tmp_path)), "--package", "launch-supervisor[daemon]==0.1.0", "--dry-run")
+    result = setup(*args)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gcloud builds submit" not in out
+    assert "gcloud storage" not in out + result.stderr
+    assert "launch-build" not in out
+    template = line_of(out, "gcloud compute instance-templates create ")
+    keys = {item.split("=", 1)[0] for item in template.split("--metadata-from-file ")[1].split()[0].split("\\,")}
+    assert "launch-supervisor-package" in keys
+    assert not {"launch-supervisor-wheel", "launch-supervisor-lock"} & keys
+    assert "installs at every boot, with pip (deploy/vm/install.sh): launch-supervisor[daemon]==0.1.0" in out
+
+
+def test_a_bucket_name_cloud_storage_refuses_is_refused() -> None:
+    """A --bucket Cloud Storage would refuse is named, with the fix, before anything is done."""
+    result = setup("--bucket", "My_Bucket", "--dry-run")
+    assert result.returncode == 2
+    assert "My_Bucket is not a bucket name" in result.stderr
+    assert result.stdout == ""
+
+
 def test_the_image_tag_is_a_hash_of_its_inputs_and_region() -> None:
     """The same checkout gives the same tag; another region (a build argument) another; --image wins."""
     first, again, other = image_of(*BASE), image_of(*BASE), image_of("--project", "p", "--region", "europe-west4")
