@@ -434,3 +434,21 @@ def test_a_wheel_needs_its_lock(tmp_path: Path) -> None:
     assert not_a_wheel.returncode == 2
     assert "is not a wheel" in not_a_wheel.stderr
     assert fakes.calls(tmp_path / "state") == []
+
+
+def test_the_wheel_is_built_with_a_pinned_setuptools_the_project_accepts() -> None:
+    """build-wheel.sh pins its build backend exactly (the wheel names it, so a new release would roll
+    the VM), at a version pyproject.toml's build-system accepts."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    constraints = (ROOT / "deploy" / "gcp" / "build-constraints.txt").read_text().splitlines()
+    (pin,) = [Requirement(line) for line in constraints if line and not line.startswith("#")]
+    assert pin.name == "setuptools"
+    (spec,) = pin.specifier
+    assert spec.operator == "=="
+    build_system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    (wanted,) = [Requirement(r) for r in build_system["requires"] if Requirement(r).name == "setuptools"]
+    assert wanted.specifier.contains(spec.version)
+    assert "build-constraints.txt" in BUILD_WHEEL.read_text()
