@@ -25,6 +25,11 @@ run_quietly() {
     fi
 }
 
+# note TEXT…: in a dry run, a comment in its script: what a step does that no command shows.
+note() {
+    if [ "$dry_run" = 1 ]; then printf '# %s\n' "$*"; fi
+}
+
 # exists CMD…: true when a read-only command (describe, get) succeeds; false in a dry run.
 exists() {
     if [ "$dry_run" = 1 ]; then

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # launch-supervisor on a Google Cloud project, from empty: APIs, service accounts and custom roles,
-# the W&B key in Secret Manager, the launcher Cloud Run job, Pub/Sub and log sinks
+# the W&B key in Secret Manager, the launcher image and Cloud Run job, Pub/Sub and log sinks
 # (setup-events.sh), and the daemon's VM as a managed instance group of one that autoheals on /healthz.
 #
-#   deploy/gcp/setup.sh --project P --region R --image IMAGE \
-#       [--wandb-key-file FILE | --wandb-key-stdin] [--config config.toml] [--package SPEC] \
-#       [--alertmanager-config FILE] [--zone ZONE (R-b)] [--job vertex-ai-launcher] \
-#       [--training-sa EMAIL] [--vm launch-supervisor] [--network default] [--subnet SUBNET] \
-#       [--with-nat] [--task-timeout 1800] [--initial-delay 300] [--dry-run] [--print-job]
+#   deploy/gcp/setup.sh --project P --region R --config config.toml \
+#       [--wandb-key-file FILE | --wandb-key-stdin] [--image IMAGE] [--package SPEC] \
+#       [--bucket P-launch-supervisor] [--alertmanager-config FILE] [--zone ZONE (R-b)] \
+#       [--job vertex-ai-launcher] [--training-sa EMAIL] [--vm launch-supervisor] [--network default] \
+#       [--subnet SUBNET] [--with-nat] [--task-timeout 1800] [--initial-delay 300] [--dry-run] [--print-job]
 #
-# IMAGE is the launcher image (images/launcher), pushed to a registry the project can pull from.
+# The launcher image (images/launcher) is built from this checkout by Cloud Build
+# (images/launcher/cloudbuild.yaml, as the account launch-build) into the Artifact Registry
+# repository `launch` in R, tagged with a hash of its inputs (images/launcher/inputs) and R: an image
+# with that tag is not built again. --image IMAGE uses that image instead, from a registry the
+# project can pull from. The daemon's wheel (deploy/gcp/build-wheel.sh) and the lock of its
+# dependencies (deploy/vm/requirements.lock) go to the bucket (--bucket; uniform access, no public
+# access), each under daemon/ named by its sha256; the VM's account may read the bucket, and
+# launch-build the sources Cloud Build is given (source/), nothing more.
 # The W&B key comes from a file or stdin, never from the command line; it is needed on the first
 # run and whenever it changes. Every step checks first and changes only what differs, so a second
 # run changes nothing. --dry-run prints the gcloud commands a run on an empty project would make
@@ -17,18 +24,20 @@
 # launcher job's spec as it would be applied, and exits.
 #
 # The VM: an instance template whose startup script (deploy/vm/startup.sh) runs deploy/vm/install.sh
-# at every boot with this checkout's deploy files, --config (the daemon's config.toml), --package
-# (what pip installs; default this checkout's version from PyPI) and --alertmanager-config (default
+# at every boot with this checkout's deploy files, --config (the daemon's config.toml), the wheel and
+# lock in the bucket with their sha256 (installed with pip --require-hashes; or --package SPEC, a
+# requirement pip installs as it is) and --alertmanager-config (default
 # deploy/alertmanager/alertmanager.yml), all carried in the template's metadata, and the W&B key
-# read from Secret Manager. The template's name ends in a hash of all that: a change makes a new
-# template, and the group replaces its VM (the old one stops first: two daemons never run at once).
+# read from Secret Manager. The template's name ends in a hash of all that: new code, a new lock or
+# config make a new template, and the group replaces its VM (the old one stops first: two daemons
+# never run at once).
 # Without --config the VM is left as it is. --network is the network of --subnet when both are given.
 # --initial-delay is how long a new VM has to boot and install before its health check counts.
 #
-# The VM has no external IP: it needs Cloud NAT to reach W&B and PyPI (--with-nat creates a router
-# and NAT for the region on --network) and reaches Google APIs through the NAT or Private Google
-# Access; reach it with `gcloud compute ssh --tunnel-through-iap` (firewall: tcp:22 from
-# 35.235.240.0/20).
+# The VM has no external IP: it needs Cloud NAT to reach W&B and PyPI, for the lock's packages
+# (--with-nat creates a router and NAT for the region on --network), and reaches Google APIs through
+# the NAT or Private Google Access; reach it with `gcloud compute ssh --tunnel-through-iap`
+# (firewall: tcp:22 from 35.235.240.0/20).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -36,7 +45,7 @@ repo=$(cd "$here/../.." && pwd)
 project="" region="" zone="" image="" job="vertex-ai-launcher" training_sa="" vm="launch-supervisor"
 network="default" subnet="" with_nat=0 task_timeout=1800 key_file="" key_stdin=0 dry_run=0 print_job=0
 config="" package="" alertmanager_config="$repo/deploy/alertmanager/alertmanager.yml" initial_delay=300
-secret="wandb-api-key"
+secret="wandb-api-key" bucket="" registry="launch"
 while [ $# -gt 0 ]; do
     case "$1" in
         --project) project="$2"; shift 2 ;;
@@ -52,18 +61,19 @@ while [ $# -gt 0 ]; do
         --task-timeout) task_timeout="$2"; shift 2 ;;
         --config) config="$2"; shift 2 ;;
         --package) package="$2"; shift 2 ;;
+        --bucket) bucket="$2"; shift 2 ;;
         --alertmanager-config) alertmanager_config="$2"; shift 2 ;;
         --initial-delay) initial_delay="$2"; shift 2 ;;
         --wandb-key-file) key_file="$2"; shift 2 ;;
         --wandb-key-stdin) key_stdin=1; shift ;;
         --dry-run) dry_run=1; shift ;;
         --print-job) print_job=1; shift ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-if [ -z "$project" ] || [ -z "$region" ] || [ -z "$image" ]; then
-    echo "setup.sh: --project, --region and --image (the launcher image) are required" >&2
+if [ -z "$project" ] || [ -z "$region" ]; then
+    echo "setup.sh: --project and --region are required" >&2
     exit 2
 fi
 case "$task_timeout$initial_delay" in
@@ -84,11 +94,13 @@ for file in "$config" "$alertmanager_config"; do
         exit 2
     fi
 done
-if [ -z "$package" ]; then
-    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/pyproject.toml")
-    package="launch-supervisor[daemon]==$version"
-fi
 zone=${zone:-$region-b}
+bucket=${bucket:-$project-launch-supervisor}
+# Cloud Storage's rule for bucket names: 3 to 63 of a-z 0-9 - _ ., starting and ending with a letter or digit.
+if ! [[ "$bucket" =~ ^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$ ]]; then
+    echo "setup.sh: $bucket is not a bucket name (3 to 63 of a-z, 0-9, -, _ and .); name one with --bucket" >&2
+    exit 2
+fi
 # shellcheck source=SCRIPTDIR/lib.sh
 . "$here/lib.sh"
 
@@ -98,6 +110,20 @@ sa_domain="$project.iam.gserviceaccount.com"
 launcher_sa="launch-launcher@$sa_domain"
 supervisor_sa="launch-supervisor@$sa_domain"
 training_sa=${training_sa:-launch-training@$sa_domain}
+build_sa="launch-build@$sa_domain"
+
+# -- the launcher image: its tag, a hash of what it is made of ----------------------------------------
+build_image=0
+if [ -z "$image" ]; then
+    build_image=1
+    mapfile -t image_inputs < <(sed -e '/^#/d' -e '/^$/d' "$repo/images/launcher/inputs")
+    tag=$(cd "$repo" && {
+        find "${image_inputs[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z |
+            xargs -0 sha256sum
+        echo "VERTEX_REGION=$region"
+    } | sha256sum | cut -c1-16)
+    image="$region-docker.pkg.dev/$project/$registry/launcher:$tag"
+fi
 
 # -- the launcher job's spec ------------------------------------------------------------------------
 render_job() {
@@ -124,9 +150,23 @@ if [ -n "$key_file" ] || [ "$key_stdin" = 1 ]; then
     fi
 fi
 
+# -- the daemon's wheel and lock, named by their sha256 ----------------------------------------------
+upload=0
+if [ -n "$config" ] && [ -z "$package" ]; then
+    upload=1
+    wheel=$("$here/build-wheel.sh" "$work/dist")
+    lock="$repo/deploy/vm/requirements.lock"
+    wheel_sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    lock_sha=$(sha256sum "$lock" | cut -d' ' -f1)
+    wheel_object="daemon/${wheel_sha:0:16}/$(basename "$wheel")"
+    lock_object="daemon/${lock_sha:0:16}/$(basename "$lock")"
+fi
+
 # -- APIs ---------------------------------------------------------------------------------------------
 apis=(run.googleapis.com aiplatform.googleapis.com pubsub.googleapis.com secretmanager.googleapis.com
     logging.googleapis.com compute.googleapis.com iam.googleapis.com cloudresourcemanager.googleapis.com)
+if [ "$build_image" = 1 ]; then apis+=(artifactregistry.googleapis.com cloudbuild.googleapis.com); fi
+if [ "$build_image$upload" != 00 ]; then apis+=(storage.googleapis.com); fi
 enabled=$(query gcloud services list --enabled --project "$project" --format 'value(config.name)')
 missing=()
 for api in "${apis[@]}"; do
@@ -145,6 +185,9 @@ ensure_sa "$launcher_sa" "launch-supervisor launcher (Cloud Run job)"
 ensure_sa "$supervisor_sa" "launch-supervisor daemon (VM)"
 if [ "$training_sa" = "launch-training@$sa_domain" ]; then
     ensure_sa "$training_sa" "Vertex AI training jobs launched from W&B"
+fi
+if [ "$build_image" = 1 ]; then
+    ensure_sa "$build_sa" "launch-supervisor image builds (Cloud Build)"
 fi
 
 # -- custom roles: exactly the permissions each program uses ------------------------------------------
@@ -186,6 +229,55 @@ if [ -n "$key" ]; then
 elif [ "$dry_run" = 0 ] && ! exists gcloud secrets versions describe latest --secret "$secret" --project "$project"; then
     echo "setup.sh: secret $secret has no version yet: pass the W&B key with --wandb-key-file or --wandb-key-stdin" >&2
     exit 2
+fi
+
+# -- the bucket: the daemon's wheel and lock for the VM, the sources for Cloud Build ------------------
+# gcloud storage buckets describe shows these two fields as uniform_bucket_level_access (True) and
+# public_access_prevention (enforced).
+if [ "$build_image$upload" != 00 ]; then
+    want="True"$'\t'"enforced"
+    current=$(query gcloud storage buckets describe "gs://$bucket" --project "$project" \
+        --format 'value(uniform_bucket_level_access,public_access_prevention)')
+    if [ -z "$current" ]; then
+        run gcloud storage buckets create "gs://$bucket" --project "$project" --location "$region" \
+            --uniform-bucket-level-access --public-access-prevention
+    elif [ "$current" != "$want" ]; then
+        run gcloud storage buckets update "gs://$bucket" --project "$project" \
+            --uniform-bucket-level-access --public-access-prevention
+    fi
+fi
+if [ "$upload" = 1 ]; then
+    ensure_binding roles/storage.objectViewer "serviceAccount:$supervisor_sa" "storage buckets" "gs://$bucket"
+    # Named by their content: an object of that name is that file already.
+    for upload_pair in "$wheel $wheel_object" "$lock $lock_object"; do
+        read -r file object <<<"$upload_pair"
+        exists gcloud storage objects describe "gs://$bucket/$object" --project "$project" || \
+            run gcloud storage cp "$file" "gs://$bucket/$object" --project "$project"
+    done
+fi
+
+# -- the launcher image, unless --image names one: Cloud Build, as launch-build ---------------------
+# launch-build may push to the repository, write its build's log, and read the sources gcloud
+# uploads to the bucket (source/), nothing else.
+if [ "$build_image" = 1 ]; then
+    exists gcloud artifacts repositories describe "$registry" --location "$region" --project "$project" || \
+        run gcloud artifacts repositories create "$registry" --location "$region" --project "$project" \
+            --repository-format docker --description "launch-supervisor's launcher image"
+    build="serviceAccount:$build_sa"
+    ensure_binding roles/artifactregistry.writer "$build" "artifacts repositories" "$registry" \
+        --location "$region" --project "$project"
+    ensure_binding roles/logging.logWriter "$build" projects "$project"
+    ensure_binding roles/storage.objectViewer "$build" "storage buckets" "gs://$bucket"
+    if ! exists gcloud artifacts docker images describe "$image" --project "$project"; then
+        # A copy of the inputs alone: what is hashed is what is built, and nothing else is uploaded.
+        src="$work/launcher-src"
+        mkdir "$src"
+        (cd "$repo" && tar --exclude=__pycache__ --exclude='*.pyc' -cf - "${image_inputs[@]}") | tar -C "$src" -xf -
+        run gcloud builds submit "$src" --project "$project" --config "$src/images/launcher/cloudbuild.yaml" \
+            --substitutions "_IMAGE=$image,_VERTEX_REGION=$region" \
+            --service-account "projects/$project/serviceAccounts/$build_sa" \
+            --gcs-source-staging-dir "gs://$bucket/source"
+    fi
 fi
 
 # -- the launcher Cloud Run job ----------------------------------------------------------------------
@@ -286,7 +378,12 @@ else
     cp "$repo/deploy/prometheus/alerts.yml" "$md/launch-supervisor-alerts"
     cp "$alertmanager_config" "$md/launch-supervisor-alertmanager"
     cp "$config" "$md/launch-supervisor-config"
-    printf '%s' "$package" >"$md/launch-supervisor-package"
+    if [ "$upload" = 1 ]; then
+        printf 'gs://%s/%s %s' "$bucket" "$wheel_object" "$wheel_sha" >"$md/launch-supervisor-wheel"
+        printf 'gs://%s/%s %s' "$bucket" "$lock_object" "$lock_sha" >"$md/launch-supervisor-lock"
+    else
+        printf '%s' "$package" >"$md/launch-supervisor-package"
+    fi
     printf '%s' "$secret" >"$md/launch-supervisor-secret"
     printf '%s' "0.0.0.0:$http_port" >"$md/launch-supervisor-http-listen"
     from_file=""
@@ -301,6 +398,12 @@ else
         --metadata enable-oslogin=TRUE)
     hash=$({ printf '%s\n' "${template_flags[@]}"; cd "$md" && sha256sum -- *; } | sha256sum | cut -c1-10)
     template="$vm-$hash"
+    if [ "$upload" = 1 ]; then
+        note "$template's VM installs at every boot, with pip --require-hashes --no-deps (deploy/vm/install.sh):" \
+            "gs://$bucket/$wheel_object (sha256 $wheel_sha) and gs://$bucket/$lock_object (sha256 $lock_sha)"
+    else
+        note "$template's VM installs at every boot, with pip (deploy/vm/install.sh): $package"
+    fi
     exists gcloud compute instance-templates describe "$template" --project "$project" || \
         run gcloud compute instance-templates create "$template" --project "$project" "${template_flags[@]}" \
             --metadata-from-file "$from_file"
@@ -337,6 +440,7 @@ else
 fi
 
 cat <<END
+launcher image: $image
 launcher job: projects/$project/locations/$region/jobs/$job  (queues[].launcher_job)
 training service account: $training_sa  (the queue's resource_args.vertex.run.service_account)
 the daemon's VM: group $vm in $zone  (gcloud compute instance-groups managed list-instances $vm --zone $zone --project $project)

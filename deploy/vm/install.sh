@@ -5,15 +5,19 @@
 # with the shipped rules (deploy/prometheus, deploy/alertmanager), listening on 127.0.0.1 only.
 #
 #   sudo deploy/vm/install.sh --config config.toml (--wandb-key-file FILE | --wandb-key-stdin) \
-#       [--package 'launch-supervisor[daemon]'] [--upgrade] [--with-prometheus] \
-#       [--http-listen HOST:PORT] [--no-start] [--root DIR]
+#       [--wheel WHEEL --lock LOCK | --package 'launch-supervisor[daemon]'] [--upgrade] \
+#       [--with-prometheus] [--http-listen HOST:PORT] [--no-start] [--root DIR]
 #
 # Run it from a checkout of the repository (it installs the files beside it). --config and the key
 # are needed on the first run; later runs keep what is installed unless given new ones. Re-running
 # changes only what differs, and restarts the daemon only when something of it changed.
 # The key goes where the unit's LoadCredential= reads it (a drop-in adds one to a unit without).
-# --package is what pip installs (a wheel, a directory, or a requirement; default from PyPI);
-# --upgrade installs it again even when launch-supervisor is already in the venv.
+# --wheel and --lock install exactly the daemon's wheel and the packages of the lock
+# (deploy/vm/requirements.lock), each checked against its sha256 (pip --require-hashes --no-deps): a
+# file whose hash differs stops the install before anything is installed. They are installed again
+# when either changes. Without them, --package is what pip installs (a wheel, a directory, or a
+# requirement; default from PyPI), unchecked; --upgrade installs it again even when
+# launch-supervisor is already in the venv.
 # --http-listen sets [http] listen for the service in a drop-in (LAUNCH_SUPERVISOR_HTTP__LISTEN,
 # over the config file); 0.0.0.0:9464 lets Compute Engine's health checks reach /healthz and keeps
 # 127.0.0.1:9464 working for Prometheus and `launch-supervisor status`. Later runs without it keep it.
@@ -24,19 +28,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 root="" config="" key_file="" key_stdin=0 package="launch-supervisor[daemon]" upgrade=0 prometheus=0 start=1
-http_listen=""
+http_listen="" wheel="" lock=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --config) config="$2"; shift 2 ;;
         --wandb-key-file) key_file="$2"; shift 2 ;;
         --wandb-key-stdin) key_stdin=1; shift ;;
         --package) package="$2"; shift 2 ;;
+        --wheel) wheel="$2"; shift 2 ;;
+        --lock) lock="$2"; shift 2 ;;
         --upgrade) upgrade=1; shift ;;
         --with-prometheus) prometheus=1; shift ;;
         --http-listen) http_listen="$2"; shift 2 ;;
         --no-start) start=0; shift ;;
         --root) root="${2%/}"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +50,22 @@ case "$http_listen" in
     ''|?*:[0-9]*) ;;
     *) echo "install.sh: --http-listen must be HOST:PORT, such as 0.0.0.0:9464" >&2; exit 2 ;;
 esac
+if [ -n "$wheel$lock" ]; then
+    if [ -z "$wheel" ] || [ -z "$lock" ]; then
+        echo "install.sh: --wheel and --lock go together (the daemon's wheel and deploy/vm/requirements.lock)" >&2
+        exit 2
+    fi
+    for file in "$wheel" "$lock"; do
+        if [ ! -f "$file" ]; then
+            echo "install.sh: no such file: $file" >&2
+            exit 2
+        fi
+    done
+    case "$wheel" in
+        *.whl) ;;
+        *) echo "install.sh: --wheel $wheel is not a wheel (launch_supervisor-VERSION-py3-none-any.whl)" >&2; exit 2 ;;
+    esac
+fi
 python=${PYTHON:-python3}
 
 # What the unit expects, read from it: its user and group, the venv its ExecStart runs, its config.
@@ -119,7 +141,26 @@ fi
 if [ ! -x "$root$venv/bin/python" ]; then
     "$python" -m venv "$root$venv"
 fi
-if [ "$upgrade" = 1 ] || ! "$root$venv/bin/pip" show launch-supervisor >/dev/null 2>&1; then
+if [ -n "$wheel" ]; then
+    # The lock and the wheel as one requirements file, every line with its hash; --no-deps: nothing
+    # outside it is installed. pip checks every hash before it installs anything. What is installed
+    # is kept beside the venv, so an unchanged pair is not installed again.
+    wheel_sha=$(sha256sum "$wheel" | cut -d' ' -f1)
+    { cat -- "$lock"; echo; printf '%s --hash=sha256:%s\n' "$(realpath -- "$wheel")" "$wheel_sha"; } \
+        >"$work/requirements.txt"
+    pair=$(printf '%s %s\n' "$(basename "$wheel")" "$wheel_sha"; sha256sum <"$lock" | cut -d' ' -f1)
+    stamp="$root$venv/launch-supervisor.installed"
+    if [ "$upgrade" = 1 ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$pair" ]; then
+        if ! "$root$venv/bin/pip" install --quiet --require-hashes --no-deps -r "$work/requirements.txt"; then
+            echo "install.sh: pip installed nothing: $wheel or a package of $lock is not what its hash says" \
+                "(above), or the lock is not for this Python; build both again (deploy/gcp/setup.sh) or" \
+                "refresh the lock (README: Deploy from an empty project)" >&2
+            exit 1
+        fi
+        printf '%s\n' "$pair" >"$stamp"
+        changed=1
+    fi
+elif [ "$upgrade" = 1 ] || ! "$root$venv/bin/pip" show launch-supervisor >/dev/null 2>&1; then
     "$root$venv/bin/pip" install --quiet --upgrade "$package"
     changed=1
 fi

@@ -15,9 +15,14 @@
 #   launch-supervisor-alerts         deploy/prometheus/alerts.yml
 #   launch-supervisor-alertmanager   deploy/alertmanager/alertmanager.yml, or setup.sh --alertmanager-config
 #   launch-supervisor-config         the daemon's config.toml
-#   launch-supervisor-package        what pip installs (install.sh --package)
+#   launch-supervisor-wheel          gs://BUCKET/OBJECT SHA256: the daemon's wheel (install.sh --wheel)
+#   launch-supervisor-lock           gs://BUCKET/OBJECT SHA256: deploy/vm/requirements.lock (install.sh --lock)
+#   launch-supervisor-package        instead of those two, what pip installs (install.sh --package)
 #   launch-supervisor-secret         the secret holding the W&B key (wandb-api-key)
 #   launch-supervisor-http-listen    install.sh --http-listen: where the health check finds /healthz
+#
+# The wheel and the lock are read from Cloud Storage as the VM's service account, and must have the
+# sha256 the template names, or nothing is installed.
 #
 # Each file /etc/prometheus/secrets/NAME that the Alertmanager config names is written from the
 # secret alertmanager-NAME, when there is one the VM's service account may read.
@@ -29,13 +34,14 @@ root=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --root) root="${2%/}"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "startup.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
 
 metadata="http://metadata.google.internal/computeMetadata/v1"
 secretmanager="https://secretmanager.googleapis.com/v1"
+storage="https://storage.googleapis.com/storage/v1"
 deploy="$root/var/lib/launch-supervisor-deploy"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -62,7 +68,13 @@ launch-supervisor-alerts deploy/prometheus/alerts.yml
 launch-supervisor-alertmanager deploy/alertmanager/alertmanager.yml
 END
 attribute launch-supervisor-config >"$work/config.toml"
-package=$(attribute launch-supervisor-package)
+# The daemon's wheel and lock as "gs://BUCKET/OBJECT SHA256" each, or else a package to install.
+wheel_ref=$(attribute launch-supervisor-wheel 2>/dev/null) || wheel_ref=""
+if [ -n "$wheel_ref" ]; then
+    lock_ref=$(attribute launch-supervisor-lock)
+else
+    package=$(attribute launch-supervisor-package)
+fi
 listen=$(attribute launch-supervisor-http-listen)
 key_secret=$(attribute launch-supervisor-secret)
 
@@ -90,9 +102,36 @@ if ! secret "$key_secret" "$work/wandb-key"; then
     exit 1
 fi
 
+# fetch "gs://BUCKET/OBJECT SHA256": the object into $work/packages under its own name, checked
+# against SHA256; prints its path. Object names are setup.sh's: only their slashes need escaping.
+fetch() {
+    local url sha bucket object file
+    read -r url sha <<<"$1"
+    bucket=${url#gs://}; bucket=${bucket%%/*}
+    object=${url#gs://"$bucket"/}
+    file="$work/packages/$(basename "$object")"
+    mkdir -p "$work/packages"
+    if ! get "$storage/b/$bucket/o/${object//\//%2F}?alt=media" -H "@$work/auth" >"$file"; then
+        echo "startup.sh: cannot read $url as this VM's service account" >&2
+        return 1
+    fi
+    if [ "$(sha256sum "$file" | cut -d' ' -f1)" != "$sha" ]; then
+        echo "startup.sh: $url is not the file this VM's template names (sha256 $sha); run deploy/gcp/setup.sh again" >&2
+        return 1
+    fi
+    echo "$file"
+}
+
 # -- the daemon, Prometheus and Alertmanager ----------------------------------------------------------
-install_args=(--config "$work/config.toml" --wandb-key-file "$work/wandb-key" --package "$package"
-    --with-prometheus --http-listen "$listen")
+install_args=(--config "$work/config.toml" --wandb-key-file "$work/wandb-key" --with-prometheus
+    --http-listen "$listen")
+if [ -n "$wheel_ref" ]; then
+    wheel=$(fetch "$wheel_ref")
+    lock=$(fetch "$lock_ref")
+    install_args+=(--wheel "$wheel" --lock "$lock")
+else
+    install_args+=(--package "$package")
+fi
 if [ -n "$root" ]; then install_args+=(--root "$root"); fi
 bash "$deploy/deploy/vm/install.sh" "${install_args[@]}"
 

@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-MUTATING_GCLOUD = {"create", "update", "add-iam-policy-binding", "enable", "replace", "add", "delete", "set-iam-policy"}
+MUTATING_GCLOUD = {
+    *("create", "update", "add-iam-policy-binding", "enable", "replace", "add", "delete", "set-iam-policy"),
+    *("cp", "submit"),
+}
 VERBS = {"describe", "list", "get-iam-policy", "access", *MUTATING_GCLOUD}
 SYSTEM = ["gcloud", "apt-get", "dpkg-query", "getent", "groupadd", "useradd", "systemctl", "chown", "stat", "python3"]
 
@@ -87,6 +90,13 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
         assert job
         assert sha
         resources[f"{group} {job.group(1)}"] = {"metadata.labels.spec_sha": sha.group(1)}
+        return 0
+    if verb == "submit":  # gcloud builds submit: the image the build config pushes (its _IMAGE)
+        substitutions = dict(s.split("=", 1) for s in flags["--substitutions"].split(","))
+        resources[f"artifacts docker images {substitutions['_IMAGE']}"] = {}
+        return 0
+    if verb == "cp":  # gcloud storage cp FILE gs://BUCKET/OBJECT
+        resources[f"storage objects {positional[1]}"] = {}
         return 0
     if verb == "create":
         fields = {

@@ -49,6 +49,11 @@ def unknown(m, at=""):
 
 results = []
 for case in json.load(sys.stdin):
+    if case["api"] is None:  # a command that returns a plain dict of its own making
+        out = io.StringIO()
+        resource_printer.Print(case["resources"], case["format"], out=out)
+        results.append({"printed": out.getvalue(), "unknown": []})
+        continue
     api, version = case["api"].split("/")
     module = f"googlecloudsdk.generated_clients.apis.{api}.{version}.{api}_{version}_messages"
     cls = getattr(importlib.import_module(module), case["type"])
@@ -128,6 +133,7 @@ def cases() -> dict[str, dict[str, Any]]:
     """For each read-back command: the API's message class, and the resources as the API returns them when
     they are as setup.sh makes them."""
     port, tag, check, vm = var("http_port"), var("tag"), var("health_check"), var("vm")
+    bucket = "p-launch-supervisor"
     hc_words = [port if word == '"$http_port"' else word for word in array("hc_flags")]
     hc = dict(zip(hc_words[::2], hc_words[1::2], strict=True))
     template = f"{COMPUTE}/global/instanceTemplates/{vm}-0123456789"
@@ -204,6 +210,21 @@ def cases() -> dict[str, dict[str, Any]]:
                 }
             ],
         },
+        # gcloud storage buckets describe returns no API message but a dict of display fields
+        # (surface/storage/buckets/describe.py: resource_util.get_display_dict_for_resource over
+        # full_resource_formatter.BucketDisplayTitlesAndDefaults): a bool and the API's string.
+        "storage buckets describe": {
+            "api": None,
+            "resources": [
+                {
+                    "storage_url": f"gs://{bucket}/",
+                    "name": bucket,
+                    "location": "US-CENTRAL1",
+                    "uniform_bucket_level_access": True,
+                    "public_access_prevention": "enforced",
+                }
+            ],
+        },
         # gcloud compute instance-groups managed describe: compute v1, returned as MessageToDict; the group
         # with versions[] (as created, or after a rolling update), and with the top-level template only.
         "compute instance-groups managed describe": {
@@ -246,7 +267,7 @@ def printed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_setup_sh_reads_back_what_these_cases_cover() -> None:
-    """Six read-backs, each with its format (a new one needs a case in cases())."""
+    """Seven read-backs, each with its format (a new one needs a case in cases())."""
     assert set(read_backs()) == set(cases())
 
 
@@ -279,6 +300,12 @@ def test_firewall_rule_and_health_check_read_back_as_wanted(printed: dict[str, s
     want_line = read_backs()[command][1]
     assert want_line
     assert printed[command] == bash(f'{values}; {want_line}; printf %s "$want"')
+
+
+def test_the_bucket_reads_back_as_wanted(printed: dict[str, str]) -> None:
+    """A bucket with uniform access and public access prevented is left alone."""
+    (want_line,) = [line for line in LINES if line.strip().startswith('want="True"')]
+    assert printed["storage buckets describe"] == bash(f'{want_line.strip()}; printf %s "$want"')
 
 
 def test_the_group_reads_back_its_template_check_and_delay(printed: dict[str, str]) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.deploy import fakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +55,26 @@ BASIC_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
 ARGS = ("--project", "p", "--region", "us-central1", "--image", "us-docker.pkg.dev/p/r/launcher:1")
 
 
+def offline(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment to run setup.sh in: the daemon's wheel is built with this Python, offline."""
+    return (env or dict(os.environ)) | {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 here as --no-build-isolation
+        "PYTHON": sys.executable,
+    }
+
+
+def run_setup(*args: str, env: dict[str, str] | None = None, stdin: str = "", script: Path | None = None) -> (
+    subprocess.CompletedProcess[str]
+):  # fmt: skip
+    argv = ["bash", str(script or SETUP), *args]
+    return subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, env=offline(env))
+
+
 def setup(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SETUP), *ARGS, *args], input=stdin, capture_output=True, text=True, check=False, env=env
-    )
+    """setup.sh with ARGS, which name the launcher image (--image): no image build."""
+    return run_setup(*ARGS, *args, env=env, stdin=stdin)
 
 
 def test_an_initial_delay_gcloud_cannot_set_is_refused() -> None:
@@ -200,7 +218,8 @@ def test_dry_run_makes_a_self_healing_group_of_one(tmp_path: Path) -> None:
     from_file = template.split("--metadata-from-file ")[1].split()[0].split("\\,")
     keys = {item.split("=", 1)[0] for item in from_file}
     assert {"startup-script", "launch-supervisor-install", "launch-supervisor-unit", "launch-supervisor-config",
-            "launch-supervisor-package", "launch-supervisor-http-listen"} <= keys  # fmt: skip
+            "launch-supervisor-wheel", "launch-supervisor-lock", "launch-supervisor-http-listen"} <= keys  # fmt: skip
+    assert "launch-supervisor-package" not in keys
 
     check = line_of(out, "gcloud compute health-checks create http launch-supervisor-healthz ")
     assert f"--port {port} " in check
@@ -241,6 +260,128 @@ def test_without_a_config_the_vm_is_left_alone(tmp_path: Path) -> None:
     assert setup("--config", str(tmp_path / "missing.toml"), "--dry-run").returncode == 2
 
 
+# -- no --image, no --package: the launcher image from Cloud Build, the daemon from the bucket ---------
+
+BASE = ("--project", "p", "--region", "us-central1")
+BUCKET = "gs://p-launch-supervisor"
+LOCK = ROOT / "deploy" / "vm" / "requirements.lock"
+VM_SA = "serviceAccount:launch-supervisor@p.iam.gserviceaccount.com"
+BUILD_SA = "serviceAccount:launch-build@p.iam.gserviceaccount.com"
+
+
+def image_of(*args: str, script: Path | None = None) -> str:
+    """The launcher image the job runs, from --print-job."""
+    import yaml
+
+    spec = yaml.safe_load(run_setup(*args, "--print-job", script=script).stdout)
+    (container,) = spec["spec"]["template"]["spec"]["template"]["spec"]["containers"]
+    image: str = container["image"]
+    return image
+
+
+def test_dry_run_builds_the_image_and_uploads_the_daemon(tmp_path: Path) -> None:
+    """The Cloud Build call with a content-hash tag, as launch-build; the bucket with uniform access
+    and two readers, the VM's and the build's accounts; the wheel and lock uploaded under their sha256
+    before the template that names them; and the VM's install pinned to those hashes."""
+    import hashlib
+    import re
+
+    result = run_setup(*BASE, "--config", str(config_file(tmp_path)), "--wandb-key-stdin", "--dry-run", stdin="k")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    lines = out.splitlines()
+
+    build = line_of(out, "gcloud builds submit ")
+    image = image_of(*BASE)
+    assert re.fullmatch(r"us-central1-docker\.pkg\.dev/p/launch/launcher:[0-9a-f]{16}", image)
+    assert f"--substitutions _IMAGE={image}\\,_VERTEX_REGION=us-central1 " in build
+    assert build.split("--config ")[1].split()[0].endswith("/images/launcher/cloudbuild.yaml")
+    assert f"--service-account projects/p/serviceAccounts/{BUILD_SA.split(':')[1]} " in build
+    assert f"--gcs-source-staging-dir {BUCKET}/source" in build
+    repository = line_of(out, "gcloud artifacts repositories create launch ")
+    assert "--repository-format docker" in repository
+    writer = line_of(out, "gcloud artifacts repositories add-iam-policy-binding launch ")
+    assert f"--member {BUILD_SA} --role roles/artifactregistry.writer " in writer
+
+    bucket = line_of(out, f"gcloud storage buckets create {BUCKET} ")
+    assert "--uniform-bucket-level-access --public-access-prevention" in bucket
+    readers = [line for line in lines if line.startswith(f"gcloud storage buckets add-iam-policy-binding {BUCKET} ")]
+    members = sorted(
+        line.split("--member ")[1].split()[0] + " " + line.split("--role ")[1].split()[0] for line in readers
+    )
+    assert members == [f"{BUILD_SA} roles/storage.objectViewer", f"{VM_SA} roles/storage.objectViewer"]
+
+    lock_sha = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    uploads = [line for line in lines if line.startswith("gcloud storage cp ")]
+    assert len(uploads) == 2
+    wheel = re.search(rf"{BUCKET}/daemon/([0-9a-f]{{16}})/launch_supervisor-[^ ]+-py3-none-any\.whl ", uploads[0])
+    assert wheel
+    assert f" {BUCKET}/daemon/{lock_sha[:16]}/requirements.lock " in uploads[1]
+    pinned = next(line for line in lines if line.startswith("# launch-supervisor-") and "installs" in line)
+    assert "pip --require-hashes --no-deps" in pinned
+    assert re.search(rf"{wheel[0].strip()} \(sha256 {wheel[1]}[0-9a-f]{{48}}\)", pinned)
+    assert f"{BUCKET}/daemon/{lock_sha[:16]}/requirements.lock (sha256 {lock_sha})" in pinned
+
+    def at(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    assert (
+        at("gcloud storage buckets create") < at("gcloud storage cp") < at("gcloud compute instance-templates create")
+    )
+    assert at("gcloud storage buckets create") < at("gcloud builds submit") < at("gcloud run jobs replace")
+    assert "storage.googleapis.com" in line_of(out, "gcloud services enable ")
+
+
+def test_image_and_package_given_build_and_upload_nothing(tmp_path: Path) -> None:
+    """--image and --package: no build, no bucket, and the template has the VM pip-install the package."""
+    args = ("--config", str(config_file(tmp_path)), "--package", "launch-supervisor[daemon]==0.1.0", "--dry-run")
+    result = setup(*args)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "gcloud builds submit" not in out
+    assert "gcloud storage" not in out + result.stderr
+    assert "launch-build" not in out
+    template = line_of(out, "gcloud compute instance-templates create ")
+    keys = {item.split("=", 1)[0] for item in template.split("--metadata-from-file ")[1].split()[0].split("\\,")}
+    assert "launch-supervisor-package" in keys
+    assert not {"launch-supervisor-wheel", "launch-supervisor-lock"} & keys
+    assert "installs at every boot, with pip (deploy/vm/install.sh): launch-supervisor[daemon]==0.1.0" in out
+
+
+def test_a_bucket_name_cloud_storage_refuses_is_refused() -> None:
+    """A --bucket Cloud Storage would refuse is named, with the fix, before anything is done."""
+    result = setup("--bucket", "My_Bucket", "--dry-run")
+    assert result.returncode == 2
+    assert "My_Bucket is not a bucket name" in result.stderr
+    assert result.stdout == ""
+
+
+def test_the_image_tag_is_a_hash_of_its_inputs_and_region() -> None:
+    """The same checkout gives the same tag; another region (a build argument) another; --image wins."""
+    first, again, other = image_of(*BASE), image_of(*BASE), image_of("--project", "p", "--region", "europe-west4")
+    assert first == again
+    assert first.rsplit(":", 1)[1] != other.rsplit(":", 1)[1]
+    assert image_of(*BASE, "--image", "r/launcher:1") == "r/launcher:1"
+
+
+def test_the_image_inputs_cover_what_the_dockerfile_copies() -> None:
+    """Every file the launcher's Dockerfile copies from the context is in images/launcher/inputs (or
+    under a folder there), and every input exists: the tag changes whenever the image would."""
+    from dockerfile_parse import DockerfileParser
+
+    inputs_file = ROOT / "images" / "launcher" / "inputs"
+    inputs = [line for line in inputs_file.read_text().splitlines() if line and not line.startswith("#")]
+    assert all((ROOT / path).exists() for path in inputs), inputs
+    parser = DockerfileParser(path=str(ROOT / "images" / "launcher" / "Dockerfile"))
+    copies = [i["value"].split() for i in parser.structure if i["instruction"] == "COPY"]
+    sources = [s for words in copies if not any(w.startswith("--from") for w in words) for s in words[:-1]]
+    sources = [s for s in sources if not s.startswith("--")]
+    assert sources
+    for source in sources:
+        assert any(source == i or source.startswith(f"{i}/") for i in inputs), source
+    assert "images/launcher/cloudbuild.yaml" in inputs
+
+
 # A stand-in for the compute resources fakes.py does not know: their fields are kept from the flags
 # of create and update, and describe --format 'value(…)' answers them. Everything else goes to fakes.py.
 COMPUTE_FIELDS = {
@@ -258,6 +399,13 @@ COMPUTE_FIELDS = {
         "allowed[0].ports.list()": "--rules",
     },
     "compute instance-templates": {},
+    # gcloud storage buckets describe shows the bucket as the SDK's display dict: its keys
+    # uniform_bucket_level_access (a bool, printed True) and public_access_prevention ("enforced" or
+    # "inherited"), from command_lib/storage/resources/gcs_resource_reference.py.
+    "storage buckets": {
+        "uniform_bucket_level_access": "--uniform-bucket-level-access",
+        "public_access_prevention": "--public-access-prevention",
+    },
     "compute instance-groups managed": {
         "versions[0].instanceTemplate.basename()": "--template",
         "instanceTemplate.basename()": "--template",
@@ -269,6 +417,10 @@ MUTATING = fakes.MUTATING_GCLOUD | {"start-update"}
 
 
 def _as_stored(flag: str, value: str) -> str:
+    if flag == "--uniform-bucket-level-access":
+        return "True"
+    if flag == "--public-access-prevention":
+        return "enforced"
     if flag in ("--check-interval", "--timeout"):
         return value.removesuffix("s")
     if flag == "--rules":
@@ -279,7 +431,7 @@ def _as_stored(flag: str, value: str) -> str:
 def fake_compute(args: list[str]) -> int:
     """gcloud ARGS… for the VM's compute resources; the rest is fakes.py's."""
     group = next((g for g in COMPUTE_FIELDS if args[: len(g.split())] == g.split()), None)
-    if group is None:
+    if group is None or {"get-iam-policy", "add-iam-policy-binding"} & set(args):
         return subprocess.run([sys.executable, fakes.__file__, "gcloud", *args], check=False).returncode
     state_dir = Path(os.environ["FAKE_STATE"])
     with (state_dir / "calls").open("a") as log:
@@ -293,7 +445,9 @@ def fake_compute(args: list[str]) -> int:
         if rest[i].startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
             flags[rest[i]] = rest[i + 1]
             i += 1
-        elif not rest[i].startswith("--"):
+        elif rest[i].startswith("--"):
+            flags[rest[i]] = ""
+        else:
             positional.append(rest[i])
         i += 1
     if verb == "start-update":
@@ -335,21 +489,23 @@ def mutating_calls(state: Path) -> list[list[str]]:
     return calls
 
 
+@pytest.mark.slow
 def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
-    """Against a fake gcloud, the first run creates everything and a second makes no mutating call;
-    a new config makes a new template and a rolling replacement, a new initial delay an update of
-    the group, and nothing else."""
+    """Against a fake gcloud, the first run creates everything, the image build, the bucket and the
+    uploads included, and a second makes no mutating call; a new config makes a new template and a
+    rolling replacement, a new initial delay an update of the group, and nothing else."""
     env = fake_env(tmp_path)
     state = tmp_path / "state"
     config = config_file(tmp_path)
-    args = ("--wandb-key-stdin", "--with-nat", "--config", str(config))
-    first = setup(*args, env=env, stdin="the-key\n")
+    args = (*BASE, "--wandb-key-stdin", "--with-nat", "--config", str(config))
+    first = run_setup(*args, env=env, stdin="the-key\n")
     assert first.returncode == 0, first.stderr
     made = mutating_calls(state)
     assert any("replace" in c for c in made)
     creates = {" ".join(c[1 : c.index("create")]) for c in made if "create" in c}
     assert {"compute instance-templates", "compute health-checks", "compute firewall-rules"} <= creates
-    assert "compute instance-groups managed" in creates
+    assert {"compute instance-groups managed", "storage buckets", "artifacts repositories"} <= creates
+    assert [c[1:3] for c in made if "cp" in c or "submit" in c] == [["storage", "cp"]] * 2 + [["builds", "submit"]]
     group = next(c for c in made if c[1:5] == ["compute", "instance-groups", "managed", "create"])
     assert group[group.index("--size") + 1] == "1"
     assert group[group.index("--health-check") + 1] == "launch-supervisor-healthz"
@@ -361,18 +517,18 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
     assert not any(c[1:3] == ["compute", "instances"] and "create" in c for c in made)
     assert not any("the-key" in arg for c in made for arg in c)
 
-    second = setup(*args, env=env, stdin="the-key\n")
+    second = run_setup(*args, env=env, stdin="the-key\n")
     assert second.returncode == 0, second.stderr
     assert mutating_calls(state) == []
 
     # A changed key or task timeout changes just that.
-    third = setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
+    third = run_setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
     assert third.returncode == 0, third.stderr
     assert [c[1:4] for c in mutating_calls(state)] == [["secrets", "versions", "add"], ["run", "jobs", "replace"]]
 
     # A new config: a new template, and the group's VM replaced with it (the old one stopped first).
     config_file(tmp_path, CONFIG.replace('entity = "e"', 'entity = "f"'))
-    fourth = setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
+    fourth = run_setup(*args, "--task-timeout", "900", env=env, stdin="new-key")
     assert fourth.returncode == 0, fourth.stderr
     made = mutating_calls(state)
     assert [c[1:5] for c in made] == [
@@ -385,11 +541,63 @@ def test_a_second_run_changes_nothing(tmp_path: Path) -> None:
     assert update[update.index("--max-surge") + 1] == "0"
 
     # A longer initial delay: the group's autohealing policy is updated, nothing else.
-    fifth = setup(*args, "--task-timeout", "900", "--initial-delay", "600", env=env, stdin="new-key")
+    fifth = run_setup(*args, "--task-timeout", "900", "--initial-delay", "600", env=env, stdin="new-key")
     assert fifth.returncode == 0, fifth.stderr
     (update,) = mutating_calls(state)
     assert update[1:6] == ["compute", "instance-groups", "managed", "update", "launch-supervisor"]
     assert update[update.index("--initial-delay") + 1] == "600"
+
+
+def checkout(tmp_path: Path) -> Path:
+    """A copy of what setup.sh reads of the repository, to change as a new commit would."""
+    import shutil
+
+    copy = tmp_path / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("deploy", "images", "supervisor", "watchdog"):
+        shutil.copytree(ROOT / name, copy / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, copy / name)
+    return copy
+
+
+@pytest.mark.slow
+def test_new_code_rebuilds_the_image_and_rolls_the_vm(tmp_path: Path) -> None:
+    """New code in the package: a new wheel uploaded, the image built again and the job given it, a
+    new template and the VM replaced; a new lock alone: the lock uploaded and the VM replaced, no build."""
+    repo = checkout(tmp_path)
+    script = repo / "deploy" / "gcp" / "setup.sh"
+    env = fake_env(tmp_path)
+    state = tmp_path / "state"
+    args = (*BASE, "--wandb-key-stdin", "--config", str(config_file(tmp_path)))
+    assert run_setup(*args, env=env, stdin="k", script=script).returncode == 0
+    mutating_calls(state)
+
+    def changes_after_editing(path: Path) -> list[list[str]]:
+        """What a run makes after a line is added to `path`: group, verb and first argument."""
+        with path.open("a") as file:
+            file.write("# a change\n")
+        result = run_setup(*args, env=env, stdin="k", script=script)
+        assert result.returncode == 0, result.stderr
+        return [c[1:4] for c in mutating_calls(state)]
+
+    made = changes_after_editing(repo / "watchdog" / "cli.py")
+    assert made == [
+        ["storage", "cp", made[0][2]],
+        ["builds", "submit", made[1][2]],
+        ["run", "jobs", "replace"],
+        ["compute", "instance-templates", "create"],
+        ["compute", "instance-groups", "managed"],
+    ]
+    assert made[0][2].endswith(".whl")
+
+    made = changes_after_editing(repo / "deploy" / "vm" / "requirements.lock")
+    assert made == [
+        ["storage", "cp", made[0][2]],
+        ["compute", "instance-templates", "create"],
+        ["compute", "instance-groups", "managed"],
+    ]
+    assert made[0][2].endswith("requirements.lock")
 
 
 def test_a_role_missing_a_permission_is_updated(tmp_path: Path) -> None:

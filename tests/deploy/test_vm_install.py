@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import base64
 import configparser
+import hashlib
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.deploy import fakes
 
@@ -173,6 +176,12 @@ def test_an_old_key_drop_in_is_removed(tmp_path: Path) -> None:
 
 METADATA = "http://metadata.google.internal/computeMetadata/v1/"
 SECRETS = "https://secretmanager.googleapis.com/v1/projects/p/secrets/"
+# Cloud Storage's JSON API: GET /storage/v1/b/BUCKET/o/OBJECT?alt=media answers the object's bytes,
+# the object name URL-encoded (https://cloud.google.com/storage/docs/json_api/v1/objects/get,
+# https://cloud.google.com/storage/docs/request-endpoints#encoding).
+OBJECTS = "https://storage.googleapis.com/storage/v1/b/p-launch-supervisor/o/"
+WHEEL = "daemon/0123456789ab/launch_supervisor-0.1.0-py3-none-any.whl"
+LOCK = "daemon/0123456789ab/requirements.lock"
 TOKEN = "ya29.the-token"  # noqa: S105 - a stand-in token
 
 
@@ -208,9 +217,12 @@ def secret_body(value: str) -> str:
     )
 
 
-def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subprocess.CompletedProcess[str]:
+def startup(
+    tmp_path: Path, config: str, key: str | None = "k3y\n", package: str | None = None, stored_wheel: str = "wheel"
+) -> subprocess.CompletedProcess[str]:
     """startup.sh --root, with the metadata setup.sh gives it and the secrets wandb-api-key (`key`,
-    unless None) and alertmanager-pagerduty-routing-key."""
+    unless None) and alertmanager-pagerduty-routing-key: the wheel and lock in the bucket (the wheel's
+    bytes there `stored_wheel`, the template's sha256 that of "wheel"), or `package` instead."""
     env = fakes.install(tmp_path / "bin", tmp_path / "state")
     curl = tmp_path / "bin" / "curl"
     curl.write_text(
@@ -228,7 +240,6 @@ def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subproces
     bodies = {f"{METADATA}instance/attributes/{key}": path.read_text() for key, path in files.items()}
     bodies |= {
         f"{METADATA}instance/attributes/launch-supervisor-config": config,
-        f"{METADATA}instance/attributes/launch-supervisor-package": "launch-supervisor[daemon]==0.1.0",
         f"{METADATA}instance/attributes/launch-supervisor-secret": "wandb-api-key",
         f"{METADATA}instance/attributes/launch-supervisor-http-listen": "0.0.0.0:9464",
         f"{METADATA}project/project-id": "p",
@@ -237,6 +248,15 @@ def startup(tmp_path: Path, config: str, key: str | None = "k3y\n") -> subproces
     }
     if key is not None:
         bodies[f"{SECRETS}wandb-api-key/versions/latest:access"] = secret_body(key)
+    if package is not None:
+        bodies[f"{METADATA}instance/attributes/launch-supervisor-package"] = package
+    else:
+        for name, attribute, body, listed in (("wheel", WHEEL, stored_wheel, "wheel"), ("lock", LOCK, "lock", "lock")):
+            digest = hashlib.sha256(listed.encode()).hexdigest()
+            bodies[f"{METADATA}instance/attributes/launch-supervisor-{name}"] = (
+                f"gs://p-launch-supervisor/{attribute} {digest}"
+            )
+            bodies[OBJECTS + attribute.replace("/", "%2F") + "?alt=media"] = body
     (tmp_path / "state" / "curl.json").write_text(json.dumps(bodies))
     argv = ["bash", str(STARTUP), "--root", str(tmp_path / "root")]
     return subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
@@ -267,7 +287,8 @@ def test_the_startup_script_installs_from_metadata_and_secrets_twice(tmp_path: P
     assert "no readable secret alertmanager-smtp-password" in first.stdout
 
     made = fakes.calls(state)
-    assert ["pip", "install", "--quiet", "--upgrade", "launch-supervisor[daemon]==0.1.0"] in made
+    (pip,) = [c for c in made if c[:2] == ["pip", "install"]]
+    assert pip[2:6] == ["--quiet", "--require-hashes", "--no-deps", "-r"]
     assert any(c[0] == "apt-get" and "prometheus-alertmanager" in c for c in made)
     assert ["systemctl", "restart", "prometheus-alertmanager"] in made
     assert not any(s in arg for c in made for arg in c for s in ("k3y", TOKEN, "r0ut1ng"))
@@ -278,6 +299,24 @@ def test_the_startup_script_installs_from_metadata_and_secrets_twice(tmp_path: P
     assert changes(state) == []
 
 
+def test_the_startup_script_refuses_a_wheel_the_template_does_not_name(tmp_path: Path) -> None:
+    """A wheel in the bucket whose sha256 is not the template's stops the script before install.sh."""
+    result = startup(tmp_path, "", stored_wheel="another wheel")
+    assert result.returncode == 1
+    assert "launch_supervisor-0.1.0-py3-none-any.whl is not the file this VM's template names" in result.stderr
+    assert not (tmp_path / "root" / "etc").exists()
+    assert not any(c[0] in ("pip", "apt-get", "useradd") for c in fakes.calls(tmp_path / "state"))
+
+
+def test_the_startup_script_installs_a_package_given_instead(tmp_path: Path) -> None:
+    """setup.sh --package: the VM pip-installs that requirement, as it is."""
+    result = startup(tmp_path, '[wandb]\nentity = "e"\n', package="launch-supervisor[daemon]==0.1.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    made = fakes.calls(tmp_path / "state")
+    assert ["pip", "install", "--quiet", "--upgrade", "launch-supervisor[daemon]==0.1.0"] in made
+    assert not any("storage.googleapis.com" in arg for c in made for arg in c)
+
+
 def test_the_startup_script_stops_without_the_key(tmp_path: Path) -> None:
     """A key the VM cannot read stops the script before install.sh (the group recreates the VM)."""
     result = startup(tmp_path, "", key=None)
@@ -285,3 +324,131 @@ def test_the_startup_script_stops_without_the_key(tmp_path: Path) -> None:
     assert "cannot read secret wandb-api-key" in result.stderr
     assert not (tmp_path / "root" / "etc").exists()
     assert not any(c[0] in ("pip", "apt-get", "useradd") for c in fakes.calls(tmp_path / "state"))
+
+
+# -- the daemon's wheel and lock, hash-checked by the real pip in a real venv ---------------------------
+
+BUILD_WHEEL = ROOT / "deploy" / "gcp" / "build-wheel.sh"
+
+
+def offline_pip(env: dict[str, str], wheelhouse: Path) -> dict[str, str]:
+    """pip with no index and no config but `wheelhouse`, building with this environment's setuptools."""
+    return env | {
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads 0 here as --no-build-isolation
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PYTHON": sys.executable,  # the real interpreter makes the venv; the rest are stubs
+    }
+
+
+def locked_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """This checkout's wheel, built as setup.sh builds it, and a lock of one local package.
+
+    Tests have no package index: the lock's package is a wheel made here, and the lock is written as
+    `uv pip compile --generate-hashes` writes one (deploy/vm/requirements.lock)."""
+    wheelhouse = tmp_path / "wheelhouse"
+    env = offline_pip(dict(os.environ), wheelhouse)
+    built = subprocess.run(["bash", str(BUILD_WHEEL), str(tmp_path / "dist")], env=env, capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    wheel = Path(built.stdout.strip())
+    project = tmp_path / "tinydep"
+    (project / "tinydep").mkdir(parents=True)
+    (project / "tinydep" / "__init__.py").write_text('"""A dependency for the lock."""\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=77"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "tinydep"\nversion = "1.0"\n'
+    )
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheelhouse), str(project)]
+    subprocess.run(pip, env=env, check=True, capture_output=True)
+    (dep,) = wheelhouse.glob("tinydep-*.whl")
+    digest = hashlib.sha256(dep.read_bytes()).hexdigest()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"tinydep==1.0 \\\n    --hash=sha256:{digest}\n    # via launch-supervisor (pyproject.toml)\n")
+    return wheel, lock, wheelhouse
+
+
+def install_locked(tmp_path: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = offline_pip(fakes.install(tmp_path / "bin", tmp_path / "state"), tmp_path / "wheelhouse")
+    argv = ["bash", str(INSTALL), "--root", str(root), *args]
+    return subprocess.run(argv, input="k3y", capture_output=True, text=True, check=False, env=env)
+
+
+def site_packages(root: Path) -> set[str]:
+    (site,) = (root / "opt" / "launch-supervisor" / "lib").glob("python3*/site-packages")
+    return {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+
+
+@pytest.mark.slow
+def test_installs_the_wheel_and_lock_with_their_hashes_and_refuses_a_changed_one(tmp_path: Path) -> None:
+    """--wheel and --lock: pip --require-hashes installs exactly them into the venv, once; a lock with
+    one hash changed stops install.sh with a clear error before anything is installed."""
+    wheel, lock, _ = locked_pair(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text('[wandb]\nentity = "e"\n')
+    args = ("--config", str(config), "--wandb-key-stdin", "--wheel", str(wheel), "--lock", str(lock))
+
+    good = tmp_path / "good"
+    first = install_locked(tmp_path, good, *args)
+    assert first.returncode == 0, first.stderr
+    assert {"launch_supervisor", "tinydep"} <= site_packages(good)
+    venv_bin = good / "opt" / "launch-supervisor" / "bin"
+    ran = subprocess.run([str(venv_bin / "launch-watchdog"), "--help"], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    stamp = good / "opt" / "launch-supervisor" / "launch-supervisor.installed"
+    assert wheel.name in stamp.read_text()
+
+    # The same pair again: pip is not run, nothing restarts.
+    (tmp_path / "state" / "calls").unlink()
+    before = stamp.stat().st_mtime_ns
+    again = install_locked(tmp_path, good, *args)
+    assert again.returncode == 0, again.stderr
+    assert stamp.stat().st_mtime_ns == before
+    assert changes(tmp_path / "state") == []
+
+    # One hash of the lock changed: pip refuses, install.sh says what to do, nothing is installed.
+    text = lock.read_text()
+    digest = text.split("sha256:")[1][:64]
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(text.replace(digest, ("0" if digest[0] != "0" else "1") + digest[1:]))
+    bad = tmp_path / "bad"
+    refused = install_locked(tmp_path, bad, *args[:-1], str(tampered))
+    assert refused.returncode == 1
+    assert "DO NOT MATCH THE HASHES" in refused.stderr
+    assert "install.sh: pip installed nothing" in refused.stderr
+    assert "refresh the lock" in refused.stderr
+    assert site_packages(bad) & {"launch_supervisor", "tinydep"} == set()
+    assert not (bad / "opt" / "launch-supervisor" / "launch-supervisor.installed").exists()
+    assert not (bad / "etc" / "systemd" / "system" / "launch-supervisor.service").exists()
+
+
+def test_a_wheel_needs_its_lock(tmp_path: Path) -> None:
+    """--wheel without --lock, or a file that is not a wheel, is refused before anything is done."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("")
+    alone = install(tmp_path, "--wheel", str(lock))
+    assert alone.returncode == 2
+    assert "--wheel and --lock go together" in alone.stderr
+    not_a_wheel = install(tmp_path, "--wheel", str(lock), "--lock", str(lock))
+    assert not_a_wheel.returncode == 2
+    assert "is not a wheel" in not_a_wheel.stderr
+    assert fakes.calls(tmp_path / "state") == []
+
+
+def test_the_wheel_is_built_with_a_pinned_setuptools_the_project_accepts() -> None:
+    """build-wheel.sh pins its build backend exactly (the wheel names it, so a new release would roll
+    the VM), at a version pyproject.toml's build-system accepts."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    constraints = (ROOT / "deploy" / "gcp" / "build-constraints.txt").read_text().splitlines()
+    (pin,) = [Requirement(line) for line in constraints if line and not line.startswith("#")]
+    assert pin.name == "setuptools"
+    (spec,) = pin.specifier
+    assert spec.operator == "=="
+    build_system = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    (wanted,) = [Requirement(r) for r in build_system["requires"] if Requirement(r).name == "setuptools"]
+    assert wanted.specifier.contains(spec.version)
+    assert "build-constraints.txt" in BUILD_WHEEL.read_text()

@@ -148,3 +148,33 @@ def test_region_defaults_from_the_build_arg(instructions: list[dict[str, Any]]) 
     """VERTEX_REGION has a default, so the agent never falls back to gcloud for its region."""
     args = [i["value"] for i in instructions if i["instruction"] == "ARG"]
     assert any(a.startswith("VERTEX_REGION=") and a.split("=", 1)[1] for a in args)
+
+
+CLOUDBUILD = ROOT / "images" / "launcher" / "cloudbuild.yaml"
+SETUP = ROOT / "deploy" / "gcp" / "setup.sh"
+
+
+def test_cloud_build_builds_this_dockerfile_and_pushes_the_tag_it_is_given() -> None:
+    """The build config runs `docker build` on this Dockerfile with the region's build argument, pushes
+    `_IMAGE`, logs to Cloud Logging (a user-specified service account cannot use the default logs
+    bucket), and uses exactly the substitutions setup.sh passes: Cloud Build refuses a build whose
+    substitutions and config disagree (https://cloud.google.com/build/docs/configuring-builds/substitute-variable-values)."""
+    import re
+
+    config = yaml.safe_load(CLOUDBUILD.read_text())
+    (step,) = config["steps"]
+    assert step["name"] == "gcr.io/cloud-builders/docker"
+    args = step["args"]
+    assert args[0] == "build"
+    assert (ROOT / args[args.index("-f") + 1]) == DOCKERFILE
+    assert args[args.index("-t") + 1] == "${_IMAGE}"
+    assert "VERTEX_REGION=${_VERTEX_REGION}" in args
+    assert "VERTEX_REGION" in {i["value"].split("=", 1)[0] for i in DockerfileParser(str(DOCKERFILE)).structure
+                               if i["instruction"] == "ARG"}  # fmt: skip
+    assert args[-1] == "."
+    assert config["images"] == ["${_IMAGE}"]
+    assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    used = set(re.findall(r"\$\{(_[A-Z_]+)\}", CLOUDBUILD.read_text().split("\nsteps:", 1)[1]))
+    given = re.search(r'--substitutions "([^"]+)"', SETUP.read_text())
+    assert given
+    assert {pair.split("=", 1)[0] for pair in given[1].split(",")} == used == {"_IMAGE", "_VERTEX_REGION"}
