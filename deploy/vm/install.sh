@@ -154,7 +154,7 @@ if [ -n "$wheel" ]; then
         if ! "$root$venv/bin/pip" install --quiet --require-hashes --no-deps -r "$work/requirements.txt"; then
             echo "install.sh: pip installed nothing: $wheel or a package of $lock is not what its hash says" \
                 "(above), or the lock is not for this Python; build both again (deploy/gcp/setup.sh) or" \
-                "refresh the lock (README: Deploy from an empty project)" >&2
+                "refresh the lock (docs/deploying.md, Refresh the lock)" >&2
             exit 1
         fi
         printf '%s\n' "$pair" >"$stamp"

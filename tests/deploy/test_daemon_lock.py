@@ -16,7 +16,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "vm" / "requirements.lock"
-REFRESH = "README.md, Deploy from an empty project: refresh the lock"
+REFRESH = "docs/deploying.md, Refresh the lock"
 # uv pip compile writes this for a requirement taken from the project itself (its `# via` comments).
 FROM_PYPROJECT = "launch-supervisor (pyproject.toml)"
 

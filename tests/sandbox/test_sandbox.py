@@ -220,7 +220,9 @@ async def test_an_execution_that_finds_no_item_exits_idle(tmp_path: Path) -> Non
     """Another agent takes the item first: the execution started for it finds nothing and the
     watchdog ends it at its idle timeout; the daemon counts it idle."""
     require_emulator()
-    box = sandbox(tmp_path, items=1, idle_timeout=3.0)
+    # Long enough for the agent to print its polling line on a loaded machine: one that has not by
+    # the idle timeout is a start that hung (a bailout), not an idle agent.
+    box = sandbox(tmp_path, items=1, idle_timeout=10.0)
 
     async def take_the_item_first(box: Sandbox) -> None:
         stack = box.stack
