@@ -138,6 +138,21 @@ class State:
                 del self.vertex_jobs[job.name]
         return facts
 
+    def vertex_in_flight(self) -> list[str]:
+        """CustomJobs known in a state that is not an end state: a listing of the live jobs that leaves
+        one out means it ended (or was deleted) since, and it is read on its own."""
+        return [name for name, job in self.vertex_jobs.items() if not job.state.terminal]
+
+    def vertex_gone(self, names: Iterable[str], now: float) -> list[Fact]:
+        """CustomJobs in flight that Vertex AI no longer has (GetCustomJob answered NOT_FOUND): they
+        were deleted, and end (CANCELLED) so that their items are failed rather than left CLAIMED."""
+        facts: list[Fact] = []
+        for name in names:
+            job = self.vertex_jobs.get(name)
+            if job is not None and not job.state.terminal:
+                facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+        return facts
+
     @staticmethod
     def _update(job: VertexJob, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:
         was_terminal = job.state.terminal
