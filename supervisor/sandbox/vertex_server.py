@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,8 @@ class VertexStandIn:
     """Seconds a cancelled job stays CANCELLING before it is CANCELLED (0: at the next read)."""
     cancels: list[str] = field(default_factory=list)
     """The job of each CancelCustomJob that was accepted, repeats included."""
+    listings: Counter[str] = field(default_factory=Counter)
+    """ListCustomJobs listings (first pages) by filter: how often each kind of listing was asked for."""
     watch: Callable[[aiplatform_v1.CustomJob], None] | None = None
     """Called with a job each time its state changes (created QUEUED included)."""
     _ids: Any = field(default_factory=lambda: itertools.count(1000000001))
@@ -281,6 +284,8 @@ class VertexStandIn:
         if mask is not None and not field_mask_pb2.FieldMask(paths=list(mask.paths)).IsValidForDescriptor(_JOB_PB):
             # Vertex answers an unknown field path with INVALID_ARGUMENT, as AIP-157 asks of read masks.
             await grpc_server.abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"Invalid read_mask: {list(mask.paths)}")
+        if not request.page_token:
+            self.listings[request.filter] += 1
         self.advance()
         names = sorted(name for name, t in self.jobs.items() if keep(t.job))
         size = request.page_size or 100
