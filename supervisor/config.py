@@ -84,7 +84,8 @@ class GcpConfig(_Section):
 
 
 class PollConfig(_Section):
-    """How often each source is polled; Pub/Sub hints wake the queue poll early."""
+    """How often each source is polled; Pub/Sub hints make a loop list early, at most once per its
+    `*_min_gap`."""
 
     queue_interval: float = Field(default=5.0, gt=0)
     executions_interval: float = Field(default=10.0, gt=0)
