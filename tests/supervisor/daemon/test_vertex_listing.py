@@ -3,20 +3,27 @@ one per job that left the live set unseen, however many ended jobs the lookback 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import anyio
 import pytest
 
 from supervisor.clients import Clients, build_clients
+from supervisor.config import parse_config
 from supervisor.daemon.vertex_listing import VertexListing
+from supervisor.engines.trackers.vertex import LIVE_FILTER
+from supervisor.model.events import item_added
 from supervisor.model.state import State
 from supervisor.model.vertex import JobState
 from supervisor.sandbox.simulated import agent_job, custom_job
 from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio
 
@@ -94,3 +101,50 @@ async def test_the_full_listing_comes_back_on_its_cadence() -> None:
         assert w.listing.full_at is not None
         w.listing.full_at -= 601.0
         assert await w.tick() == {"ListCustomJobs": 1}  # the whole lookback, in one page
+
+
+async def test_a_flood_of_hints_reaches_each_loop_at_most_once_per_gap() -> None:
+    """A daemon handed 50 hints a second for 2 s per loop (an enqueuer's item_added, a RunJob's end,
+    a CreateCustomJob audit entry, as the sinks deliver them) lists each at most 2 / min_gap + 1
+    times, and counts the rest as coalesced."""
+    fixtures = Path(__file__).parents[1] / "model" / "logentries"
+    run_end = json.loads((fixtures / "runjob_end_audit.json").read_text())
+    run_end["data"]["resource"]["labels"]["job_name"] = "launcher-q"
+    create = json.loads((fixtures / "create_custom_job_audit.json").read_text())
+    hints = [
+        (item_added("q"), {"type": "queue.item_added"}),
+        (json.dumps(run_end["data"]).encode(), run_end["attributes"]),
+        (json.dumps(create["data"]).encode(), create["attributes"]),
+    ]
+    async with stand_ins(["q"]) as stack:
+        poll = "queue_interval = 60\nexecutions_interval = 60\nvertex_interval = 60\njitter = 0\n"
+        poll += "queue_min_gap = 0.5\nexecutions_min_gap = 0.5\nvertex_min_gap = 0.5"
+        config = parse_config(stack.config_toml(poll=poll), "test", {"WANDB_API_KEY": stack.api_key})
+        async with running(config) as (daemon, _):
+            await anyio.sleep(1.0)  # past the start-up listings
+            before = (
+                stack.wandb.faults.calls["GetRunQueueItems"],
+                stack.cloudrun.faults.calls["ListExecutions"],
+                stack.vertex.listings[LIVE_FILTER],
+            )
+            started = anyio.current_time()
+            for _ in range(100):
+                for data, attributes in hints:
+                    daemon.handle_message(data, attributes)
+                await anyio.sleep(0.02)
+            flood = anyio.current_time() - started
+            await anyio.sleep(0.6)  # the listing the last hints asked for
+            after = (
+                stack.wandb.faults.calls["GetRunQueueItems"],
+                stack.cloudrun.faults.calls["ListExecutions"],
+                stack.vertex.listings[LIVE_FILTER],
+            )
+            coalesced = {
+                loop: daemon.registry.get_sample_value("launch_supervisor_hints_coalesced_total", {"loop": loop}) or 0.0
+                for loop in ("queue", "executions", "vertex")
+            }
+    for loop, listed in zip(
+        ("queue", "executions", "vertex"), (a - b for a, b in zip(after, before, strict=True)), strict=True
+    ):
+        assert 2 <= listed <= (flood + 0.6) / 0.5 + 1, (loop, listed)
+        assert coalesced[loop] >= 100 - listed - 1, loop
