@@ -105,6 +105,20 @@ class Loop:
                 log.info("loop.recovered", loop=name)
         self.last_tick = time.monotonic()
 
+    async def run(
+        self, metrics: Metrics, step: Callable[[], Awaitable[None]], running: Callable[[], bool], stopping: anyio.Event
+    ) -> None:
+        """Run `step` every interval, or sooner when hinted, but never twice within `min_gap`: the
+        executions and Vertex loops (the queue loop also reconciles between its listings)."""
+        assert self.interval is not None
+        next_tick = 0.0
+        while running():
+            if self.due(next_tick, time.monotonic()):
+                self.listing(time.monotonic())
+                next_tick = self.listed_at + self.interval
+                await self.step(metrics, step)
+            await self.nap(self.until(next_tick) - time.monotonic(), stopping)
+
     def late(self, now: float, slack: float) -> str | None:
         """Why /healthz should fail for this loop: it has not ticked within three intervals (plus
         `slack` for calls that take their whole deadline)."""

@@ -271,7 +271,7 @@ class Daemon:
                 self._act(outcome, received=False)
             self._wake("queue", name, poll=change.list_items)
 
-        await self._listing_loop(loop, step, lambda: self._running_loop(loop))
+        await loop.run(self.metrics, step, lambda: self._running_loop(loop), self._stopping)
 
     async def _vertex_loop(self, loop: Loop) -> None:
         assert self._clients is not None
@@ -289,18 +289,7 @@ class Daemon:
                     self._wake("queue", name)
             await cancel_stopped_runs(self.state, clients, self.metrics, running)
 
-        await self._listing_loop(loop, step, lambda: not self._stopping.is_set())
-
-    async def _listing_loop(self, loop: Loop, step: Callable[[], Awaitable[None]], running: Callable[[], bool]) -> None:
-        """Run `step` every interval, or sooner when hinted, but never twice within its min_gap."""
-        assert loop.interval is not None
-        next_tick = 0.0
-        while running():
-            if loop.due(next_tick, time.monotonic()):
-                loop.listing(time.monotonic())
-                next_tick = loop.listed_at + loop.interval
-                await loop.step(self.metrics, step)
-            await loop.nap(loop.until(next_tick) - time.monotonic(), self._stopping)
+        await loop.run(self.metrics, step, lambda: not self._stopping.is_set(), self._stopping)
 
     # -- events (Pub/Sub) ---------------------------------------------------------------------------
 
