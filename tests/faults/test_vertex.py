@@ -91,7 +91,10 @@ async def test_jobs_that_end_between_two_live_listings(record: Record) -> None:
         async with running(stack.config()) as (daemon, _):
             recover = await settle(stack, ids)
             await wait(lambda: len(daemon.state.vertex_jobs) == len(ids))
-            failed = daemon.metrics.items_failed.labels("q", "vertex_job_ended")._value.get()  # noqa: SLF001
+            counter = daemon.metrics.items_failed.labels("q", "vertex_job_ended")
+            # W&B may answer failRunQueueItem (the item is terminal) before the daemon counts it
+            await wait(lambda: counter._value.get() >= 4)  # noqa: SLF001
+            failed = counter._value.get()  # noqa: SLF001
     record_figures(record, stack, ids, recover, area=AREA, scenario="jobs that end between two live listings")
     assert failed == 4
     assert sum(1 for i in ids if stack.wandb.items[i].state == "FAILED") == 4
