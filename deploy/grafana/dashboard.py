@@ -443,6 +443,14 @@ def dependencies_row() -> Section:
                 Query(f"sum by (loop) (increase(launch_supervisor_loop_failures_total[{RATE}]))", "{{loop}}"),
                 bars=True,
             ),
+            series(
+                "Hints coalesced",
+                "Hints (events) per minute that found a listing already due, by loop: they shared it, as "
+                "poll.*_min_gap (1 s by default) allows one hinted listing per gap. Healthy: anything; a "
+                "steady high rate means a chatty event source, costing one listing a gap per loop, no more.",
+                rate_per_minute("launch_supervisor_hints_coalesced_total", "loop", per_queue=False),
+                unit="opm",
+            ),
             states(
                 "Queue polling",
                 "Whether the daemon still polls each queue. Healthy: polling. stopped (auth) means W&B "

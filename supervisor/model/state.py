@@ -7,6 +7,7 @@ sleeps, so every rule is tested with plain values (docs/architecture.md, Parts).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,12 @@ class State:
     def __init__(self) -> None:
         self.queues: dict[str, QueueState] = {}
         self.vertex_jobs: dict[str, VertexJob] = {}
+        self._in_flight: dict[str, None] = {}
+        """Names of the jobs not in an end state, in the order they came: what each tick must account
+        for."""
+        self._ended: list[tuple[float, str]] = []
+        """A heap of (end, or creation, time; name) of ended jobs: the next to forget comes first,
+        so a listing does not walk every ended job of the lookback."""
         """CustomJobs listed within the lookback, by resource name."""
         self.stopped: dict[str, str] = {}
         """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
@@ -119,6 +126,7 @@ class State:
         for obs in seen:
             listed.add(obs.name)
             job = self.vertex_jobs.get(obs.name)
+            was_terminal = job is not None and job.state.terminal
             if job is None:
                 job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
                 self.vertex_jobs[obs.name] = job
@@ -130,12 +138,53 @@ class State:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
             facts.extend(stops.confirmed(job, policies, now))
-        for job in list(self.vertex_jobs.values()):
-            if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
-                if job.absent(now):
+            self._track(job, was_terminal)
+        if complete:
+            for job in self._live_jobs():
+                if job.name not in listed and job.created > horizon and job.absent(now):
                     facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
-            elif job.state.terminal and (job.ended or job.created) < horizon:
-                del self.vertex_jobs[job.name]
+                    self._track(job, was_terminal=False)
+        self._forget_ended(horizon)
+        return facts
+
+    def _track(self, job: VertexJob, was_terminal: bool) -> None:
+        if not job.state.terminal:
+            self._in_flight.setdefault(job.name)
+            return
+        self._in_flight.pop(job.name, None)
+        if not was_terminal:
+            heapq.heappush(self._ended, (job.ended or job.created, job.name))
+
+    def _forget_ended(self, horizon: float) -> None:
+        """Drop ended jobs that ended (or, without an end time, were created) before `horizon`."""
+        while self._ended and self._ended[0][0] < horizon:
+            _, name = heapq.heappop(self._ended)
+            job = self.vertex_jobs.get(name)
+            if job is None or not job.state.terminal:
+                continue
+            if (job.ended or job.created) < horizon:
+                del self.vertex_jobs[name]
+            else:  # its end time moved since: wait for the new one
+                heapq.heappush(self._ended, (job.ended or job.created, name))
+
+    def _live_jobs(self) -> list[VertexJob]:
+        jobs = (self.vertex_jobs.get(name) for name in self._in_flight)
+        return [job for job in jobs if job is not None and not job.state.terminal]
+
+    def vertex_in_flight(self) -> list[str]:
+        """CustomJobs known in a state that is not an end state: a listing of the live jobs that leaves
+        one out means it ended (or was deleted) since, and it is read on its own."""
+        return [job.name for job in self._live_jobs()]
+
+    def vertex_gone(self, names: Iterable[str], now: float) -> list[Fact]:
+        """CustomJobs in flight that Vertex AI no longer has (GetCustomJob answered NOT_FOUND): they
+        were deleted, and end (CANCELLED) so that their items are failed rather than left CLAIMED."""
+        facts: list[Fact] = []
+        for name in names:
+            job = self.vertex_jobs.get(name)
+            if job is not None and not job.state.terminal:
+                facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+                self._track(job, was_terminal=False)
         return facts
 
     @staticmethod
@@ -187,19 +236,19 @@ class State:
 
     def stop_queries(self) -> list[StopQuery]:
         """The runs of live CustomJobs to ask W&B about, one query per project."""
-        return stops.stop_queries(self.vertex_jobs.values(), self._policies())
+        return stops.stop_queries(self._live_jobs(), self._policies())
 
     def runs_read(self, query: StopQuery, stopped: Iterable[str], now: float) -> None:
         """W&B answered a stop query: `stopped` are the runs it reports stopped."""
-        stops.runs_read(self.vertex_jobs.values(), query, stopped, now)
+        stops.runs_read(self._live_jobs(), query, stopped, now)
 
     def job_cancels(self, now: float) -> list[CancelJob]:
         """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace."""
-        return stops.cancels(self.vertex_jobs.values(), self._policies(), now)
+        return stops.cancels(self._live_jobs(), self._policies(), now)
 
     def stopped_still_running(self, now: float, margin: float) -> dict[str, int]:
         """Per queue, live jobs of runs stopped for longer than the grace plus `margin`."""
-        return stops.overdue(self.vertex_jobs.values(), self._policies(), now, margin)
+        return stops.overdue(self._live_jobs(), self._policies(), now, margin)
 
     def job_cancel_answered(self, action: CancelJob, accepted: bool) -> list[Fact]:
         return stops.cancel_answered(self.vertex_jobs, action, accepted)

@@ -25,7 +25,10 @@ REGION = "us-central1"
 ENTITY = "sandbox-team"
 
 
-FAST_POLL = "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0"
+FAST_POLL = (
+    "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n"
+    "queue_min_gap = 0.1\nexecutions_min_gap = 0.1\nvertex_min_gap = 0.1"
+)
 """Poll intervals for tests: everything within a fraction of a second."""
 
 
