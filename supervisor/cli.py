@@ -134,6 +134,13 @@ def _get(url: str, path: str) -> Any:
     return response
 
 
+def _spend(cost: dict[str, Any]) -> str:
+    """`$12.30 / $50.00`, and why dispatch is held when it is."""
+    spend = "?" if cost["spend_24h"] is None else f"${cost['spend_24h']:.2f}"
+    budget = "" if cost["daily_budget"] is None else f" / ${cost['daily_budget']:.2f}"
+    return spend + budget + (f"  HELD: {cost['held']}" if cost["held"] else "")
+
+
 @cli.command()
 @click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's HTTP address.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw /status JSON.")
@@ -144,11 +151,11 @@ def status(url: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(f"launch-supervisor {data['version']}  ready={data['ready']}  up {data['uptime_s']:.0f}s")
-    click.echo(f"{'QUEUE':<24}{'PENDING':>8}{'IN FLIGHT':>10}  {'BREAKER':<10}POLLING")
+    click.echo(f"{'QUEUE':<24}{'PENDING':>8}{'IN FLIGHT':>10}  {'BREAKER':<10}{'POLLING':<9}SPEND 24H")
     for name, q in data["queues"].items():
         flying = sum(q["in_flight"].values())
         breaker = q["breaker"]["state"] + (f" ({q['breaker']['reason']})" if q["breaker"]["reason"] else "")
-        click.echo(f"{name:<24}{q['pending']:>8}{flying:>10}  {breaker:<10}{q['polling']}")
+        click.echo(f"{name:<24}{q['pending']:>8}{flying:>10}  {breaker:<10}{q['polling']:<9}{_spend(q['cost'])}")
     if data["executions"]:
         click.echo("")
         click.echo(f"{'EXECUTION':<40}{'QUEUE':<20}{'PHASE':<11}{'CATEGORY':<16}AGE")

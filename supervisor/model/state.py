@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from supervisor.model import remedies, retention, stops
+from supervisor.model import cost, limits, remedies, retention, stops
+from supervisor.model.cost import Prices
 from supervisor.model.facts import Fact, FactKind
 from supervisor.model.inbox import Inbox, Outcome
 from supervisor.model.observations import ExecutionSeen, VertexSeen
@@ -57,13 +58,18 @@ class Chores:
 class State:
     """Everything the daemon knows."""
 
-    def __init__(self) -> None:
+    def __init__(self, counting_from: float = 0.0) -> None:
         self.queues: dict[str, QueueState] = {}
         self.vertex_jobs: dict[str, VertexJob] = {}
         """CustomJobs listed within the lookback, by resource name."""
         self.stopped: dict[str, str] = {}
         """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
         self.inbox = Inbox()
+        self.prices = Prices()
+        """The price table the costs are counted with (`cost`)."""
+        self.counting_from = counting_from
+        """When this process started: no cost before it is counted, nor admission wait observed
+        (an earlier process did; see `cost`)."""
 
     @property
     def ready(self) -> bool:
@@ -80,6 +86,7 @@ class State:
             queue = self.queues.get(name)
             if queue is None:
                 self.queues[name] = QueueState(policy)
+                self.queues[name].spending.price_launcher(self.prices)
                 added.append(name)
                 continue
             queue.apply_policy(policy)
@@ -90,6 +97,23 @@ class State:
             del self.queues[name]
             self.stopped.pop(name, None)
         return PolicyChange(tuple(added), tuple(removed), tuple(resumed))
+
+    def configure(self, policies: Sequence[QueuePolicy], prices: Prices) -> PolicyChange:
+        """The configured queues and the price table, at start or on reload (`apply_policy`)."""
+        self.apply_prices(prices)
+        return self.apply_policy(policies)
+
+    def apply_prices(self, prices: Prices) -> None:
+        """The price table; launcher prices follow at once."""
+        self.prices = prices
+        for queue in self.queues.values():
+            queue.spending.price_launcher(prices)
+
+    def launcher_read(self, queue: str, vcpu: float, gib: float) -> None:
+        """The queue's launcher job's CPU and memory limits, read once from Cloud Run."""
+        if (state := self.queues.get(queue)) is not None:
+            state.spending.launcher_size = (vcpu, gib)
+            state.spending.price_launcher(self.prices)
 
     def stop_polling(self, queue: str, reason: str) -> None:
         """Polling this queue stopped until a reload (W&B rejected the key)."""
@@ -126,17 +150,35 @@ class State:
             job.absence.seen(now)
             job.entity, job.project = job.entity or obs.entity, job.project or obs.project
             job.launch_queue = job.launch_queue or obs.launch_queue
+            job.hardware = job.hardware or obs.hardware
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
-            facts.extend(stops.confirmed(job, policies, now))
+            facts.extend(self._admitted(job, obs.started, policies))
+            facts.extend(stops.confirmed(job, policies))
         for job in list(self.vertex_jobs.values()):
             if complete and not job.state.terminal and job.name not in listed and job.created > horizon:
                 if job.absent(now):
                     facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
             elif job.state.terminal and (job.ended or job.created) < horizon:
                 del self.vertex_jobs[job.name]
+        if complete:
+            costs, spends = cost.tally(self.vertex_jobs.values(), policies, self.prices, now, self.counting_from)
+            facts.extend(costs)
+            for name, queue in self.queues.items():
+                queue.spending.spend = spends.get(name, 0.0)
         return facts
+
+    def _admitted(self, job: VertexJob, started: float | None, policies: dict[str, QueuePolicy]) -> list[Fact]:
+        """Its start_time, the first time a listing gives it: the wait for capacity, observed once (by
+        the process that saw it start)."""
+        if started is None or job.started is not None:
+            return []
+        job.started = started
+        policy = stops.queue_of(job, policies)
+        if policy is None or started < self.counting_from or job.created <= 0:
+            return []
+        return [Fact(FactKind.ADMITTED, policy.name, seconds=max(0.0, started - job.created), custom_job=job.name)]
 
     @staticmethod
     def _update(job: VertexJob, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:
@@ -194,8 +236,12 @@ class State:
         stops.runs_read(self.vertex_jobs.values(), query, stopped, now)
 
     def job_cancels(self, now: float) -> list[CancelJob]:
-        """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace."""
-        return stops.cancels(self.vertex_jobs.values(), self._policies(), now)
+        """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace, or they
+        passed their queue's max_queued or max_runtime (`limits`)."""
+        policies = self._policies()
+        return stops.cancels(self.vertex_jobs.values(), policies, now) + limits.cancels(
+            self.vertex_jobs.values(), policies, now
+        )
 
     def stopped_still_running(self, now: float, margin: float) -> dict[str, int]:
         """Per queue, live jobs of runs stopped for longer than the grace plus `margin`."""

@@ -77,6 +77,9 @@ class Options:
     stop_grace: float = 5.0
     """Seconds a run stopped in W&B keeps its CustomJob before the daemon cancels it (short here: the
     sandbox's training code ignores the stop)."""
+    daily_budget: float = 100.0
+    """The queues' daily_budget in dollars, priced with the shipped example table: far above what the
+    sandbox spends, so that the budget's gauges and panels have data without holding anything."""
     on_submit: str = "stop"
     """The watchdogs' --on-submit: `keep` leaves every agent running, for the backstop to end."""
     agent: tuple[str, ...] | None = None
@@ -217,6 +220,7 @@ class Sandbox:
         settings = (
             f"max_inflight = {o.max_inflight}\nclaim_timeout = {o.idle_timeout + 30:g}\nexecution_timeout = 600\n"
             f"stop_after_submit = {o.stop_after_submit:g}\nstop_grace = {o.stop_grace:g}\n"
+            f"daily_budget = {o.daily_budget:g}\n"
             f"breaker = {{ threshold = 3, window = 300, cooldown = {o.breaker_cooldown:g}, "
             f"max_cooldown = {max(120.0, o.breaker_cooldown):g} }}"
         )

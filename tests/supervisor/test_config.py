@@ -53,7 +53,7 @@ def test_unknown_keys_get_a_suggestion() -> None:
     assert found == [
         "unknown key `queues[0].max_infligt`; did you mean `max_inflight`? (allowed here: name, launcher_job, "
         "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, stop_after_submit, stranded_after, "
-        "cancel_stopped_runs, stop_grace, breaker)"
+        "cancel_stopped_runs, stop_grace, max_queued, max_runtime, daily_budget, breaker)"
     ]
     assert "did you mean `entity`" in problems(MINIMAL.replace('entity = "team-ml"', 'entitty = "team-ml"'))[1]
 

@@ -20,7 +20,7 @@ from google.cloud import aiplatform_v1
 from supervisor.calls.gcp import cancel_call, pages, read_retry, seconds
 from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.observations import VertexSeen
-from supervisor.model.vertex import JobState
+from supervisor.model.vertex import Hardware, JobState, Pool
 
 RUN_LABEL = "wandb-run-id"
 TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"
@@ -53,6 +53,28 @@ def launch_queue(job: Any) -> tuple[str, str] | None:
 def trace_id(job: Any) -> str | None:
     """The queue item id the agent set in the job's container env, if any."""
     return container_env(job, TRACE_ENV)
+
+
+def hardware(job: Any) -> Hardware:
+    """Its worker pools' machines and whether it runs on spot VMs (`job_spec.scheduling.strategy`
+    SPOT, aiplatform_v1 Scheduling.Strategy): what its cost is counted by."""
+    pools = []
+    for pool in job.job_spec.worker_pool_specs:
+        machine = pool.machine_spec
+        try:
+            accelerator = aiplatform_v1.AcceleratorType(machine.accelerator_type).name
+        except ValueError:  # a type newer than the pinned client: unpriced, never guessed
+            accelerator = f"accelerator type {int(machine.accelerator_type)}"
+        pools.append(
+            Pool(
+                machine_type=str(machine.machine_type),
+                replicas=int(pool.replica_count),
+                accelerator_type=None if accelerator == "ACCELERATOR_TYPE_UNSPECIFIED" else accelerator,
+                accelerator_count=int(machine.accelerator_count),
+            )
+        )
+    spot = job.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.SPOT
+    return Hardware(tuple(pools), spot=spot)
 
 
 class VertexTracker:
@@ -116,6 +138,8 @@ class VertexTracker:
                         entity=container_env(job, ENTITY_ENV),
                         project=container_env(job, PROJECT_ENV),
                         launch_queue=launch_queue(job),
+                        started=seconds(job.start_time),
+                        hardware=hardware(job),
                     )
                 )
         return found
