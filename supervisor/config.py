@@ -93,6 +93,18 @@ class PollConfig(_Section):
     vertex_interval: float = Field(default=15.0, gt=0)
     jitter: float = Field(default=0.1, ge=0, le=0.5)
     """Each interval varies by up to this fraction, so many daemons do not poll in step."""
+    queue_min_gap: float = Field(default=1.0, ge=0)
+    """Least seconds between two listings of a queue's items that hints asked for: hints that arrive
+    inside the gap share one listing. A second keeps dispatch within a second of an event and a flood
+    of events to one GraphQL request a second per queue."""
+    executions_min_gap: float = Field(default=1.0, ge=0)
+    """The same floor for listing a launcher job's executions (one ListExecutions per gap at most)."""
+    vertex_min_gap: float = Field(default=1.0, ge=0)
+    """The same floor for the Vertex loop: a chatty event source costs at most one tick (two
+    ListCustomJobs calls plus a GetCustomJob per job that ended) a second."""
+    vertex_full_interval: float = Field(default=600.0, gt=0)
+    """Seconds between listings of every CustomJob of the whole `gcp.vertex_lookback`, the safety net
+    behind the ticks that list only the live and the newly created ones."""
 
 
 class BreakerConfig(_Section):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pub/Sub for launch-supervisor: a topic, the daemon's subscription, and log sinks that route
-# watchdog events, Cloud Run execution changes and Vertex AI CustomJob changes to the topic.
+# watchdog events, Cloud Run execution outcomes and Vertex AI CustomJob creations and cancels to the
+# topic: state changes only, never training output or the daemon's own reads.
 #
 #   deploy/gcp/setup-events.sh --project P --job vertex-ai-launcher [--job other-launcher] \
 #       [--topic launch-supervisor-events] [--subscription launch-supervisor] \
@@ -36,12 +37,25 @@ job_list=$(printf ' OR "%s"' "${jobs[@]}"); job_list="(${job_list# OR })"
 destination="pubsub.googleapis.com/projects/$project/topics/$topic"
 
 declare -A filters
+# Each sink delivers state changes, never output: no training lines (resource.type="ml_job"), and no
+# reads (the daemon's own List/Get calls, in Data Access audit logs when those are on). The filters
+# keep to the part of the Logging query language that tests/supervisor/model/logging_query.py
+# evaluates against the fixtures the event parser is tested with.
+#
 # Watchdog event lines (structured jsonPayload) from the launcher executions.
 filters[watchdog]="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND jsonPayload.event:\"watchdog.\""
-# Execution lifecycle (started, completed, failed) as Cloud Run reports it.
-filters[executions]="resource.type=\"cloud_run_job\" AND resource.labels.job_name=$job_list AND logName:\"run.googleapis.com%2Fvarlog%2Fsystem\""
-# Vertex AI CustomJob state changes.
-filters[vertex]="resource.type=\"ml_job\" OR (protoPayload.serviceName=\"aiplatform.googleapis.com\" AND protoPayload.methodName:\"CustomJob\")"
+# An execution's outcome: the end of its RunJob operation. Cloud Run's audit logging page
+# (https://cloud.google.com/run/docs/audit-logging) lists Jobs.RunJob as a long-running operation,
+# which writes one audit entry when it starts and one when it ends; the end entry has
+# operation.last=true ("Audit logs for long-running operations" in Cloud Audit Logs). Which audit log
+# holds it follows the permission type of run.jobs.run, so any cloudaudit.googleapis.com log is
+# taken (if it is Data Access, enable Data Access audit logs for Cloud Run: docs/runbook.md).
+filters[executions]="logName:\"cloudaudit.googleapis.com\" AND protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.methodName:\"Jobs.RunJob\" AND operation.last=true AND resource.labels.job_name=$job_list"
+# CustomJobs created or cancelled: Admin Activity audit entries (always on; Vertex AI's audit logging
+# page, https://cloud.google.com/vertex-ai/docs/general/audit-logging, lists customJobs.create and
+# customJobs.cancel there). Google documents no log entry for a CustomJob's other state changes, so
+# its end is found by the Vertex loop's polling.
+filters[vertex]="logName:\"cloudaudit.googleapis.com%2Factivity\" AND protoPayload.serviceName=\"aiplatform.googleapis.com\" AND protoPayload.methodName=(\"google.cloud.aiplatform.v1.JobService.CreateCustomJob\" OR \"google.cloud.aiplatform.v1.JobService.CancelCustomJob\")"
 
 exists gcloud pubsub topics describe "$topic" --project "$project" || \
     run gcloud pubsub topics create "$topic" --project "$project"

@@ -2,7 +2,9 @@
 stop and watch it.
 
 A loop waits its interval or until woken; a wake-up that comes while it is busy ends its next wait
-at once, so none is lost. A step that fails is logged and counted and the loop carries on: a
+at once, so none is lost. A hint (an event saying something changed) makes a loop list early, but at
+most once per `min_gap`: hints that arrive while a listing is already due share it, so a flood of
+events costs one listing per gap, not one each. A step that fails is logged and counted and the loop carries on: a
 malformed answer never stops the daemon. The same error at every tick is logged when it starts or
 changes, and its end once.
 """
@@ -36,8 +38,12 @@ class Loop:
     """Monotonic time of the end of its latest step."""
     errors: dict[str, str] = field(default_factory=dict)
     """The latest error of each of its steps that is failing, by step name."""
-    list_now: bool = False
-    """For a queue loop: list the items at the next wake-up, not only reconcile (a hint came)."""
+    min_gap: float = 0.0
+    """Least seconds between the starts of two listings when a hint asks for the second."""
+    hinted: bool = False
+    """A hint asked to list again; cleared when a listing starts."""
+    listed_at: float = float("-inf")
+    """Monotonic time the latest listing started."""
     active: bool = True
     """False once its queue is removed or its polling stopped: it ends at its next turn."""
 
@@ -48,6 +54,28 @@ class Loop:
 
     def poke(self) -> None:
         self.wake.set()
+
+    def hint(self) -> bool:
+        """Ask for a listing as soon as `min_gap` allows; True when one was already due (the hint
+        coalesced into it)."""
+        if self.hinted:
+            return True
+        self.hinted = True
+        self.poke()
+        return False
+
+    def due(self, next_tick: float, now: float) -> bool:
+        """Whether to list now: its interval has passed, or a hint came and the gap since the latest
+        listing has."""
+        return now >= next_tick or (self.hinted and now >= self.listed_at + self.min_gap)
+
+    def listing(self, now: float) -> None:
+        """A listing starts: hints from now on ask for the next one."""
+        self.hinted, self.listed_at = False, now
+
+    def until(self, next_tick: float) -> float:
+        """Monotonic time of the next listing, as things stand."""
+        return min(next_tick, self.listed_at + self.min_gap) if self.hinted else next_tick
 
     async def nap(self, seconds: float, stopping: anyio.Event) -> None:
         """Wait `seconds`, or until poked (or the daemon stops)."""

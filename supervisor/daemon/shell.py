@@ -46,6 +46,7 @@ from supervisor.daemon.notify import Notifier
 from supervisor.daemon.policy import policies_of, prices_of
 from supervisor.daemon.reconcile import reconcile
 from supervisor.daemon.stops import cancel_stopped_runs
+from supervisor.daemon.vertex_listing import VertexListing
 from supervisor.engines.sources.pubsub import consume
 from supervisor.engines.sources.wandb import WandbAuthError
 from supervisor.model.inbox import Outcome
@@ -58,8 +59,6 @@ from supervisor.surface.status import status_view
 
 DRAIN_SECONDS = 10.0
 """Longest wait for in-flight calls at shutdown; below systemd's TimeoutStopSec."""
-HINT_POLL_GAP = 0.1
-"""Hints poll the queue at most this often (seconds): a burst of hints coalesces into a few polls."""
 
 log = structlog.get_logger("launch_supervisor")
 
@@ -157,7 +156,8 @@ class Daemon:
                 self._clients = clients
                 for name in self.state.queues:
                     self._start_queue(name)
-                self._spawn(Loop("vertex", interval=self.config.poll.vertex_interval), self._vertex_loop)
+                poll = self.config.poll
+                self._spawn(Loop("vertex", None, poll.vertex_interval, min_gap=poll.vertex_min_gap), self._vertex_loop)
                 if (subscription := self.config.pubsub.subscription) is not None:
                     self._spawn(Loop("events"), lambda _: consume(subscription, self.handle_message, self._stopping))
                 tg.start_soon(self.notifier.watch, self.is_ready, self.healthy, name="systemd notify")
@@ -202,15 +202,20 @@ class Daemon:
 
     def _start_queue(self, name: str, executions: bool = True) -> None:
         poll = self.config.poll
-        self._spawn(Loop("queue", name, poll.queue_interval), self._queue_loop)
+        self._spawn(Loop("queue", name, poll.queue_interval, min_gap=poll.queue_min_gap), self._queue_loop)
         if executions:
-            self._spawn(Loop("executions", name, poll.executions_interval), self._executions_loop)
+            loop = Loop("executions", name, poll.executions_interval, min_gap=poll.executions_min_gap)
+            self._spawn(loop, self._executions_loop)
 
     def _wake(self, kind: str, queue: str | None = None, poll: bool = False) -> None:
-        """Wake a loop; for a queue loop with `poll`, to list the queue before it reconciles."""
-        if (loop := self._loops.get((kind, queue))) is not None:
-            loop.list_now = loop.list_now or poll
+        """Wake a loop. An executions or Vertex loop wakes to list again: a hint, acted on at most once
+        per its min_gap. A queue loop lists its items first only with `poll`; else it reconciles."""
+        if (loop := self._loops.get((kind, queue))) is None:
+            return
+        if kind == "queue" and not poll:
             loop.poke()
+        elif loop.hint():
+            self.metrics.hints_coalesced.labels(kind).inc()
 
     def _running_loop(self, loop: Loop) -> bool:
         return loop.active and not self._stopping.is_set() and loop.queue in self.state.queues
@@ -222,7 +227,7 @@ class Daemon:
         assert loop.queue is not None
         assert loop.interval is not None
         wandb, dispatcher, name = self._clients.wandb, self._clients.dispatcher, loop.queue
-        next_poll = last_poll = 0.0
+        next_poll = 0.0
 
         async def poll() -> None:
             queue = self.state.queues[name]
@@ -240,18 +245,15 @@ class Daemon:
             await reconcile(self.state.queues[name], dispatcher, self.metrics, lambda: self._running_loop(loop))
 
         while self._running_loop(loop):
-            hinted = loop.list_now and time.monotonic() >= last_poll + HINT_POLL_GAP
-            if time.monotonic() >= next_poll or hinted:
+            if loop.due(next_poll, time.monotonic()):
                 # One GraphQL request per queue per tick; other wake-ups only reconcile.
-                loop.list_now = False
-                last_poll = time.monotonic()
+                loop.listing(time.monotonic())
                 jitter = self.config.poll.jitter
-                next_poll = last_poll + loop.interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311
+                next_poll = loop.listed_at + loop.interval * (1 + random.uniform(-jitter, jitter))  # noqa: S311
                 await loop.step(self.metrics, poll)
             if self._running_loop(loop):
                 await loop.step(self.metrics, dispatch, step="reconcile")
-            until = min(next_poll, last_poll + HINT_POLL_GAP) if loop.list_now else next_poll
-            await loop.nap(until - time.monotonic(), self._stopping)
+            await loop.nap(loop.until(next_poll) - time.monotonic(), self._stopping)
 
     async def _executions_loop(self, loop: Loop) -> None:
         assert self._clients is not None
@@ -269,19 +271,16 @@ class Daemon:
                 self._act(outcome, received=False)
             self._wake("queue", name, poll=change.list_items)
 
-        while self._running_loop(loop):
-            await loop.step(self.metrics, step)
-            await loop.nap(loop.interval, self._stopping)
+        await self._listing_loop(loop, step, lambda: self._running_loop(loop))
 
     async def _vertex_loop(self, loop: Loop) -> None:
         assert self._clients is not None
         assert loop.interval is not None
         clients = self._clients
+        listing = VertexListing(self.config.gcp.vertex_lookback, self.config.poll.vertex_full_interval)
 
         async def step() -> None:
-            since = clock.now() - self.config.gcp.vertex_lookback
-            seen = await clients.vertex.list(since)
-            report(self.metrics, self.state.observe_vertex(seen, clock.now(), since, complete=True))
+            report(self.metrics, await listing.tick(self.state, clients.vertex))
             self.metrics.last_poll.labels("vertex").set(time.time())
             running = lambda: not self._stopping.is_set()  # noqa: E731
             for name in list(self.state.queues):  # a reload may remove a queue meanwhile
@@ -290,9 +289,18 @@ class Daemon:
                     self._wake("queue", name)
             await cancel_stopped_runs(self.state, clients, self.metrics, running)
 
-        while not self._stopping.is_set():
-            await loop.step(self.metrics, step)
-            await loop.nap(loop.interval, self._stopping)
+        await self._listing_loop(loop, step, lambda: not self._stopping.is_set())
+
+    async def _listing_loop(self, loop: Loop, step: Callable[[], Awaitable[None]], running: Callable[[], bool]) -> None:
+        """Run `step` every interval, or sooner when hinted, but never twice within its min_gap."""
+        assert loop.interval is not None
+        next_tick = 0.0
+        while running():
+            if loop.due(next_tick, time.monotonic()):
+                loop.listing(time.monotonic())
+                next_tick = loop.listed_at + loop.interval
+                await loop.step(self.metrics, step)
+            await loop.nap(loop.until(next_tick) - time.monotonic(), self._stopping)
 
     # -- events (Pub/Sub) ---------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A message is one of:
 - a watchdog event, published directly (`--events-topic`): JSON with `event: "watchdog.…"`;
 - a Cloud Logging `LogEntry` routed by a log sink: a watchdog event line arrives as its
-  `jsonPayload`; entries about Cloud Run executions or Vertex CustomJobs are hints to look again;
+  `jsonPayload`; audit entries of Cloud Run executions ending and of CustomJobs created or cancelled
+  are hints to look again (docs/architecture.md, Events);
 - `queue.item_added` from an enqueuer that wants instant dispatch.
 Anything else is `Malformed`, with a kind for the counter and a reason for the log. Parsing never
 raises: a daemon must not stop on a bad message.
@@ -124,24 +125,50 @@ def _watchdog(payload: dict[str, Any]) -> Event | Malformed:
     return event
 
 
+RUN_SERVICE = "run.googleapis.com"
+VERTEX_SERVICE = "aiplatform.googleapis.com"
+VERTEX_WRITES = ("JobService.CreateCustomJob", "JobService.CancelCustomJob", "JobService.DeleteCustomJob")
+"""Audited Vertex AI methods that change a CustomJob (Admin Activity logs); reads are not hints."""
+
+
+def _job_of(resource_name: Any) -> str | None:
+    """The Cloud Run job's short name in an audit entry's resourceName: v2 names it
+    projects/P/locations/R/jobs/J(/executions/E), v1 namespaces/P/jobs/J."""
+    if not isinstance(resource_name, str):
+        return None
+    parts = resource_name.split("/")
+    return next((parts[i + 1] for i in range(len(parts) - 1) if parts[i] == "jobs" and parts[i + 1]), None)
+
+
 def _log_entry(entry: dict[str, Any]) -> Event | Malformed:
+    """A LogEntry a sink routed (deploy/gcp/setup-events.sh says which): a watchdog line, a Cloud Run
+    audit entry (a RunJob operation's end is an execution's outcome), or a Vertex AI audit entry of
+    a CustomJob created or cancelled. Training output (`ml_job`) is refused: it carries no state."""
+    labels = _object(entry.get("labels"))
     payload = entry.get("jsonPayload")
     if isinstance(payload, dict) and str(payload.get("event", "")).startswith("watchdog."):
-        if not payload.get("execution"):
-            labels = _object(entry.get("labels"))
-            resource = _object(_object(entry.get("resource")).get("labels"))
-            execution = labels.get("run.googleapis.com/execution_name") or resource.get("execution_name")
-            payload = {**payload, "execution": execution}
+        if not payload.get("execution"):  # the execution is an entry label of cloud_run_job entries
+            payload = {**payload, "execution": labels.get("run.googleapis.com/execution_name")}
         return _watchdog(payload)
     resource = _object(entry.get("resource"))
     resource_type = resource.get("type")
-    labels = _object(resource.get("labels"))
-    if resource_type == "cloud_run_job":
-        return Event(EXECUTION_HINT, job=_text(labels.get("job_name")))
-    proto = entry.get("protoPayload")
-    service = proto.get("serviceName") if isinstance(proto, dict) else None
-    if resource_type == "ml_job" or service == "aiplatform.googleapis.com":
-        return Event(VERTEX_HINT)
+    resource_labels = _object(resource.get("labels"))
+    proto = _object(entry.get("protoPayload"))
+    service = proto.get("serviceName")
+    if resource_type == "cloud_run_job" or service == RUN_SERVICE:
+        job = _text(resource_labels.get("job_name")) or _job_of(proto.get("resourceName"))
+        return Event(EXECUTION_HINT, job=job)
+    if service == VERTEX_SERVICE:
+        method = proto.get("methodName")
+        if isinstance(method, str) and method.endswith(VERTEX_WRITES):
+            return Event(VERTEX_HINT)
+        return Malformed("unknown_type", f"Vertex AI audit entry for {method!r} changes no CustomJob")
+    if resource_type == "ml_job":
+        return Malformed(
+            "unknown_type",
+            "log entry of resource type 'ml_job' is training output, not a state change; "
+            "update the sinks with deploy/gcp/setup-events.sh",
+        )
     return Malformed("unknown_type", f"log entry of resource type {resource_type!r} is not one the supervisor uses")
 
 

@@ -162,11 +162,15 @@ class State:
                     facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
             elif job.state.terminal and (job.ended or job.created) < horizon:
                 del self.vertex_jobs[job.name]
-        if complete:
-            costs, spends = cost.tally(self.vertex_jobs.values(), policies, self.prices, now, self.counting_from)
-            facts.extend(costs)
-            for name, queue in self.queues.items():
-                queue.spending.spend = spends.get(name, 0.0)
+        return facts
+
+    def tally_costs(self, now: float) -> list[Fact]:
+        """After a Vertex tick (every job whose cost can have changed is listed): each queue's cost
+        since the last tick, its spend over the last 24 hours (the budget gate), and the jobs the
+        price table cannot price (see `cost`)."""
+        facts, spends = cost.tally(self.vertex_jobs.values(), self._policies(), self.prices, now, self.counting_from)
+        for name, queue in self.queues.items():
+            queue.spending.spend = spends.get(name, 0.0)
         return facts
 
     def _admitted(self, job: VertexJob, started: float | None, policies: dict[str, QueuePolicy]) -> list[Fact]:
@@ -179,6 +183,21 @@ class State:
         if policy is None or started < self.counting_from or job.created <= 0:
             return []
         return [Fact(FactKind.ADMITTED, policy.name, seconds=max(0.0, started - job.created), custom_job=job.name)]
+
+    def vertex_in_flight(self) -> list[str]:
+        """CustomJobs known in a state that is not an end state: a listing of the live jobs that leaves
+        one out means it ended (or was deleted) since, and it is read on its own."""
+        return [name for name, job in self.vertex_jobs.items() if not job.state.terminal]
+
+    def vertex_gone(self, names: Iterable[str], now: float) -> list[Fact]:
+        """CustomJobs in flight that Vertex AI no longer has (GetCustomJob answered NOT_FOUND): they
+        were deleted, and end (CANCELLED) so that their items are failed rather than left CLAIMED."""
+        facts: list[Fact] = []
+        for name in names:
+            job = self.vertex_jobs.get(name)
+            if job is not None and not job.state.terminal:
+                facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+        return facts
 
     @staticmethod
     def _update(job: VertexJob, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:

@@ -143,6 +143,29 @@ def custom_job(
     )
 
 
+def agent_job(queue: str, item_id: str, run_id: str, entity: str) -> aiplatform_v1.CustomJob:
+    """A CustomJob as the agent builds one: `custom_job`'s label and env, plus the rest of what
+    `LaunchProject.get_env_vars_dict` puts there (wandb/sdk/launch/_project_spec.py of wandb 0.31.0;
+    the Vertex runner appends it to the container's env, wandb/sdk/launch/runner/vertex_runner.py):
+    16 variables, with values of the size real ones have (the API key is 40 characters)."""
+    job = custom_job(queue, item_id, run_id, entity=entity)
+    values = {
+        "WANDB_API_KEY": "0" * 40,
+        "WANDB_BASE_URL": "https://api.wandb.ai",
+        "WANDB_USERNAME": entity,
+        "WANDB_NAME": f"{queue}-{run_id}",
+        "WANDB_LAUNCH": "True",
+        "WANDB_RESUME": "allow",
+        "WANDB_DOCKER": "us-docker.pkg.dev/sandbox/trainers/train:latest",
+        "WANDB_ARTIFACTS": '{"_wandb_job": "' + entity + '/proj/job-train:v3"}',
+        "WANDB_CONFIG": '{"lr": 0.0003, "epochs": 10, "batch_size": 64, "model": "resnet50"}',
+        "WANDB_SWEEP_ID": "",
+    }
+    pool = job.job_spec.worker_pool_specs[0]
+    pool.container_spec.env.extend(aiplatform_v1.EnvVar(name=k, value=v) for k, v in values.items())
+    return job
+
+
 RUN_STATES = {S.JOB_STATE_SUCCEEDED: "finished", S.JOB_STATE_CANCELLED: "killed"}
 """The state a run ends in, by its job's end state; any other end is `failed`."""
 

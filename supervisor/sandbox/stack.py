@@ -28,7 +28,10 @@ ENTITY = "sandbox-team"
 
 PRICES = (resources.files("supervisor.sandbox") / "prices-us-central1.toml").read_text()
 """The shipped example price table: the sandbox counts costs with it, so every cost panel has data."""
-FAST_POLL = "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0"
+FAST_POLL = (
+    "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n"
+    "queue_min_gap = 0.1\nexecutions_min_gap = 0.1\nvertex_min_gap = 0.1"
+)
 """Poll intervals for tests: everything within a fraction of a second."""
 
 

@@ -1,5 +1,7 @@
 """A Vertex AI stand-in: JobService CustomJobs that move QUEUED → PENDING → RUNNING → SUCCEEDED
-(or FAILED) on a schedule, listed with label and create_time filters.
+(or FAILED) on a schedule, listed with the filter grammar Vertex documents for ListCustomJobs and
+its `read_mask`; it can be preloaded with thousands of ended jobs (`preload`), as a real project
+holds after a few days of launches.
 
 CreateCustomJob checks a spec the way Vertex refuses real ones: a machine type that does not exist or
 does not take the accelerator (InvalidArgument), more accelerators than the project's quota
@@ -26,16 +28,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 import grpc
 from anyio.abc import TaskStatus
 from google.cloud import aiplatform_v1
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, field_mask_pb2
 from google.rpc import code_pb2, status_pb2
 
 from supervisor.sandbox import grpc_server
@@ -160,6 +162,8 @@ class VertexStandIn:
     watch: Callable[[aiplatform_v1.CustomJob], None] | None = None
     """Called with a job each time its state changes (created QUEUED included)."""
     _ids: Any = field(default_factory=lambda: itertools.count(1000000001))
+    _moving: set[str] = field(default_factory=set)
+    """Jobs not yet ended: the only ones `advance` has to look at, however many have ended."""
 
     def create(self, custom_job: aiplatform_v1.CustomJob) -> aiplatform_v1.CustomJob:
         """Create a job as CreateCustomJob does (also used directly by the simulated launcher)."""
@@ -172,8 +176,28 @@ class VertexStandIn:
         job.update_time = now
         fail_with = self.fail_runs.get(job.labels.get("wandb-run-id", "")) or planned_failure(job)
         self.jobs[name] = _Tracked(job, now, fail_with, planned_duration(job))
+        self._moving.add(name)
         self._changed(job)
         return job
+
+    def preload(self, jobs: Iterable[aiplatform_v1.CustomJob], within: float = 86400.0) -> None:
+        """Add CustomJobs (as the agent built them: `simulated.agent_job`) that ended within the past
+        `within` seconds, spread evenly, one in ten FAILED: the history a project keeps after a day
+        of launches, which every full listing reads."""
+        now = datetime.now(UTC)
+        built = list(jobs)
+        for n, spec in enumerate(built):
+            created = now - timedelta(seconds=within * (n + 1) / (len(built) + 1))
+            job = aiplatform_v1.CustomJob(spec)
+            job.name = f"projects/{self.project_number}/locations/{self.region}/customJobs/{next(self._ids)}"
+            failed = n % 10 == 0
+            job.state = S.JOB_STATE_FAILED if failed else S.JOB_STATE_SUCCEEDED
+            if failed:
+                job.error = status_pb2.Status(code=code_pb2.INTERNAL, message=_PRELOAD_FAILURE)
+            job.create_time = created
+            job.start_time = created + timedelta(seconds=90)
+            job.end_time = job.update_time = created + timedelta(seconds=600)
+            self.jobs[job.name] = _Tracked(job, created)
 
     def cancel(self, name: str, now: datetime | None = None) -> tuple[grpc.StatusCode, str] | None:
         """Cancel a job as CancelCustomJob does: None when accepted (it goes CANCELLING), else why not."""
@@ -200,11 +224,17 @@ class VertexStandIn:
         """Move every job to the state its schedule says it has reached; a cancelled one to CANCELLED
         once `cancel_delay` has passed."""
         now = now or datetime.now(UTC)
-        for tracked in self.jobs.values():
+        for name in list(self._moving):
+            tracked = self.jobs.get(name)
+            if tracked is None:  # removed from `jobs` by a test (deleted)
+                self._moving.discard(name)
+                continue
             before = tracked.job.state
             self._advance(tracked, now)
             if tracked.job.state != before:
                 self._changed(tracked.job)
+            if tracked.job.state in ENDED:
+                self._moving.discard(name)
 
     def _advance(self, tracked: _Tracked, now: datetime) -> None:
         job = tracked.job
@@ -269,13 +299,21 @@ class VertexStandIn:
             keep = _parse_filter(request.filter)
         except ValueError as exc:
             await grpc_server.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        mask = request.read_mask if "read_mask" in request else None
+        if mask is not None and not field_mask_pb2.FieldMask(paths=list(mask.paths)).IsValidForDescriptor(_JOB_PB):
+            # Vertex answers an unknown field path with INVALID_ARGUMENT, as AIP-157 asks of read masks.
+            await grpc_server.abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"Invalid read_mask: {list(mask.paths)}")
         self.advance()
-        jobs = sorted((t.job for t in self.jobs.values() if keep(t.job)), key=lambda j: j.name)
+        names = sorted(name for name, t in self.jobs.items() if keep(t.job))
         size = request.page_size or 100
         start = int(request.page_token or 0)
-        page = jobs[start : start + size]
-        token = str(start + size) if start + size < len(jobs) else ""
-        return aiplatform_v1.ListCustomJobsResponse(custom_jobs=page, next_page_token=token)
+        page = [self.jobs[name].job for name in names[start : start + size]]
+        token = str(start + size) if start + size < len(names) else ""
+        response = aiplatform_v1.ListCustomJobsResponse(next_page_token=token)
+        raw = aiplatform_v1.ListCustomJobsResponse.pb(response)
+        for job in page:
+            _masked(aiplatform_v1.CustomJob.pb(job), mask, raw.custom_jobs.add())
+        return response
 
     async def _cancel(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         late = await grpc_server.apply_fault(self.faults, "CancelCustomJob", context)
@@ -315,47 +353,88 @@ class VertexStandIn:
                 await anyio.sleep(0.02)
 
 
-_TERM = re.compile(r'^\s*(labels\.[\w-]+|create_time)\s*(:|=|>=|>|<=|<)\s*(\*|"[^"]*"|\S+)\s*$')
-_COMPARE: dict[str, Callable[[datetime, datetime], bool]] = {
+_JOB_PB: Any = aiplatform_v1.CustomJob.pb().DESCRIPTOR
+_PRELOAD_FAILURE = (
+    "The replica workerpool0-0 exited with a non-zero status of 1. "
+    "To find out more about why your job exited please check the logs."
+)
+
+
+def _masked(job: Any, mask: Any, out: Any) -> None:
+    """`job` (raw protobuf) into `out`, only the fields `mask` names (all without one)."""
+    if mask is None or not mask.paths:
+        out.CopyFrom(job)
+    else:
+        field_mask_pb2.FieldMask(paths=list(mask.paths)).MergeMessage(job, out)
+
+
+_TERM = re.compile(
+    r'^(NOT\s+)?(labels\.[\w-]+|create_time|state|display_name)\s*(!=|>=|<=|:|=|>|<)\s*(\*|"[^"]*"|\S+)$'
+)
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b,
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
     "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
 }
+_OPERATORS = {"create_time": {"=", "!=", "<", "<=", ">", ">="}, "state": {"=", "!="}, "display_name": {"=", "!=", ":"}}
+"""Vertex's ListCustomJobsRequest.filter: `display_name` (`=`, `!=`, `:` wildcard), `state` (`=`,
+`!=`), `create_time` (`=`, `!=`, `<`, `<=`, `>`, `>=`, RFC 3339) and `labels` (`labels.key=value`,
+`labels.key:*`); google-cloud-aiplatform's aiplatform_v1/types/job_service.py. Nothing else, so
+`update_time` or `end_time` is refused, as Vertex refuses them."""
 JobTest = Callable[[Any], bool]
 
 
-def _has_label(label: str) -> JobTest:
-    return lambda job: label in job.labels
-
-
-def _label_is(label: str, value: str) -> JobTest:
-    return lambda job: bool(job.labels.get(label) == value)
-
-
-def _created(op: str, moment: datetime) -> JobTest:
-    compare = _COMPARE[op]
-    return lambda job: compare(job.create_time, moment)
+def _term(text: str) -> JobTest:
+    match = _TERM.match(text.strip())
+    if not match:
+        raise ValueError(f"Unsupported filter term: {text.strip()!r}")
+    negate, key, op, raw = match.groups()
+    value = raw.strip('"')
+    test: JobTest
+    if key.startswith("labels."):
+        label = key[len("labels.") :]
+        if op == ":" and value == "*":
+            test = lambda job: label in job.labels  # noqa: E731
+        elif op in (":", "="):
+            test = lambda job: bool(job.labels.get(label) == value)  # noqa: E731
+        else:
+            raise ValueError(f"Unsupported operator {op!r} for labels in {text.strip()!r}")
+    elif op not in _OPERATORS[key]:
+        raise ValueError(f"Unsupported operator {op!r} for field {key} in {text.strip()!r}")
+    elif key == "state":
+        try:
+            wanted = S[value]
+        except KeyError:
+            raise ValueError(f"Unknown JobState {value!r} in {text.strip()!r}") from None
+        compare = _COMPARE[op]
+        test = lambda job: compare(job.state, wanted)  # noqa: E731
+    elif key == "display_name":
+        if op == ":":
+            pattern = re.compile(re.escape(value).replace(r"\*", ".*"))
+            test = lambda job: bool(pattern.fullmatch(job.display_name))  # noqa: E731
+        else:
+            compare = _COMPARE[op]
+            test = lambda job: compare(job.display_name, value)  # noqa: E731
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"create_time must be RFC 3339, not {value!r}") from None
+        compare = _COMPARE[op]
+        test = lambda job: compare(job.create_time, moment)  # noqa: E731
+    return (lambda job: not test(job)) if negate else test
 
 
 def _parse_filter(text: str) -> JobTest:
-    """The subset of AIP-160 filters the supervisor sends: label presence/equality and create_time."""
-    tests: list[JobTest] = []
-    for term in filter(None, (t.strip() for t in re.split(r"\s+AND\s+", text or ""))):
-        match = _TERM.match(term)
-        if not match:
-            raise ValueError(f"unsupported filter term: {term!r}")
-        key, op, raw = match.groups()
-        value = raw.strip('"')
-        if key.startswith("labels."):
-            label = key[len("labels.") :]
-            if op == ":" and value == "*":
-                tests.append(_has_label(label))
-            elif op in (":", "="):
-                tests.append(_label_is(label, value))
-            else:
-                raise ValueError(f"unsupported label operator in {term!r}")
-        else:
-            tests.append(_created(op, datetime.fromisoformat(value.replace("Z", "+00:00"))))
-    return lambda job: all(test(job) for test in tests)
+    """A ListCustomJobs filter as a test of one job, or ValueError (INVALID_ARGUMENT) for anything
+    outside the grammar (`_OPERATORS`). Terms join with AND; OR binds tighter than AND, as in AIP-160
+    (`a AND b OR c` is `a AND (b OR c)`); NOT negates one term. Parentheses are not taken."""
+    if "(" in (text or "") or ")" in (text or ""):
+        raise ValueError(f"Unsupported filter (parentheses): {text!r}")
+    conjuncts: list[list[JobTest]] = []
+    for conjunct in filter(None, (t.strip() for t in re.split(r"\s+AND\s+", text or ""))):
+        conjuncts.append([_term(t) for t in re.split(r"\s+OR\s+", conjunct)])
+    return lambda job: all(any(test(job) for test in alternatives) for alternatives in conjuncts)

@@ -10,6 +10,7 @@ No item ids, run ids or execution names are ever label values.
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -41,6 +42,8 @@ ADMISSION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 360
 """From a job whose machines were free (seconds) to one that waited hours or a day for GPUs; fine
 around 15 to 30 minutes, where the admission alert's threshold lies."""
 VERTEX_CANCEL_REASONS = (RUN_STOPPED, MAX_QUEUED, MAX_RUNTIME)
+HINTED_LOOPS = ("queue", "executions", "vertex")
+"""Loops that a hint makes list early, each at most once per its `poll.*_min_gap`."""
 SOURCES = ("wandb", "cloudrun", "vertex")
 """The `source` label of last_successful_poll_timestamp_seconds."""
 
@@ -84,6 +87,7 @@ class _StateCollector(Collector):
             labels=["queue"],
         )
         overdue = snap.stopped_still_running(self._now(), OVERDUE_MARGIN)
+        jobs = Tally((j.queue, j.state) for j in snap.vertex_jobs.values())  # one pass, however many queues
         for name, state in snap.queues.items():
             pending.add_metric([name], state.pending_count())
             for phase, count in in_flight_by_phase(state).items():
@@ -96,7 +100,7 @@ class _StateCollector(Collector):
             if state.policy.daily_budget is not None:
                 budget.add_metric([name], state.policy.daily_budget)
             for job_state in JobState:
-                count = sum(1 for j in snap.vertex_jobs.values() if j.queue == name and j.state is job_state)
+                count = jobs[(name, job_state)]
                 if count or job_state in (JobState.RUNNING, JobState.PENDING, JobState.QUEUED):
                     vertex.add_metric([name, job_state.value], count)
         yield from (pending, in_flight, breaker, stopped, vertex, late, spend, budget, over)
@@ -240,6 +244,14 @@ class Metrics:
         )
         for loop in ("queue", "reconcile", "executions", "vertex"):
             self.loop_failures.labels(loop)
+        self.hints_coalesced = Counter(
+            f"{PREFIX}hints_coalesced",
+            "Hints to list again that arrived while a listing was already due: they shared it (poll.*_min_gap).",
+            ["loop"],
+            registry=r,
+        )
+        for loop in HINTED_LOOPS:
+            self.hints_coalesced.labels(loop)
         self.reconcile_duration = Histogram(
             f"{PREFIX}reconcile_duration_seconds", "One reconcile of one queue.", buckets=API_BUCKETS, registry=r
         )

@@ -199,3 +199,39 @@ async def test_a_simulated_launcher_s_job_carries_the_run_s_whereabouts_and_may_
         assert env["WANDB_PROJECT"] == "train"
         assert tracked.job.state == S.JOB_STATE_RUNNING
         assert stack.wandb.runs[(ENTITY, "train", run_id)].state == "running"
+
+
+async def test_list_takes_the_documented_filter_grammar_and_refuses_the_rest() -> None:
+    """ListCustomJobsRequest.filter (aiplatform_v1/types/job_service.py): display_name, state (= and
+    !=), create_time and labels, with AND, OR (tighter than AND) and NOT; update_time, end_time and
+    parentheses are refused with INVALID_ARGUMENT, as are unknown states and bad read masks."""
+    vertex = VertexStandIn(schedule=Schedule(pending=0.0, running=0.0, done=0.0))
+    parent = "projects/123456/locations/us-central1"
+    async with served(vertex) as client:
+        first, second = job(vertex, "r1"), job(vertex, "r2")
+        vertex.cancel_delay = 3600.0
+        running = job(vertex, "r3", "--sandbox-run-for=3600")
+
+        async def names(query: str) -> list[str]:
+            request = aiplatform_v1.ListCustomJobsRequest(parent=parent, filter=query)
+            return [j.name for j in (await client.list_custom_jobs(request=request)).custom_jobs]
+
+        assert await names('state!="JOB_STATE_SUCCEEDED"') == [running]
+        assert await names('state="JOB_STATE_SUCCEEDED" AND labels.wandb-run-id="r1"') == [first]
+        assert await names('labels.wandb-run-id="r1" OR labels.wandb-run-id="r2"') == [first, second]
+        assert await names('NOT labels.wandb-run-id="r1" AND display_name:"q-*"') == [second, running]
+        assert await names('create_time>"2000-01-01T00:00:00Z" AND display_name="q-r3"') == [running]
+        for refused in (
+            'update_time>"2000-01-01T00:00:00Z"',
+            'end_time<"2030-01-01T00:00:00Z"',
+            'state>"JOB_STATE_RUNNING"',
+            'state="JOB_STATE_DONE"',
+            '(state="JOB_STATE_RUNNING")',
+            'create_time>"yesterday"',
+        ):
+            with pytest.raises(gexc.InvalidArgument):
+                await names(refused)
+        with pytest.raises(gexc.InvalidArgument):
+            await client.list_custom_jobs(
+                request=aiplatform_v1.ListCustomJobsRequest(parent=parent, read_mask={"paths": ["no_such_field"]})
+            )

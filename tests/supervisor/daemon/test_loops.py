@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 from prometheus_client import CollectorRegistry
@@ -61,3 +63,59 @@ async def test_a_loop_is_late_after_three_intervals_unless_it_is_inactive() -> N
 
 async def _nothing() -> None:
     pass
+
+
+def test_hints_inside_the_gap_share_one_listing() -> None:
+    """The first hint makes a listing due once `min_gap` has passed since the latest one; those that
+    come while it is due coalesce into it; a hint during the listing asks for the next."""
+    loop = Loop("vertex", interval=15.0, min_gap=1.0)
+    loop.listing(100.0)
+    next_tick = 115.0
+    assert not loop.due(next_tick, 100.5)
+    assert loop.hint() is False  # the first asks
+    assert [loop.hint() for _ in range(99)] == [True] * 99  # the rest share it
+    assert not loop.due(next_tick, 100.5)
+    assert loop.until(next_tick) == 101.0
+    assert loop.due(next_tick, 101.0)
+    loop.listing(101.0)
+    assert loop.until(next_tick) == next_tick
+    assert loop.hint() is False  # came during the listing: the next one is due a gap later
+    assert loop.until(next_tick) == 102.0
+    assert loop.due(next_tick, 115.0)  # the interval still holds without hints
+
+
+async def test_a_flood_of_hints_lists_at_most_once_per_gap() -> None:
+    """100 hints a second reach a loop that lists each time it is due: over the flood, at most
+    (its length / min_gap) + 1 listings, and every hint that found one already due is counted."""
+    metrics = Metrics("test", CollectorRegistry())
+    loop, stopping = Loop("executions", "q", interval=60.0, min_gap=0.5), anyio.Event()
+    listings: list[float] = []
+
+    async def run() -> None:
+        next_tick = anyio.current_time() + 60.0  # it listed at start
+        while not stopping.is_set():
+            now = anyio.current_time()
+            if loop.due(next_tick, now):
+                loop.listing(now)
+                next_tick = now + 60.0
+                listings.append(now)
+            await loop.nap(loop.until(next_tick) - anyio.current_time(), stopping)
+
+    asked = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        started = anyio.current_time()
+        for _ in range(200):
+            if loop.hint():
+                metrics.hints_coalesced.labels("executions").inc()
+            else:
+                asked += 1
+            await anyio.sleep(0.01)
+        flood = anyio.current_time() - started
+        stopping.set()
+        loop.poke()
+    assert 1 <= len(listings) <= flood / 0.5 + 1
+    assert all(b - a >= 0.5 for a, b in itertools.pairwise(listings))
+    assert asked - (1 if loop.hinted else 0) == len(listings)
+    coalesced = metrics.registry.get_sample_value("launch_supervisor_hints_coalesced_total", {"loop": "executions"})
+    assert coalesced == 200 - asked

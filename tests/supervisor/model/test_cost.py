@@ -63,6 +63,11 @@ def costing(counting_from: float = 0.0, **settings: float) -> State:
     return state
 
 
+def tick(state: State, jobs: list[VertexSeen], now: float) -> list[Fact]:
+    """One Vertex tick: the listing folded in, then the costs tallied, as the daemon's loop does."""
+    return state.observe_vertex(jobs, now, horizon=0.0, complete=True) + state.tally_costs(now)
+
+
 def dollars(facts: list[Fact], kind: FactKind = FactKind.VERTEX_COST) -> float:
     return sum(f.dollars or 0.0 for f in facts if f.kind is kind)
 
@@ -77,8 +82,8 @@ def test_two_replicas_of_n1_standard_8_with_two_l4_for_90_minutes() -> None:
     now = START - 60
     while now < end:
         now += TICK
-        counted += dollars(state.observe_vertex([seen()], now, horizon=0.0, complete=True))
-    counted += dollars(state.observe_vertex([seen(ended=end, state=JobState.SUCCEEDED)], now + 7, 0.0, complete=True))
+        counted += dollars(tick(state, [seen()], now))
+    counted += dollars(tick(state, [seen(ended=end, state=JobState.SUCCEEDED)], now + 7))
     assert counted == pytest.approx(5.5109931)
     assert state.queues["q"].spending.spend == pytest.approx(5.5109931)
 
@@ -86,19 +91,19 @@ def test_two_replicas_of_n1_standard_8_with_two_l4_for_90_minutes() -> None:
 def test_the_counter_stops_at_end_time_and_counts_no_second_twice() -> None:
     """Listed late after its end, or again and again: only up to end_time, once."""
     state = costing()
-    state.observe_vertex([seen()], START + 600, horizon=0.0, complete=True)
+    tick(state, [seen()], START + 600)
     ended = seen(state=JobState.CANCELLED, ended=START + 900)
-    later = dollars(state.observe_vertex([ended], START + 5000, horizon=0.0, complete=True))
+    later = dollars(tick(state, [ended], START + 5000))
     assert later == pytest.approx(3.6739954 * 300 / 3600)
     for moment in (START + 6000, START + 9000):
-        assert dollars(state.observe_vertex([ended], moment, horizon=0.0, complete=True)) == 0.0
+        assert dollars(tick(state, [ended], moment)) == 0.0
 
 
 def test_a_restarted_process_counts_from_its_own_start_and_rebuilds_the_24h_spend() -> None:
     """A job running for an hour before the process started: the counter counts from the start only
     (the earlier process counted the rest), the spend counts the whole hour, from the job's times."""
     state = costing(counting_from=START + 3600)
-    facts = state.observe_vertex([seen()], START + 3600 + TICK, horizon=0.0, complete=True)
+    facts = tick(state, [seen()], START + 3600 + TICK)
     assert dollars(facts) == pytest.approx(3.6739954 * TICK / 3600)
     assert state.queues["q"].spending.spend == pytest.approx(3.6739954 * (3600 + TICK) / 3600)
     assert [f for f in facts if f.kind is FactKind.ADMITTED] == []  # the earlier process saw it start
@@ -109,7 +114,7 @@ def test_the_spend_counts_the_last_24_hours_only_and_leaves_failed_jobs_out() ->
     now = START + 30 * 3600
     state = costing()
     jobs = [seen(1), seen(2, JobState.FAILED, ended=START + 3600), seen(3, JobState.CANCELLED, ended=START + 3600)]
-    state.observe_vertex(jobs, now, horizon=0.0, complete=True)
+    tick(state, jobs, now)
     assert state.queues["q"].spending.spend == pytest.approx(3.6739954 * 24)
 
 
@@ -119,13 +124,11 @@ def test_spot_jobs_take_spot_prices_and_an_unknown_type_is_unpriced_never_guesse
     state = costing()
     a100 = Hardware((Pool("a2-highgpu-1g", 1, "NVIDIA_TESLA_A100", 1),))
     spot4 = Hardware((Pool("n1-standard-4", 1),), spot=True)
-    first = state.observe_vertex([seen(1, hardware=a100), seen(2, hardware=spot4)], START + 60, 0.0, complete=True)
+    first = tick(state, [seen(1, hardware=a100), seen(2, hardware=spot4)], START + 60)
     unpriced = [(f.detail, f.outcome) for f in first if f.kind is FactKind.UNPRICED]
     assert unpriced == [("a2-highgpu-1g", "new"), ("n1-standard-4 (spot)", "new")]
     assert dollars(first) == 0.0
-    again = state.observe_vertex(
-        [seen(1, hardware=a100), seen(2, hardware=spot4), seen(3, hardware=a100)], START + 75, 0.0, complete=True
-    )
+    again = tick(state, [seen(1, hardware=a100), seen(2, hardware=spot4), seen(3, hardware=a100)], START + 75)
     assert [(f.detail, f.outcome) for f in again if f.kind is FactKind.UNPRICED] == [("a2-highgpu-1g", "repeated")]
     assert state.queues["q"].spending.spend == 0.0
 
@@ -138,11 +141,11 @@ def test_an_empty_pool_costs_nothing() -> None:
 
 def test_admission_wait_is_observed_once_from_create_time_to_start_time() -> None:
     state = costing()
-    state.observe_vertex([seen(state=JobState.QUEUED, started=None)], START - 30, 0.0, complete=True)
-    facts = state.observe_vertex([seen()], START + 10, 0.0, complete=True)
+    tick(state, [seen(state=JobState.QUEUED, started=None)], START - 30)
+    facts = tick(state, [seen()], START + 10)
     [admitted] = [f for f in facts if f.kind is FactKind.ADMITTED]
     assert (admitted.queue, admitted.seconds) == ("q", 60.0)
-    facts = state.observe_vertex([seen()], START + 25, 0.0, complete=True)
+    facts = tick(state, [seen()], START + 25)
     assert [f for f in facts if f.kind is FactKind.ADMITTED] == []
 
 
@@ -154,10 +157,10 @@ def test_the_budget_holds_dispatch_until_the_spend_is_known_then_while_it_is_rea
     queue.observe_items([ItemSeen("i9", ItemState.PENDING, None)], START)
     queue.observe_executions([], START)
     assert queue.decide(START).why == "spend_unknown"
-    state.observe_vertex([seen()], START + 3600, 0.0, complete=True)
+    tick(state, [seen()], START + 3600)
     assert queue.decide(START + 3600).start == 1
     reached = START + math.ceil(5.0 / 3.6739954 * 3600)
-    state.observe_vertex([seen()], reached, 0.0, complete=True)
+    tick(state, [seen()], reached)
     decision = queue.decide(reached)
     assert (decision.start, decision.why) == (0, "over_budget")
     assert queue.spending.over(5.0)

@@ -129,7 +129,7 @@ def test_item_added_round_trips() -> None:
 
 def test_a_watchdog_line_in_a_log_entry() -> None:
     entry = {
-        "logName": "projects/p/logs/run",
+        "logName": "projects/p/logs/run.googleapis.com%2Fstdout",
         "jsonPayload": {"event": "watchdog.claimed", "execution": "x1", "item_id": "i1"},
     }
     parsed = event(entry)
@@ -137,19 +137,19 @@ def test_a_watchdog_line_in_a_log_entry() -> None:
 
 
 def test_a_log_entry_names_the_execution_when_the_line_does_not() -> None:
+    """The execution is the entry label run.googleapis.com/execution_name; cloud_run_job has no
+    execution_name resource label (its labels are job_name, location, project_id)."""
     line = {"event": "watchdog.idle_exit"}
     by_label = event({"jsonPayload": line, "labels": {"run.googleapis.com/execution_name": "x2"}})
     assert by_label.execution == "x2"
-    by_resource = event(
-        {"jsonPayload": line, "resource": {"type": "cloud_run_job", "labels": {"execution_name": "x3"}}}
-    )
-    assert (by_resource.type, by_resource.execution) == ("watchdog.idle_exit", "x3")
-    assert malformed({"jsonPayload": line, "logName": "projects/p/logs/run"}) == "missing_field"
+    stdout = "projects/p/logs/run.googleapis.com%2Fstdout"
+    no_label = {"jsonPayload": line, "logName": stdout, "resource": {"labels": {"execution_name": "x3"}}}
+    assert malformed(no_label) == "missing_field"
 
 
 def test_a_cloud_run_job_entry_is_a_hint_for_its_job() -> None:
     entry = {
-        "logName": "projects/p/logs/cloudaudit",
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
         "resource": {"type": "cloud_run_job", "labels": {"job_name": "launcher"}},
     }
     parsed = event(entry)
@@ -157,10 +157,40 @@ def test_a_cloud_run_job_entry_is_a_hint_for_its_job() -> None:
     assert event({"logName": "l", "resource": {"type": "cloud_run_job"}}).job is None
 
 
-def test_vertex_entries_are_hints() -> None:
-    assert event({"logName": "l", "resource": {"type": "ml_job"}}).type == VERTEX_HINT
-    audit = {"protoPayload": {"serviceName": "aiplatform.googleapis.com"}, "resource": {"type": "audited_resource"}}
-    assert event(audit).type == VERTEX_HINT
+def test_a_cloud_run_audit_entry_without_the_job_label_names_it_in_its_resource_name() -> None:
+    """No public sample shows which resource a RunJob audit entry has: the job is also read from
+    protoPayload.resourceName, as v2 (projects/…/jobs/J) and v1 (namespaces/P/jobs/J) name it."""
+    for name in (
+        "projects/p/locations/r/jobs/launcher",
+        "namespaces/p/jobs/launcher",
+        "projects/p/locations/r/jobs/launcher/executions/e",
+    ):
+        audit = {
+            "protoPayload": {"serviceName": "run.googleapis.com", "resourceName": name},
+            "resource": {"type": "audited_resource"},
+        }
+        assert (event(audit).type, event(audit).job) == (EXECUTION_HINT, "launcher")
+    assert event({"protoPayload": {"serviceName": "run.googleapis.com", "resourceName": 7}}).job is None
+
+
+def test_vertex_audit_entries_that_change_a_job_are_hints_and_training_output_is_not() -> None:
+    for method in ("CreateCustomJob", "CancelCustomJob"):
+        audit = {
+            "protoPayload": {
+                "serviceName": "aiplatform.googleapis.com",
+                "methodName": f"google.cloud.aiplatform.v1.JobService.{method}",
+            },
+            "resource": {"type": "audited_resource"},
+        }
+        assert event(audit).type == VERTEX_HINT
+    read = {
+        "protoPayload": {
+            "serviceName": "aiplatform.googleapis.com",
+            "methodName": "google.cloud.aiplatform.v1.JobService.ListCustomJobs",
+        }
+    }
+    assert malformed(read) == "unknown_type"
+    assert malformed({"logName": "projects/p/logs/workerpool0-0", "resource": {"type": "ml_job"}}) == "unknown_type"
 
 
 def test_other_log_entries_are_unknown() -> None:

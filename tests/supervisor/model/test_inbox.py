@@ -159,7 +159,11 @@ def test_hints_wake_loops() -> None:
     assert receive(inbox, queues, run).executions == ("q",)
     anyjob = {"logName": "l", "resource": {"type": "cloud_run_job"}}
     assert receive(inbox, queues, anyjob).executions == ("q", "r")
-    vertex = receive(inbox, queues, {"logName": "l", "resource": {"type": "ml_job"}})
+    audit = {
+        "serviceName": "aiplatform.googleapis.com",
+        "methodName": "google.cloud.aiplatform.v1.JobService.CreateCustomJob",
+    }
+    vertex = receive(inbox, queues, {"logName": "l", "protoPayload": audit})
     assert (vertex.type, vertex.result, vertex.vertex) == ("log.vertex_job", "applied", True)
 
 

@@ -59,3 +59,55 @@ async def test_a_listed_job_says_where_its_run_lives_and_cancel_says_whether_it_
             assert stack.vertex.cancels == [job.name]
         finally:
             await clients.aclose()
+
+
+async def test_the_live_listing_leaves_ended_jobs_out_and_get_reads_one() -> None:
+    """`live` lists every labelled job not in an end state, however old, and none of the thousands
+    that ended; `get` reads one job, and answers None for one Vertex AI no longer has."""
+    from supervisor.sandbox.simulated import agent_job, custom_job
+
+    async with stand_ins(["q"]) as stack:
+        stack.vertex.schedule.done = 3600.0
+        stack.vertex.preload(agent_job("q", f"old-{n}", f"old-{n}", ENTITY) for n in range(1500))
+        running = stack.vertex.create(custom_job("q", "item-1", "run-1", entity=ENTITY))
+        clients = build_clients(stack.config())
+        try:
+            [live] = await clients.vertex.live()
+            assert (live.name, live.item_id) == (running.name, "item-1")
+            everything = await clients.vertex.list(since=time.time() - 86400)
+            assert len(everything) == 1501  # two pages of 1,000
+            failed = [j for j in everything if j.state.value == "FAILED"]
+            assert len(failed) == 150
+            assert all(j.error and j.ended for j in failed)
+            old = await clients.vertex.get(failed[0].name)
+            assert old == failed[0]
+            assert await clients.vertex.get(running.name.rsplit("/", 1)[0] + "/404") is None
+        finally:
+            await clients.aclose()
+
+
+async def test_a_listing_asks_only_for_the_fields_it_reads() -> None:
+    """The read mask keeps what the model and cost need (env, machines, times, scheduling) and drops
+    the rest of the job (its display name, its image's command)."""
+    from google.cloud import aiplatform_v1
+
+    from supervisor.engines.trackers.vertex import READ_MASK
+    from supervisor.sandbox.simulated import custom_job
+
+    async with stand_ins(["q"]) as stack:
+        stack.vertex.create(custom_job("q", "item-1", "run-1", entity=ENTITY))
+        clients = build_clients(stack.config())
+        try:
+            request = aiplatform_v1.ListCustomJobsRequest(
+                parent=f"projects/{stack.vertex.project_number}/locations/{stack.vertex.region}", read_mask=READ_MASK
+            )
+            [job] = (await clients.vertex._client.list_custom_jobs(request=request)).custom_jobs  # noqa: SLF001
+            assert job.display_name == ""
+            pool = job.job_spec.worker_pool_specs[0]
+            assert pool.machine_spec.machine_type == "n1-standard-4"
+            assert pool.replica_count == 1
+            assert {e.name for e in pool.container_spec.env} >= {"WANDB_RUN_ID", "WANDB_LAUNCH_TRACE_ID"}
+            assert job.create_time
+            assert job.labels["wandb-run-id"] == "run-1"
+        finally:
+            await clients.aclose()
