@@ -24,9 +24,8 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import yaml
 
-from tests.deploy.monitoring import ALERTS, PROMETHEUS_CONFIG, free_port, prometheus, require, stop
+from tests.deploy.monitoring import free_port, prometheus, prometheus_config, require, stop
 
 pytestmark = pytest.mark.slow
 
@@ -134,13 +133,8 @@ def test_a_queue_over_its_budget_holds_the_next_item_and_the_alert_fires(tmp_pat
     }
     with sandbox(tmp_path, **settings) as (url, _work):
         prom_config, data = tmp_path / "prometheus.yml", tmp_path / "prom-data"
-        config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-        config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
-        config["rule_files"] = [str(ALERTS)]
-        config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{free_port()}"]
-        job = next(j for j in config["scrape_configs"] if j["job_name"] == "launch-supervisor")
-        job["static_configs"][0]["targets"] = [url.removeprefix("http://")]
-        prom_config.write_text(yaml.safe_dump(config))
+        # No Alertmanager: the alert is read from Prometheus itself; the address is a free port.
+        prometheus_config(prom_config, url.removeprefix("http://"), f"127.0.0.1:{free_port()}")
         data.mkdir()
         with prometheus(prom_config, data, tmp_path / "prometheus.log") as prom:
 
