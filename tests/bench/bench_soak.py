@@ -1,12 +1,14 @@
 """Soak: the daemon under steady traffic for a long time; memory stays flat and nothing leaks.
 
-    python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20]
+    python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20] [--preload 5000]
 
 The real daemon (`launch-supervisor run`, a process of its own so its memory is its own) against
 the stand-ins and Google's Pub/Sub emulator. Items arrive at `--rate` per second; every
 `--fail-every`-th execution bails out and every `--fail-every`-th CustomJob fails; every watchdog
 event is published twice. Time is scaled: polls run 20-50x faster than the defaults and finished
-records are kept 60 s instead of an hour, so the run covers many retention cycles.
+records are kept 60 s instead of an hour, so the run covers many retention cycles. The Vertex
+stand-in starts with `--preload` ended CustomJobs shaped like the agent's, as a project holds after
+a day of launches, so every full listing and the memory the daemon keeps for them are real size.
 
 Every 10 s it samples the daemon's RSS, open file descriptors, threads and child processes. It
 prints the RSS curve (start after warm-up, peak, end), the growth from the first to the last
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -31,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher  # noqa: E402
+from supervisor.sandbox.simulated import Plan, SimulatedLauncher, agent_job  # noqa: E402
 from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
 from supervisor.sandbox.summary import is_terminal, jobs_by_item  # noqa: E402
 from supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
@@ -54,7 +57,7 @@ def sample(pid: int) -> dict[str, float]:
     }
 
 
-async def soak(minutes: float, rate: float, fail_every: int) -> dict[str, Any]:
+async def soak(minutes: float, rate: float, fail_every: int, preload: int) -> dict[str, Any]:
     from google.api_core.client_options import ClientOptions
     from google.cloud import pubsub_v1
 
@@ -89,16 +92,21 @@ async def soak(minutes: float, rate: float, fail_every: int) -> dict[str, Any]:
             def launcher(w: WandbStandIn, v: VertexStandIn) -> SimulatedLauncher:
                 return SimulatedLauncher(w, v, plan=plan, idle_timeout=0.5, events=twice)
 
-            return await drive(launcher, work, subscription, minutes, rate)
+            return await drive(launcher, work, subscription, minutes, rate, preload=preload)
         finally:
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
             await anyio.to_thread.run_sync(emulator.stop)
 
 
-async def drive(launcher: Any, work: Path, subscription: str, minutes: float, rate: float) -> dict[str, Any]:
+async def drive(
+    launcher: Any, work: Path, subscription: str, minutes: float, rate: float, *, preload: int
+) -> dict[str, Any]:
     async with stand_ins(["q"], behaviour=launcher) as stack:
         stack.wandb.known_queues.add("q")
-        port = 19465
+        stack.vertex.preload(agent_job("q", f"old-item-{n}", f"old-run-{n}", ENTITY) for n in range(preload))
+        with socket.socket() as free:  # a free port: other runs may share the machine
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
         # The bailouts are on purpose and steady: a breaker that paused the queue for them (as it
         # should in production) would end the traffic this measures.
         settings = "max_inflight = 50\ndispatch_budget = 100000\nclaim_timeout = 30\nbreaker.threshold = 1000000"
@@ -176,7 +184,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"RSS after warm-up: start {rss[0]:.1f} MB, peak {max(rss):.1f} MB, end {rss[-1]:.1f} MB; "
-        f"last third / first third = {last / first:.3f}"
+        f"last third / first third = {last / first:.3f}; growth after warm-up {rss[-1] - rss[0]:+.1f} MB "
+        f"(goal: at most +5 MB)"
     )
     for key in ("fds", "threads", "children"):
         values = [s[key] for _, s in samples]
@@ -192,9 +201,13 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2.0, help="items per second")
     parser.add_argument("--fail-every", type=int, default=20)
+    parser.add_argument("--preload", type=int, default=5000, help="ended CustomJobs in the lookback at start")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.minutes:g} min at {args.rate:g} items/s")
-    report(anyio.run(soak, args.minutes, args.rate, args.fail_every))
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.minutes:g} min at {args.rate:g} items/s; "
+        f"{args.preload} ended CustomJobs preloaded"
+    )
+    report(anyio.run(soak, args.minutes, args.rate, args.fail_every, args.preload))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ names no known item."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from google.cloud import aiplatform_v1
@@ -70,3 +71,28 @@ async def test_a_job_that_names_no_known_item(record: Record) -> None:
     record_figures(record, stack, ids, recover, area=AREA, scenario="a job whose labels name no known item")
     assert len(unlinked) == 1
     assert stack.wandb.faults.calls["failRunQueueItem"] == 0
+
+
+async def test_jobs_that_end_between_two_live_listings(record: Record) -> None:
+    """Every CustomJob has ended by the time any listing shows it (the stand-in ends a job at its
+    first read), so no live listing ever shows one: the listing of jobs created since the previous
+    tick finds them ended, with no GetCustomJob. The items of the half that FAILED are failed once
+    each; the others succeed."""
+    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+
+    error = "The replica workerpool0-0 exited with a non-zero status of 1."
+
+    def launcher(w: Any, v: Any) -> SimulatedLauncher:
+        return SimulatedLauncher(w, v, plan=lambda n: Plan(vertex_error=error if n % 2 else None), idle_timeout=0.3)
+
+    async with stand_ins(["q"], behaviour=launcher) as stack:
+        stack.vertex.schedule = Schedule(pending=0.0, running=0.0, done=0.0)
+        ids = [stack.wandb.enqueue(ENTITY, "q") for _ in range(8)]
+        async with running(stack.config()) as (daemon, _):
+            recover = await settle(stack, ids)
+            await wait(lambda: len(daemon.state.vertex_jobs) == len(ids))
+            failed = daemon.metrics.items_failed.labels("q", "vertex_job_ended")._value.get()  # noqa: SLF001
+    record_figures(record, stack, ids, recover, area=AREA, scenario="jobs that end between two live listings")
+    assert failed == 4
+    assert sum(1 for i in ids if stack.wandb.items[i].state == "FAILED") == 4
+    assert stack.vertex.faults.calls["GetCustomJob"] == 0
