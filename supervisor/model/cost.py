@@ -8,7 +8,7 @@ count) dollars per hour, from its start_time to its end_time (or now). Two figur
   counted twice. A process counts each job from its own start at the earliest (`counting_from`): what
   an earlier process counted is not known to it, and Prometheus sees the restart as a counter reset.
   What a restart loses is the time between the old process's last tick and the new one's start.
-- the spend of the last 24 hours (`spend`), recomputed from the jobs' own times at each listing: it
+- the spend of the last 24 hours (`spend`), recomputed from the jobs' own times at each tick: it
   needs no saved state, so a restart neither resets nor doubles the budget gate.
 
 Vertex AI bills no time for a training job that fails for any reason other than a user's cancel (its
@@ -151,7 +151,7 @@ def spend(jobs: Iterable[tuple[VertexJob, float]], now: float, window: float = S
 def tally(
     jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], prices: Prices, now: float, counting_from: float
 ) -> tuple[list[Fact], dict[str, float]]:
-    """After a complete listing: each queue's cost since the last one (facts for the counter), its
+    """After each Vertex tick: each queue's cost since the last one (facts for the counter), its
     spend over the last 24 hours (the budget gate), and the jobs the price table cannot price: a
     fact each, once, `outcome` `new` when no known job had that type before (one log line a type)."""
     rated = [
