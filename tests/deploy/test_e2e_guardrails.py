@@ -98,6 +98,7 @@ def daemon_lines(work: Path, event: str) -> list[dict[str, Any]]:
 
 
 def test_a_job_waiting_for_capacity_is_cancelled_at_max_queued_and_its_item_failed(tmp_path: Path) -> None:
+    """The real agent's CustomJob waits for an L4 past max_queued: one cancel, one failRunQueueItem with the wait."""
     settings = {"items": 1, "scenario": "happy", "duration": 240.0, "max_queued": 5.0, "no_capacity": ["NVIDIA_L4"]}
     with sandbox(tmp_path, **settings) as (_url, work):
         [failed] = _until(lambda: daemon_lines(work, "item.failed_by_supervisor"), 200, "the item failed")
@@ -121,6 +122,7 @@ def _firing(prom: str) -> dict[str, Any] | None:
 
 
 def test_a_queue_over_its_budget_holds_the_next_item_and_the_alert_fires(tmp_path: Path) -> None:
+    """The first job spends the budget; the second item waits, /status says why, the alert fires."""
     require("prometheus")
     settings = {
         "items": 2,

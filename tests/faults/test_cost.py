@@ -42,6 +42,7 @@ async def sample(url: str, name: str) -> float | None:
 
 
 async def test_a_restart_mid_run_neither_doubles_the_cost_nor_resets_the_budget(record: Record, tmp_path: Path) -> None:
+    """SIGKILL while a costed job runs over budget: the gate holds, the spend comes back, no second counts twice."""
     async with stand_ins(
         ["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=lambda n: Plan(runs_for=JOB_SECONDS))
     ) as stack:

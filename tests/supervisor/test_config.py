@@ -198,6 +198,7 @@ def test_limits_and_budget_default_off_and_the_example_prices_load() -> None:
 
 
 def test_a_budget_without_prices_or_a_day_of_listing_is_refused_with_the_fix() -> None:
+    """A budget nothing can price, or a listing shorter than its day, is an error that says what to add."""
     budgeted = MINIMAL.replace("max_inflight = 4", "max_inflight = 4\ndaily_budget = 50")
     [problem] = problems(budgeted)
     assert "set daily_budget, but [prices] names no machine type" in problem
@@ -208,6 +209,7 @@ def test_a_budget_without_prices_or_a_day_of_listing_is_refused_with_the_fix() -
 
 
 def test_a_negative_price_or_limit_names_its_key() -> None:
+    """max_queued = 0 and a negative price are refused, each error naming its key."""
     found = problems(
         MINIMAL.replace("max_inflight = 4", "max_inflight = 4\nmax_queued = 0")
         + '\n[prices.machine]\n"n1-standard-4" = -1\n'

@@ -32,6 +32,7 @@ def only_job(stack: Stack) -> str:
 
 
 async def test_a_job_held_for_capacity_past_max_queued_is_cancelled_and_its_item_failed_once() -> None:
+    """The stand-in has no capacity for the job's machine: cancelled at max_queued, its item failed once."""
     async with stand_ins(["q"], behaviour=launcher(Plan(runs_for=60.0))) as stack:
         stack.vertex.no_capacity.add(MACHINE)
         item = stack.wandb.enqueue(ENTITY, "q")
@@ -56,6 +57,7 @@ async def test_a_job_held_for_capacity_past_max_queued_is_cancelled_and_its_item
 
 
 async def test_a_job_running_past_max_runtime_is_cancelled_and_its_item_failed_once() -> None:
+    """A job that would run a minute is cancelled a second into its run; its cost and admission counted."""
     async with stand_ins(["q"], behaviour=launcher(Plan(runs_for=60.0))) as stack:
         item = stack.wandb.enqueue(ENTITY, "q")
         async with running(stack.config("max_runtime = 1")) as (_daemon, url):

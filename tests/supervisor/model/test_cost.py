@@ -119,6 +119,7 @@ def test_the_spend_counts_the_last_24_hours_only_and_leaves_failed_jobs_out() ->
 
 
 def test_spot_jobs_take_spot_prices_and_an_unknown_type_is_unpriced_never_guessed() -> None:
+    """SPOT scheduling takes the spot columns; a missing type is reported once per job, logged once per type."""
     spot = Hardware((Pool("n1-standard-8", 1, "NVIDIA_L4", 1),), spot=True)
     assert cost.hourly(spot, PRICES).dollars_per_hour == pytest.approx(0.35)
     state = costing()
@@ -140,6 +141,7 @@ def test_an_empty_pool_costs_nothing() -> None:
 
 
 def test_admission_wait_is_observed_once_from_create_time_to_start_time() -> None:
+    """The wait for capacity is observed at the first listing that gives a start_time, once."""
     state = costing()
     tick(state, [seen(state=JobState.QUEUED, started=None)], START - 30)
     facts = tick(state, [seen()], START + 10)
@@ -167,6 +169,7 @@ def test_the_budget_holds_dispatch_until_the_spend_is_known_then_while_it_is_rea
 
 
 def test_a_queue_without_a_budget_is_never_held_by_cost() -> None:
+    """No daily_budget: the cost terms never hold dispatch, not even before the first listing."""
     state = costing()
     queue = state.queues["q"]
     queue.observe_items([ItemSeen("i9", ItemState.PENDING, None)], START)

@@ -45,6 +45,7 @@ def limited(first: VertexSeen, **limits: float) -> State:
 
 
 def test_a_job_waiting_past_max_queued_is_cancelled_once_and_its_item_failed_once() -> None:
+    """QUEUED, then PENDING, past max_queued: one cancel, one fact, and the item failed once when it ends CANCELLED."""
     state = limited(seen(), max_queued=QUEUED_LIMIT)
     assert state.job_cancels(CREATED + QUEUED_LIMIT - 1) == []
     state.observe_vertex([seen(JobState.PENDING)], CREATED + QUEUED_LIMIT, horizon=0.0, complete=True)
@@ -63,6 +64,7 @@ def test_a_job_waiting_past_max_queued_is_cancelled_once_and_its_item_failed_onc
 
 
 def test_a_job_running_past_max_runtime_is_cancelled_once_and_its_item_failed_with_the_reason() -> None:
+    """Timed from start_time, not creation; one cancel, then the item failed with the limit's message."""
     started = CREATED + 50
     state = limited(seen(JobState.RUNNING, started=started), max_runtime=RUNTIME_LIMIT, max_queued=QUEUED_LIMIT)
     assert state.job_cancels(started + RUNTIME_LIMIT - 1) == []  # running: max_queued no longer applies
@@ -105,6 +107,7 @@ def test_a_job_that_ended_while_its_cancel_was_sent_is_failed_with_its_own_end()
 
 
 def test_a_cancel_whose_answer_was_lost_counts_once_the_listing_shows_it_took() -> None:
+    """A failed call is tried again; the listing showing CANCELLING counts it once, with its reason."""
     state = limited(seen(), max_queued=QUEUED_LIMIT)
     [action] = state.job_cancels(CREATED + QUEUED_LIMIT)
     assert state.job_cancel_failed(action, "DeadlineExceeded: 504")
@@ -120,5 +123,6 @@ def test_a_cancel_whose_answer_was_lost_counts_once_the_listing_shows_it_took() 
 
 
 def test_no_limits_no_cancels() -> None:
+    """Without max_queued and max_runtime a job may run a month untouched."""
     state = limited(seen(JobState.RUNNING, started=CREATED))
     assert state.job_cancels(CREATED + 30 * 86400) == []

@@ -23,6 +23,7 @@ def test_quantities_as_cloud_run_takes_them() -> None:
 
 @pytest.mark.parametrize("bad", ["two", "2 cores", "", "1.5x"])
 def test_a_limit_that_is_no_quantity_is_a_clear_error(bad: str) -> None:
+    """A limit that is no quantity is an error naming the value and the form it should take."""
     with pytest.raises(LimitError, match="is not"):
         cpu(bad)
     with pytest.raises(LimitError, match="is not a quantity such as 512Mi or 2Gi"):
@@ -38,6 +39,7 @@ def test_a_container_without_limits_gets_cloud_run_s_defaults() -> None:
 
 @pytest.mark.anyio
 async def test_get_job_reads_the_size_from_the_stand_in() -> None:
+    """The production client reads the job's limits with GetJob."""
     async with stand_ins(["q"]) as stack:
         stack.cloudrun.limits = {"cpu": "4", "memory": "8Gi"}
         clients = build_clients(stack.config())
