@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.deploy.monitoring import free_port, prometheus, prometheus_config, require, stop
+from tests.deploy.monitoring import free_port, prometheus, prometheus_config, require, start_sandbox, stop
 
 pytestmark = pytest.mark.slow
 
@@ -71,14 +69,7 @@ def sandbox(tmp: Path, **settings: Any) -> Iterator[tuple[str, Path]]:
     """The sandbox in its own process until the block ends (then SIGINT, as Ctrl-C stops it)."""
     address, work = f"127.0.0.1:{free_port()}", tmp / "work"
     command = [sys.executable, "-c", SANDBOX, address, str(work), json.dumps(settings)]
-    with (tmp / "sandbox.log").open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    process = start_sandbox(command, tmp / "sandbox.log")
     try:
         yield f"http://{address}", work
     finally:

@@ -47,6 +47,7 @@ from tests.deploy.monitoring import (
     receiver,
     require,
     run,
+    start_sandbox,
     stop,
     substitute,
 )
@@ -276,14 +277,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Findings:
     clock = time.monotonic()
     command = [sys.executable, "-c", SANDBOX, daemon, str(work), str(BUDGET + 30), str(ITEMS)]
     result.started = time.time()
-    with (tmp / "sandbox.log").open("wb") as sandbox_log:
-        sandbox = subprocess.Popen(
-            command,
-            stdout=sandbox_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    sandbox = start_sandbox(command, tmp / "sandbox.log")
     try:
         with receiver() as hook:
             result.receiver = hook
