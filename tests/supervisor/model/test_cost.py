@@ -188,3 +188,25 @@ def test_a_launcher_execution_costs_its_task_seconds_by_cpu_and_memory() -> None
     assert dollars(step.facts, FactKind.FINISHED) == pytest.approx(0.004)
     again = state.observe_executions("q", [done], START + 120, 0.0)
     assert dollars(again.facts, FactKind.FINISHED) == 0.0
+
+
+def test_a_day_of_a_busy_project_sums_to_the_overlap_of_each_job_with_the_window() -> None:
+    """5,000 jobs over the last 48 hours, of every length, some still running, some failed: the
+    spend is each billed job's overlap with the last 24 hours, at its price, and nothing else."""
+    now = START + 48 * 3600
+    jobs, expected = [], 0.0
+    for n in range(5000):
+        created = START + (n * 7919 % 172800)
+        started = created + n % 900
+        length = 60 + (n * 104729 % 20000)
+        state = (JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)[n % 4]
+        ended = None if state is JobState.RUNNING else min(now, started + length)
+        if started > now:
+            continue
+        jobs.append(seen(n, state, started=started, ended=ended, created=created))
+        if state is not JobState.FAILED:
+            overlap = min(ended or now, now) - max(started, now - 86400)
+            expected += max(0.0, overlap) * 3.6739954 / 3600
+    state = costing()
+    tick(state, jobs, now)
+    assert state.queues["q"].spending.spend == pytest.approx(expected, rel=1e-9)
