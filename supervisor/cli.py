@@ -137,6 +137,13 @@ def _get(url: str, path: str) -> Any:
     return response
 
 
+def _spend(cost: dict[str, Any]) -> str:
+    """`$12.30 / $50.00`, and why dispatch is held when it is."""
+    spend = "?" if cost["spend_24h"] is None else f"${cost['spend_24h']:.2f}"
+    budget = "" if cost["daily_budget"] is None else f" / ${cost['daily_budget']:.2f}"
+    return spend + budget + (f"  HELD: {cost['held']}" if cost["held"] else "")
+
+
 @cli.command()
 @click.option("--url", default=DEFAULT_URL, show_default=True, help="The daemon's HTTP address.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw /status JSON.")
@@ -165,10 +172,11 @@ def render_status(data: dict[str, Any]) -> str:
             str(sum(q["in_flight"].values())),
             q["breaker"]["state"] + (f" ({q['breaker']['reason']})" if q["breaker"]["reason"] else ""),
             q["polling"],
+            _spend(q["cost"]),
         ]
         for name, q in data["queues"].items()
     ]
-    out.append(_table(["QUEUE", "PENDING", "IN FLIGHT", "BREAKER", "POLLING"], queues))
+    out.append(_table(["QUEUE", "PENDING", "IN FLIGHT", "BREAKER", "POLLING", "SPEND 24H"], queues))
     if data["executions"]:
         executions = [
             [e["name"].rsplit("/", 1)[-1], e["queue"], e["phase"], e["category"] or "", f"{e['age_s']:.0f}s"]

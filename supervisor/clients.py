@@ -24,6 +24,7 @@ from supervisor.config import Config
 from supervisor.engines.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
 from supervisor.engines.sources.wandb import WandbClient
 from supervisor.engines.trackers.executions import ExecutionsTracker
+from supervisor.engines.trackers.launcher import LauncherReader
 from supervisor.engines.trackers.vertex import VertexTracker
 
 
@@ -48,6 +49,7 @@ class Clients:
     canceller: CloudRunCanceller
     executions: ExecutionsTracker
     vertex: VertexTracker
+    launcher: LauncherReader
     _channels: list[grpc.aio.Channel]
 
     async def aclose(self) -> None:
@@ -99,5 +101,6 @@ def build_clients(config: Config, observe: ObserveCall = ignore_call) -> Clients
         canceller=CloudRunCanceller(executions, timeout, observe),
         executions=ExecutionsTracker(executions, timeout, observe),
         vertex=VertexTracker(job_service, f"projects/{gcp.project}/locations/{gcp.region}", timeout, observe),
+        launcher=LauncherReader(jobs, timeout, observe),
         _channels=channels,
     )

@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from netrc import NetrcParseError, netrc
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -27,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 DEFAULT_PATH = Path("/etc/launch-supervisor/config.toml")
 ENV_PREFIX = "LAUNCH_SUPERVISOR_"
 
+BUDGET_WINDOW = 86400.0
+"""daily_budget counts the spend of this many seconds back (`supervisor.model.cost.SPEND_WINDOW`); the
+CustomJob listing must reach as far."""
 _JOB = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/jobs/[^/\s]+")
 _SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")
 
@@ -157,6 +160,15 @@ class QueueConfig(_Section):
     stop_grace: float = Field(default=60.0, ge=0)
     """Seconds a run stays stopped in W&B, its CustomJob still running, before the job is cancelled:
     time for the training code's own wandb client to end it first."""
+    max_queued: float | None = Field(default=None, gt=0)
+    """Seconds a CustomJob may stay QUEUED or PENDING (waiting for capacity) after its creation before
+    the daemon cancels it and fails its item. Default: off (Vertex AI itself waits with no end)."""
+    max_runtime: float | None = Field(default=None, gt=0)
+    """Seconds a CustomJob may stay RUNNING before the daemon cancels it and fails its item. Default:
+    off (the job's own `scheduling.timeout`, else Vertex AI's 7 days)."""
+    daily_budget: float | None = Field(default=None, gt=0)
+    """Dollars: while the queue's CustomJobs cost this much or more over the last 24 hours (priced
+    with `[prices]`), nothing new is dispatched. Jobs already running are not touched. Default: off."""
     breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("launcher_job")
@@ -213,6 +225,34 @@ class RetentionConfig(_Section):
     finished_max: int = Field(default=1000, ge=1)
 
 
+Price = Annotated[float, Field(ge=0)]
+
+
+class PricesConfig(_Section):
+    """What the daemon counts a CustomJob and a launcher execution as costing (README, Cost). Dollars
+    per hour per replica by machine type and per accelerator by accelerator type, each with a spot
+    variant for jobs scheduled with the SPOT strategy; Cloud Run's per-second prices for the launcher.
+    A machine or accelerator type missing here is counted as unpriced, never guessed."""
+
+    source: str = ""
+    """Where and when the figures were read (shown nowhere; for the people who update them)."""
+    machine: dict[str, Price] = {}
+    """Machine type (n1-standard-8) → dollars per hour on demand."""
+    machine_spot: dict[str, Price] = {}
+    """Machine type → dollars per hour as a spot VM."""
+    accelerator: dict[str, Price] = {}
+    """Accelerator type as Vertex AI names it (NVIDIA_L4) → dollars per hour per accelerator."""
+    accelerator_spot: dict[str, Price] = {}
+    launcher_vcpu_second: Price = 0.0
+    """Cloud Run jobs: dollars per vCPU-second."""
+    launcher_gib_second: Price = 0.0
+    """Cloud Run jobs: dollars per GiB-second of memory."""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.machine or self.machine_spot)
+
+
 class Config(_Section):
     """The whole daemon configuration."""
 
@@ -224,6 +264,23 @@ class Config(_Section):
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
     retention: RetentionConfig = RetentionConfig()
+    prices: PricesConfig = PricesConfig()
+
+    @model_validator(mode="after")
+    def _budgets_priced(self) -> Config:
+        budgeted = [q.name for q in self.queues if q.daily_budget is not None]
+        if budgeted and self.prices.empty:
+            raise ValueError(
+                f"queues {', '.join(budgeted)} set daily_budget, but [prices] names no machine type, so every "
+                "job would cost nothing; add a [prices] table (README, Cost) or remove daily_budget"
+            )
+        if budgeted and self.gcp.vertex_lookback < BUDGET_WINDOW:
+            raise ValueError(
+                f"queues {', '.join(budgeted)} set daily_budget, but gcp.vertex_lookback "
+                f"({self.gcp.vertex_lookback:g} s) lists less than the budget's {BUDGET_WINDOW:g} s: "
+                f"raise vertex_lookback to at least {BUDGET_WINDOW:g}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_queues(self) -> Config:

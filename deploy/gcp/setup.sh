@@ -209,10 +209,11 @@ ensure_role() {
 ensure_role launchSupervisorLauncher "launch-supervisor launcher" \
     aiplatform.customJobs.create aiplatform.customJobs.get
 # The daemon starts executions of the launcher job with overrides (RunJob checks run.jobs.run on the
-# job and run.jobs.runWithOverrides on the overrides), follows and cancels them; granted on the job
-# only (roles/run.developer would also let it change the job).
+# job and run.jobs.runWithOverrides on the overrides), follows and cancels them, and reads the job's
+# CPU and memory once (GetJob: what its executions cost); granted on the job only
+# (roles/run.developer would also let it change the job).
 ensure_role launchSupervisorDispatch "launch-supervisor dispatch" \
-    run.jobs.run run.jobs.runWithOverrides run.executions.get run.executions.list run.executions.cancel
+    run.jobs.get run.jobs.run run.jobs.runWithOverrides run.executions.get run.executions.list run.executions.cancel
 # The daemon lists CustomJobs, and cancels those of failed items and of runs stopped in W&B
 # (roles/aiplatform.viewer would let it read all of Vertex AI, and cancels nothing).
 ensure_role launchSupervisorVertex "launch-supervisor Vertex AI" \

@@ -384,6 +384,73 @@ def vertex_row() -> Section:
     )
 
 
+def cost_row() -> Section:
+    vertex, launcher = "launch_supervisor_vertex_cost_dollars_total", "launch_supervisor_launcher_cost_dollars_total"
+    return Section(
+        "Cost and capacity",
+        [
+            series(
+                "Cost per queue per day",
+                "What each queue cost over the 24 hours before each point: its CustomJobs while they ran "
+                "plus its launcher executions, priced with [prices] (list prices; the billing export stays "
+                "the record). The spend the budget gate counts is beside it, rebuilt from the jobs' own "
+                "times (FAILED jobs left out, as Google bills them nothing). Healthy: below each queue's "
+                "daily_budget; at it, the queue dispatches nothing (LaunchSupervisorQueueOverBudget).",
+                Query(
+                    f"sum by (queue) (increase({vertex}{{{Q}}}[1d]))"
+                    f" + sum by (queue) (increase({launcher}{{{Q}}}[1d]))",
+                    "{{queue}} counted",
+                ),
+                Query(
+                    f"sum by (queue) (launch_supervisor_queue_spend_last_day_dollars{{{Q}}})", "{{queue}} budget spend"
+                ),
+                Query(
+                    f"max by (queue) (launch_supervisor_queue_daily_budget_dollars{{{Q}}})", "{{queue}} daily_budget"
+                ),
+                unit="currencyUSD",
+            ),
+            series(
+                "Vertex AI against launcher cost",
+                "Dollars per hour going to CustomJobs and to the launcher's Cloud Run executions. Healthy: "
+                "the launcher a sliver of the total (an execution lives seconds, a job hours).",
+                Query(f"sum (rate({vertex}{{{Q}}}[{RATE}])) * 3600", "Vertex AI"),
+                Query(f"sum (rate({launcher}{{{Q}}}[{RATE}])) * 3600", "launcher"),
+                unit="currencyUSD",
+            ),
+            quantiles(
+                "launch_supervisor_vertex_admission_wait_seconds",
+                "Admission wait p50 and p90",
+                "From a CustomJob's creation to its start: the wait for machines. Healthy: minutes "
+                "(provisioning and the image pull); p90 past 30 min for an hour opens a ticket "
+                "(LaunchSupervisorAdmissionWaitLong): the region lacks capacity for the jobs' accelerators.",
+                levels=(0.5, 0.9),
+            ),
+            series(
+                "Capacity and runtime cancels",
+                "CustomJobs the daemon cancelled for waiting longer than max_queued for capacity, or running "
+                "longer than max_runtime. Healthy: 0 most of the time; a steady stream of max_queued "
+                "means the queue asks for accelerators the region cannot give.",
+                Query(
+                    "sum by (reason) (increase(launch_supervisor_vertex_cancels_total"
+                    f'{{{Q}, reason=~"max_queued|max_runtime"}}[{RATE}]))',
+                    "{{reason}}",
+                ),
+                bars=True,
+            ),
+            series(
+                "Unpriced jobs and over budget",
+                "CustomJobs whose machine or accelerator type [prices] lacks (their cost is not counted: add "
+                "the type), and queues over their daily budget (1: dispatch held). Healthy: both 0.",
+                Query(
+                    f"sum by (queue) (increase(launch_supervisor_vertex_unpriced_jobs_total{{{Q}}}[{RATE}]))",
+                    "{{queue}} unpriced",
+                ),
+                Query(f"max by (queue) (launch_supervisor_queue_over_budget{{{Q}}})", "{{queue}} over budget"),
+            ),
+        ],
+    )
+
+
 def dependencies_row() -> Section:
     api_errors = 'launch_supervisor_api_requests_total{code!~"OK|2.."}'
     api_all = "launch_supervisor_api_requests_total"
@@ -531,7 +598,7 @@ def build() -> db.Dashboard:
             .target_blank(True)
         )
     )
-    for section in (queues_row(), latency_row(), executions_row(), vertex_row(), dependencies_row()):
+    for section in (queues_row(), latency_row(), executions_row(), vertex_row(), cost_row(), dependencies_row()):
         dashboard = dashboard.with_row(db.Row(section.title))
         for panel in section.panels:
             dashboard = dashboard.with_panel(panel)

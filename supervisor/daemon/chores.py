@@ -1,5 +1,6 @@
-"""After each CustomJob listing, per queue: fail the items nothing will ever run, and cancel the
-executions still running after they submitted (docs/architecture.md, Data flow).
+"""After each CustomJob listing, per queue: fail the items nothing will ever run, cancel the
+executions still running after they submitted (docs/architecture.md, Data flow), and read the
+launcher job's size until it is known (what its executions cost by).
 
 The model names the calls (`State.chores`) and records their answers, so each item is failed once
 and each execution cancelled once; a call that fails is tried again at the next listing, and its
@@ -15,6 +16,7 @@ from google.api_core.exceptions import GoogleAPICallError
 
 from supervisor.clients import Clients
 from supervisor.daemon import clock
+from supervisor.daemon.launcher import read_size
 from supervisor.model.facts import Fact
 from supervisor.model.remedies import CancelExecution, FailItem
 from supervisor.model.state import State
@@ -25,6 +27,7 @@ log = structlog.get_logger("launch_supervisor")
 
 
 async def do_chores(state: State, name: str, clients: Clients, metrics: Metrics, running: Callable[[], bool]) -> None:
+    await read_size(state, name, clients.launcher)
     chores = state.chores(name, clock.now())
     report(metrics, chores.facts)
     for action in chores.fail:

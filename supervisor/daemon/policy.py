@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from supervisor.config import Config, QueueConfig
+from supervisor.model.cost import Prices
 from supervisor.model.policy import QueuePolicy
 from supervisor.model.remedies import STRANDED_MARGIN
 
@@ -32,8 +33,23 @@ def policy_of(config: Config, queue: QueueConfig) -> QueuePolicy:
         event_grace=EVENT_GRACE if config.pubsub.subscription else 0.0,
         cancel_stopped_runs=queue.cancel_stopped_runs,
         stop_grace=queue.stop_grace,
+        max_queued=queue.max_queued,
+        max_runtime=queue.max_runtime,
+        daily_budget=queue.daily_budget,
     )
 
 
 def policies_of(config: Config) -> list[QueuePolicy]:
     return [policy_of(config, queue) for queue in config.queues]
+
+
+def prices_of(config: Config) -> Prices:
+    p = config.prices
+    return Prices(
+        machine=dict(p.machine),
+        machine_spot=dict(p.machine_spot),
+        accelerator=dict(p.accelerator),
+        accelerator_spot=dict(p.accelerator_spot),
+        vcpu_second=p.launcher_vcpu_second,
+        gib_second=p.launcher_gib_second,
+    )

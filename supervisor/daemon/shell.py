@@ -45,7 +45,7 @@ from supervisor.daemon.chores import do_chores
 from supervisor.daemon.listing import QueueLister
 from supervisor.daemon.loops import Loop
 from supervisor.daemon.notify import Notifier
-from supervisor.daemon.policy import policies_of
+from supervisor.daemon.policy import policies_of, prices_of
 from supervisor.daemon.reconcile import reconcile
 from supervisor.daemon.stops import cancel_stopped_runs
 from supervisor.daemon.vertex_listing import VertexListing
@@ -104,7 +104,7 @@ class Daemon:
         """systemd's notify protocol; by default (and without `$NOTIFY_SOCKET`) silent."""
         self.metrics = Metrics(version(), registry)
         self.registry = self.metrics.registry
-        self.state = State()
+        self.state = State(counting_from=clock.now())
         self.address: tuple[str, int] | None = None
         self._build_clients = clients
         self._clients: Clients | None = None
@@ -116,7 +116,7 @@ class Daemon:
         self._tg: TaskGroup | None = None
         self._started = clock.now()
         self.metrics.watch(self.state, clock.now)
-        for name in self.state.apply_policy(policies_of(config)).added:
+        for name in self.state.configure(policies_of(config), prices_of(config)).added:
             self.metrics.add_queue(name)
 
     # -- the HTTP surface -------------------------------------------------------------------------
@@ -320,7 +320,7 @@ class Daemon:
         """Apply a new configuration's queues and intervals; returns what needs a restart instead."""
         restart = [s for s in ("wandb", "gcp", "http", "pubsub") if getattr(config, s) != getattr(self.config, s)]
         self.config = config.model_copy(update={section: getattr(self.config, section) for section in restart})
-        change = self.state.apply_policy(policies_of(self.config))
+        change = self.state.configure(policies_of(self.config), prices_of(self.config))
         for name in change.added:
             self.metrics.add_queue(name)
             if self._tg is not None:

@@ -62,4 +62,4 @@ class VertexListing:
             facts = state.observe_vertex([*live, *recent, *read], now, horizon)
             facts += state.vertex_gone(gone, now)
         self.high_water = now
-        return facts
+        return facts + state.tally_costs(now)

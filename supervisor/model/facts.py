@@ -19,7 +19,8 @@ class FactKind(enum.StrEnum):
     SUBMITTED = "submitted"
     """The item's CustomJob exists: `seconds` since the item was first seen."""
     FINISHED = "finished"
-    """An execution ended, counted once: its `outcome` and `seconds` since its dispatch."""
+    """An execution ended, counted once: its `outcome`, `seconds` since its dispatch, and the
+    `dollars` its task cost (its seconds by the launcher job's CPU and memory), once priced."""
     BAILOUT = "bailout"
     """A finished execution that failed, with its `category`: it counts toward the breaker."""
     ADOPTED = "adopted"
@@ -31,7 +32,15 @@ class FactKind(enum.StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     """CancelExecution was accepted (`detail`: the reason) `seconds` after the job's creation."""
     VERTEX_CANCEL_REQUESTED = "vertex_cancel_requested"
-    """CancelCustomJob was accepted (`detail`: the reason) `seconds` after the run was seen stopped."""
+    """CancelCustomJob was accepted (`detail`: the reason): `seconds` since the run was seen stopped,
+    the job was created (max_queued) or started (max_runtime)."""
+    ADMITTED = "admitted"
+    """A CustomJob started running: `seconds` from its creation to its start_time (capacity wait)."""
+    VERTEX_COST = "vertex_cost"
+    """The queue's CustomJobs cost `dollars` more since the last tick."""
+    UNPRICED = "unpriced"
+    """A CustomJob whose machine or accelerator type (`detail`) the price table lacks; `outcome`
+    `new` the first time this process meets that type (worth a log line)."""
     POST_SUBMIT = "post_submit"
     """An execution that submitted ended `seconds` after its CustomJob was created."""
     DISPATCH_REFUSED = "dispatch_refused"
@@ -54,3 +63,5 @@ class Fact:
     detail: str | None = None
     custom_job: str | None = None
     """The CustomJob the fact is about, when it names one."""
+    dollars: float | None = None
+    """A cost, for the cost facts."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supervisor.model.items import ItemState
-from supervisor.model.vertex import JobState
+from supervisor.model.vertex import Hardware, JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +46,7 @@ class VertexSeen:
     launch_queue: tuple[str, str] | None = None
     """(WANDB_LAUNCH_QUEUE_ENTITY, WANDB_LAUNCH_QUEUE_NAME) from the container env: the queue the
     agent took its item from."""
+    started: float | None = None
+    """start_time: when it first ran."""
+    hardware: Hardware | None = None
+    """Its worker pools' machines and its scheduling strategy: what it costs by."""

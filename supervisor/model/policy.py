@@ -35,3 +35,10 @@ class QueuePolicy:
     stop_grace: float = 60.0
     """Seconds a run stays stopped in W&B, its CustomJob still live, before the job is cancelled: time
     for the training code's own wandb client to end it first."""
+    max_queued: float | None = None
+    """Seconds a CustomJob may wait QUEUED or PENDING for capacity before it is cancelled (see
+    `limits`); None: no limit."""
+    max_runtime: float | None = None
+    """Seconds a CustomJob may run before it is cancelled; None: no limit."""
+    daily_budget: float | None = None
+    """Dollars of CustomJob cost over the last 24 hours at which dispatch stops; None: no budget."""

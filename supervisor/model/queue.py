@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from supervisor.model import pairing
 from supervisor.model.breaker import DISPATCH_REFUSED, UNSEEN_PROBE, Breaker, BreakerState
+from supervisor.model.cost import Spending
 from supervisor.model.dispatching import Decision, Dispatching
 from supervisor.model.executions import IN_FLIGHT, VANISHED, Execution, Phase
 from supervisor.model.facts import Fact, FactKind
@@ -32,7 +33,9 @@ and must still find it, so that an item it left CLAIMED is failed (docs/architec
 
 @dataclass(slots=True)
 class QueueState:
-    """Everything known about one queue."""
+    """Everything known about one queue. Over 250 lines: each observation touches several of its parts
+    (items, executions, breaker, dispatching, spending) at once; the rules themselves live in the
+    modules it calls (`pairing`, `dispatching`, `cost`)."""
 
     policy: QueuePolicy
     breaker: Breaker = field(init=False)
@@ -45,6 +48,8 @@ class QueueState:
     """Executions in flight before this process started have been listed and adopted."""
     items_seen_at: float = 0.0
     """When the items were last listed."""
+    spending: Spending = field(default_factory=Spending)
+    """Its 24 h spend (the budget gate) and its launcher's price (see `cost`)."""
     finished_at: float = 0.0
     """When an execution was last seen finishing. It may have claimed an item the last listing still
     shows as pending: until the items are listed again, that pending count is not to be trusted."""
@@ -143,7 +148,8 @@ class QueueState:
         execution.counted = True
         duration = finished - execution.created
         outcome = execution.phase.value
-        facts = [Fact(FactKind.FINISHED, self.policy.name, execution.name, outcome=outcome, seconds=duration)]
+        dollars = self.spending.launcher_cost(execution.started or execution.created, finished)
+        facts = [Fact(FactKind.FINISHED, self.policy.name, execution.name, outcome, seconds=duration, dollars=dollars)]
         if failed:
             if execution.category is None:
                 execution.category = "timeout" if execution.phase is Phase.TIMEOUT else "crash"
@@ -226,6 +232,7 @@ class QueueState:
         self.breaker.tick(now, probe_over=probe_over(self.breaker, self.executions, now, self.policy.claim_timeout))
         in_flight = [e for e in self.executions.values() if e.in_flight]
         holds = {"starting": not self.polled or not self.recovered, "stale": self.stale}
+        holds |= self.spending.held(self.policy.daily_budget)
         return self.dispatching.decide(
             now,
             policy=self.policy,

@@ -19,7 +19,14 @@ from supervisor.model.queue import QueueState
 from supervisor.model.stops import RUN_STOPPED, ended_message
 from supervisor.model.vertex import HANGING, VertexJob
 
-FAIL_STAGES = {"vertex_job_ended": "run", "run_stopped": "run", "execution_ended": "agent", "stranded": "agent"}
+FAIL_STAGES = {
+    "vertex_job_ended": "run",
+    "run_stopped": "run",
+    "max_queued": "run",
+    "max_runtime": "run",
+    "execution_ended": "agent",
+    "stranded": "agent",
+}
 """Why the supervisor fails an item → the failRunQueueItem stage it reports."""
 ENDED_BADLY = frozenset({Phase.BAILOUT, Phase.FAILED, Phase.TIMEOUT, Phase.CANCELLED})
 CANCEL_REASONS = ("stop_after_submit",)
@@ -36,8 +43,9 @@ class FailItem:
     item_id: str
     message: str
     reason: str
-    """vertex_job_ended: its CustomJob ended badly; run_stopped: the supervisor cancelled its CustomJob
-    because its run was stopped in W&B; execution_ended: its execution ended without one;
+    """vertex_job_ended: its CustomJob ended badly; run_stopped, max_queued, max_runtime: the supervisor
+    cancelled its CustomJob because its run was stopped in W&B, it waited too long for capacity, or
+    it ran too long; execution_ended: its execution ended without one;
     stranded: CLAIMED for longer than any execution lives, with no CustomJob and no execution."""
     source: str
     """The CustomJob or execution that ended."""
@@ -74,8 +82,8 @@ def hung_items(state: QueueState, vertex_jobs: Iterable[VertexJob]) -> list[Fail
             continue
         # The job names the item, so the item was claimed, whatever the (capped) listing last showed.
         if item.state is not ItemState.FAILED and not item.failed_by_supervisor:
-            if (stopped := ended_message(job)) is not None:
-                actions.append(FailItem(item.id, stopped, RUN_STOPPED, job.name))
+            if (cancelled := ended_message(job)) is not None:
+                actions.append(FailItem(item.id, cancelled, job.cancel or RUN_STOPPED, job.name))
                 continue
             message = job.error or f"Vertex AI job {job.name} ended {job.state.value}"
             actions.append(FailItem(item.id, message, "vertex_job_ended", job.name))

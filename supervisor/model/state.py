@@ -11,7 +11,8 @@ import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from supervisor.model import remedies, retention, stops
+from supervisor.model import cost, limits, remedies, retention, stops
+from supervisor.model.cost import Prices
 from supervisor.model.facts import Fact, FactKind
 from supervisor.model.inbox import Inbox, Outcome
 from supervisor.model.observations import ExecutionSeen, VertexSeen
@@ -58,7 +59,7 @@ class Chores:
 class State:
     """Everything the daemon knows."""
 
-    def __init__(self) -> None:
+    def __init__(self, counting_from: float = 0.0) -> None:
         self.queues: dict[str, QueueState] = {}
         self.vertex_jobs: dict[str, VertexJob] = {}
         self._in_flight: dict[str, None] = {}
@@ -71,6 +72,11 @@ class State:
         self.stopped: dict[str, str] = {}
         """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
         self.inbox = Inbox()
+        self.prices = Prices()
+        """The price table the costs are counted with (`cost`)."""
+        self.counting_from = counting_from
+        """When this process started: no cost before it is counted, nor admission wait observed
+        (an earlier process did; see `cost`)."""
 
     @property
     def ready(self) -> bool:
@@ -87,6 +93,7 @@ class State:
             queue = self.queues.get(name)
             if queue is None:
                 self.queues[name] = QueueState(policy)
+                self.queues[name].spending.price_launcher(self.prices)
                 added.append(name)
                 continue
             queue.apply_policy(policy)
@@ -97,6 +104,23 @@ class State:
             del self.queues[name]
             self.stopped.pop(name, None)
         return PolicyChange(tuple(added), tuple(removed), tuple(resumed))
+
+    def configure(self, policies: Sequence[QueuePolicy], prices: Prices) -> PolicyChange:
+        """The configured queues and the price table, at start or on reload (`apply_policy`)."""
+        self.apply_prices(prices)
+        return self.apply_policy(policies)
+
+    def apply_prices(self, prices: Prices) -> None:
+        """The price table; launcher prices follow at once."""
+        self.prices = prices
+        for queue in self.queues.values():
+            queue.spending.price_launcher(prices)
+
+    def launcher_read(self, queue: str, vcpu: float, gib: float) -> None:
+        """The queue's launcher job's CPU and memory limits, read once from Cloud Run."""
+        if (state := self.queues.get(queue)) is not None:
+            state.spending.launcher_size = (vcpu, gib)
+            state.spending.price_launcher(self.prices)
 
     def stop_polling(self, queue: str, reason: str) -> None:
         """Polling this queue stopped until a reload (W&B rejected the key)."""
@@ -134,10 +158,12 @@ class State:
             job.absence.seen(now)
             job.entity, job.project = job.entity or obs.entity, job.project or obs.project
             job.launch_queue = job.launch_queue or obs.launch_queue
+            job.hardware = job.hardware or obs.hardware
             if job.queue is None:
                 facts.extend(self._link(job, now))
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
-            facts.extend(stops.confirmed(job, policies, now))
+            facts.extend(self._admitted(job, obs.started, policies))
+            facts.extend(stops.confirmed(job, policies))
             self._track(job, was_terminal)
         if complete:
             for job in self._live_jobs():
@@ -170,6 +196,26 @@ class State:
     def _live_jobs(self) -> list[VertexJob]:
         jobs = (self.vertex_jobs.get(name) for name in self._in_flight)
         return [job for job in jobs if job is not None and not job.state.terminal]
+
+    def tally_costs(self, now: float) -> list[Fact]:
+        """After a Vertex tick (every job whose cost can have changed is listed): each queue's cost
+        since the last tick, its spend over the last 24 hours (the budget gate), and the jobs the
+        price table cannot price (see `cost`)."""
+        facts, spends = cost.tally(self.vertex_jobs.values(), self._policies(), self.prices, now, self.counting_from)
+        for name, queue in self.queues.items():
+            queue.spending.spend = spends.get(name, 0.0)
+        return facts
+
+    def _admitted(self, job: VertexJob, started: float | None, policies: dict[str, QueuePolicy]) -> list[Fact]:
+        """Its start_time, the first time a listing gives it: the wait for capacity, observed once (by
+        the process that saw it start)."""
+        if started is None or job.started is not None:
+            return []
+        job.started = started
+        policy = stops.queue_of(job, policies)
+        if policy is None or started < self.counting_from or job.created <= 0:
+            return []
+        return [Fact(FactKind.ADMITTED, policy.name, seconds=max(0.0, started - job.created), custom_job=job.name)]
 
     def vertex_in_flight(self) -> list[str]:
         """CustomJobs known in a state that is not an end state: a listing of the live jobs that leaves
@@ -243,8 +289,10 @@ class State:
         stops.runs_read(self._live_jobs(), query, stopped, now)
 
     def job_cancels(self, now: float) -> list[CancelJob]:
-        """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace."""
-        return stops.cancels(self._live_jobs(), self._policies(), now)
+        """CustomJobs to cancel: their run has been stopped in W&B for the queue's grace, or they
+        passed their queue's max_queued or max_runtime (`limits`)."""
+        live, policies = self._live_jobs(), self._policies()
+        return stops.cancels(live, policies, now) + limits.cancels(live, policies, now)
 
     def stopped_still_running(self, now: float, margin: float) -> dict[str, int]:
         """Per queue, live jobs of runs stopped for longer than the grace plus `margin`."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from supervisor.model.facts import Fact, FactKind
 from supervisor.model.policy import QueuePolicy
-from supervisor.model.vertex import LIVE, JobState, VertexJob
+from supervisor.model.vertex import LIVE, CancelWanted, JobState, VertexJob
 
 RUN_STOPPED = "run_stopped"
 """Why the supervisor cancels a CustomJob (the label of the cancel counter)."""
@@ -36,13 +36,16 @@ class StopQuery:
 
 @dataclass(frozen=True, slots=True)
 class CancelJob:
-    """Call CancelCustomJob: its run has been stopped in W&B for `seconds`, and it still runs."""
+    """Call CancelCustomJob: its run has been stopped in W&B for `seconds` and it still runs, or it
+    passed one of its queue's limits (`limits`)."""
 
     queue: str
     custom_job: str
     run_id: str
     reason: str
     seconds: float
+    message: str = STOPPED_MESSAGE
+    """The item's failure message once the job ends CANCELLED."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +70,11 @@ def _watched(jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy]) -> 
 
 def _cancelling_queue(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
     """The queue of a live job, when that queue cancels the jobs of stopped runs."""
-    policy = _queue_of(job, policies)
+    policy = queue_of(job, policies)
     return policy if policy is not None and policy.cancel_stopped_runs and job.state in LIVE else None
 
 
-def _queue_of(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
+def queue_of(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> QueuePolicy | None:
     """The job's queue: the one its item was linked to, else the one its container env names (an
     item past the queue listing's first page is never linked, and its job must not run on)."""
     if job.queue is not None:
@@ -144,29 +147,32 @@ def cancel_answered(jobs: Mapping[str, VertexJob], action: CancelJob, accepted: 
             job.cancel = MOOT  # it ended before any cancel of ours: its own end state explains it
         return []
     if job is not None:
-        job.cancel, job.cancel_error = action.reason, None
-    return [_requested(action.queue, action.custom_job, action.seconds)] if accepted else []
+        job.cancel, job.cancel_message, job.cancel_error, job.cancel_wanted = action.reason, action.message, None, None
+    return [_requested(action.queue, action.custom_job, action.seconds, action.reason)] if accepted else []
 
 
-def confirmed(job: VertexJob, policies: Mapping[str, QueuePolicy], now: float) -> list[Fact]:
+def confirmed(job: VertexJob, policies: Mapping[str, QueuePolicy]) -> list[Fact]:
     """A listing shows CANCELLING or CANCELLED a job whose cancel failed with no answer: it took."""
-    policy = _queue_of(job, policies)
-    if job.cancel is not None or job.cancel_error is None or policy is None:
+    policy, wanted = queue_of(job, policies), job.cancel_wanted
+    if job.cancel is not None or wanted is None or policy is None:
         return []
     if job.state not in (JobState.CANCELLING, JobState.CANCELLED):
         return []
-    job.cancel, job.cancel_error = RUN_STOPPED, None
-    return [_requested(policy.name, job.name, now - (job.stopped_since or now))]
+    job.cancel, job.cancel_message, job.cancel_error, job.cancel_wanted = wanted.reason, wanted.message, None, None
+    return [_requested(policy.name, job.name, wanted.seconds, wanted.reason)]
 
 
-def _requested(queue: str, custom_job: str, seconds: float) -> Fact:
-    return Fact(FactKind.VERTEX_CANCEL_REQUESTED, queue, seconds=seconds, detail=RUN_STOPPED, custom_job=custom_job)
+def _requested(queue: str, custom_job: str, seconds: float, reason: str) -> Fact:
+    return Fact(FactKind.VERTEX_CANCEL_REQUESTED, queue, seconds=seconds, detail=reason, custom_job=custom_job)
 
 
 def cancel_failed(jobs: Mapping[str, VertexJob], action: CancelJob, error: str) -> bool:
     """CancelCustomJob failed; tried again at the next tick. True when the error is new."""
     job = jobs.get(action.custom_job)
-    if job is None or job.cancel_error == error:
+    if job is None:
+        return False
+    job.cancel_wanted = CancelWanted(action.reason, action.message, action.seconds)
+    if job.cancel_error == error:
         return False
     job.cancel_error = error
     return True
@@ -174,6 +180,6 @@ def cancel_failed(jobs: Mapping[str, VertexJob], action: CancelJob, error: str) 
 
 def ended_message(job: VertexJob) -> str | None:
     """The item's failure message for a job the supervisor cancelled, once it ended CANCELLED."""
-    if job.cancel == RUN_STOPPED and job.state is JobState.CANCELLED:
-        return STOPPED_MESSAGE
+    if job.cancel not in (None, MOOT) and job.state is JobState.CANCELLED:
+        return job.cancel_message
     return None

@@ -45,6 +45,24 @@ HANGING = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.EXPIRED})
 """End states after which the item would stay CLAIMED forever unless the supervisor fails it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """One worker pool of a CustomJob: `replicas` machines, each with its accelerators."""
+
+    machine_type: str
+    replicas: int
+    accelerator_type: str | None = None
+    accelerator_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hardware:
+    """What a CustomJob runs on: its worker pools, and whether it is scheduled on spot VMs."""
+
+    pools: tuple[Pool, ...]
+    spot: bool = False
+
+
 VANISH_LISTINGS = 3
 VANISHED_JOB = "the CustomJob no longer exists (deleted?)"
 
@@ -69,9 +87,22 @@ class VertexJob:
     stopped_since: float | None = None
     """When the supervisor first saw its run stopped in W&B (None while it is not)."""
     cancel: str | None = None
-    """Why the supervisor asked Vertex AI to cancel it (`run_stopped`), once the call was answered."""
+    """Why the supervisor asked Vertex AI to cancel it (`run_stopped`, `max_queued`, `max_runtime`),
+    once the call was answered."""
+    cancel_message: str | None = None
+    """The item's failure message once the job, cancelled by the supervisor, ends CANCELLED."""
     cancel_error: str | None = None
     """The last error of a CancelCustomJob tried again at the next tick."""
+    cancel_wanted: CancelWanted | None = None
+    """The cancel whose call failed with no answer: reported once a listing shows it took."""
+    started: float | None = None
+    """Vertex AI's start_time: when it first ran (its machines were found)."""
+    hardware: Hardware | None = None
+    """Its worker pools and scheduling, what it costs by (see `cost`)."""
+    counted_until: float | None = None
+    """Up to when its cost has been added to the cost counter (see `cost.accrue`)."""
+    unpriced: bool = False
+    """Its hardware is missing from the price table, and that has been reported."""
     absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS))
     """Complete listings that left it out while it was in flight (see `absent`)."""
 
@@ -79,3 +110,12 @@ class VertexJob:
         """One more complete listing left it out; True once that happened VANISH_LISTINGS times in a
         row: it was deleted."""
         return self.absence.left_out(now, self.created)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWanted:
+    """Why a CancelCustomJob was sent, kept while its answer is unknown."""
+
+    reason: str
+    message: str
+    seconds: float

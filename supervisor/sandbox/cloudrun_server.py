@@ -1,4 +1,5 @@
 """A Cloud Run stand-in: Jobs.RunJob/GetJob, Executions.List/Get/Cancel and Operations.GetOperation.
+GetJob answers with the job's container limits (`limits`), what its executions cost by.
 
 RunJob returns at once with the new Execution in the operation's metadata, like the real API; the
 execution then runs as a `Behaviour` decides (a simulation, or a real local process in the
@@ -78,6 +79,8 @@ class CloudRunStandIn:
         self.handles: dict[str, ExecutionHandle] = {}
         self.operations: dict[str, str] = {}
         self.faults = Faults()
+        self.limits = {"cpu": "2", "memory": "2Gi"}
+        """Each launcher job's container limits, as GetJob returns them: deploy/gcp/launcher-job.yaml's."""
         self.run_job_times: list[float] = []
         """time.monotonic() at the arrival of each RunJob (for latency measurements)."""
         self.cancels: list[str] = []
@@ -200,7 +203,9 @@ class CloudRunStandIn:
             await grpc_server.abort(context, grpc.StatusCode.NOT_FOUND, f"Job {request.name} not found")
         mine = [e for e in self.executions.values() if e.name.startswith(request.name + "/")]
         latest = max(mine, key=lambda e: e.create_time, default=None)
-        job = run_v2.Job(name=request.name, execution_count=len(mine))
+        container = run_v2.Container(resources=run_v2.ResourceRequirements(limits=self.limits))
+        template = run_v2.ExecutionTemplate(template=run_v2.TaskTemplate(containers=[container]))
+        job = run_v2.Job(name=request.name, execution_count=len(mine), template=template)
         if latest is not None:
             job.latest_created_execution = run_v2.ExecutionReference(name=latest.name, create_time=latest.create_time)
         return job

@@ -38,7 +38,7 @@ from supervisor.sandbox.emulator import Emulator
 from supervisor.sandbox.errors import SandboxError
 from supervisor.sandbox.process_launcher import ProcessLauncher
 from supervisor.sandbox.pubsub import SUBSCRIPTION_PATH, TOPIC_PATH, hint_publisher, running
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from supervisor.sandbox.stack import ENTITY, PRICES, Stack, stand_ins
 from supervisor.sandbox.summary import SUMMARY_KEYS, post_submit_seconds, settled, summarize
 from supervisor.sandbox.vertex_server import Schedule, VertexStandIn
 from supervisor.sandbox.view import View, banner, progress, summary_text
@@ -77,6 +77,15 @@ class Options:
     stop_grace: float = 5.0
     """Seconds a run stopped in W&B keeps its CustomJob before the daemon cancels it (short here: the
     sandbox's training code ignores the stop)."""
+    daily_budget: float = 100.0
+    """The queues' daily_budget in dollars, priced with `prices`: far above what the sandbox spends,
+    so that the budget's gauges and panels have data without holding anything."""
+    prices: str = PRICES
+    """The [prices] table: the shipped example for us-central1 unless a test brings its own."""
+    max_queued: float | None = None
+    """The queues' max_queued: seconds a CustomJob may wait for capacity."""
+    no_capacity: tuple[str, ...] = ()
+    """Machine or accelerator types the Vertex stand-in has no capacity for: their jobs stay PENDING."""
     on_submit: str = "stop"
     """The watchdogs' --on-submit: `keep` leaves every agent running, for the backstop to end."""
     agent: tuple[str, ...] | None = None
@@ -157,6 +166,7 @@ class Sandbox:
                 stack.wandb.listing = options.listing
                 stack.wandb.add_history(ENTITY, QUEUE, options.history)
                 stack.vertex.schedule = Schedule(pending=1.0, running=JOB_RUNNING, done=options.job_seconds)
+                stack.vertex.no_capacity.update(options.no_capacity)
                 self._launcher_env.update(self._agent_env(stack, emulator))
                 config = work / "launch-supervisor.toml"
                 config.write_text(self._config(stack, emulator))
@@ -225,14 +235,17 @@ class Sandbox:
         settings = (
             f"max_inflight = {o.max_inflight}\nclaim_timeout = {o.idle_timeout + 30:g}\nexecution_timeout = 600\n"
             f"stop_after_submit = {o.stop_after_submit:g}\nstop_grace = {o.stop_grace:g}\n"
-            f"breaker = {{ threshold = 3, window = 300, cooldown = {o.breaker_cooldown:g}, "
+            f"daily_budget = {o.daily_budget:g}\n"
+            + (f"max_queued = {o.max_queued:g}\n" if o.max_queued is not None else "")
+            + f"breaker = {{ threshold = 3, window = 300, cooldown = {o.breaker_cooldown:g}, "
             f"max_cooldown = {max(120.0, o.breaker_cooldown):g} }}"
         )
         extra = f'\n[pubsub]\nsubscription = "{SUBSCRIPTION_PATH}"\n' if emulator else ""
         # With events the queue is polled as in production; polling only, more often.
         queue_interval = 5 if emulator else 2
         poll = f"queue_interval = {queue_interval}\nexecutions_interval = 3\nvertex_interval = 2\njitter = 0.1"
-        return stack.config_toml(settings, extra + '\n[log]\nformat = "json"\n', poll=poll, listen=o.http)
+        log = '\n[log]\nformat = "json"\n'
+        return stack.config_toml(settings, extra + log, poll=poll, listen=o.http, prices=o.prices)
 
     async def _keep_daemon(self, config: Path, emulator: Emulator | None, *, task_status: TaskStatus[None]) -> None:
         """The daemon, with the stand-ins' key and the emulator, kept running as its systemd unit keeps it."""

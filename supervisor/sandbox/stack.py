@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ REGION = "us-central1"
 ENTITY = "sandbox-team"
 
 
+PRICES = (resources.files("supervisor.sandbox") / "prices-us-central1.toml").read_text()
+"""The shipped example price table: the sandbox counts costs with it, so every cost panel has data."""
 FAST_POLL = (
     "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n"
     "queue_min_gap = 0.1\nexecutions_min_gap = 0.1\nvertex_min_gap = 0.1"
@@ -56,7 +59,12 @@ class Stack:
         return {"WANDB_BASE_URL": self.wandb_url, "WANDB_API_KEY": self.api_key, **self.google_env}
 
     def config_toml(
-        self, queue_settings: str = "", extra: str = "", poll: str = FAST_POLL, listen: str = "127.0.0.1:0"
+        self,
+        queue_settings: str = "",
+        extra: str = "",
+        poll: str = FAST_POLL,
+        listen: str = "127.0.0.1:0",
+        prices: str = PRICES,
     ) -> str:
         queues = "".join(
             f'\n[[queues]]\nname = "{q}"\nlauncher_job = "{launcher_job(q)}"\n{queue_settings}\n' for q in self.queues
@@ -66,11 +74,12 @@ class Stack:
             f'[gcp]\nproject = "{PROJECT}"\nregion = "{REGION}"\nrequest_timeout = 2\n'
             f'run_endpoint = "{self.run_address}"\nvertex_endpoint = "{self.vertex_address}"\n\n'
             f"[poll]\n{poll}\n\n"
-            f'[http]\nlisten = "{listen}"\n{extra}\n{queues}'
+            f'[http]\nlisten = "{listen}"\n{extra}\n{prices}\n{queues}'
         )
 
-    def config(self, queue_settings: str = "", extra: str = "") -> Config:
-        return parse_config(self.config_toml(queue_settings, extra), "sandbox", {"WANDB_API_KEY": self.api_key})
+    def config(self, queue_settings: str = "", extra: str = "", prices: str = PRICES) -> Config:
+        text = self.config_toml(queue_settings, extra, prices=prices)
+        return parse_config(text, "sandbox", {"WANDB_API_KEY": self.api_key})
 
 
 @asynccontextmanager

@@ -11,6 +11,13 @@ exits non-zero before `wandb.init` (an argument `--sandbox-exit=N`), or when its
 to fail (`fail_runs`). A container given `--sandbox-run-for=SECONDS` runs that long instead of the
 schedule's end (long enough for its run to be stopped in W&B and its job cancelled).
 
+A job asking for a machine or accelerator type listed in `no_capacity` waits as one whose
+accelerators have no capacity does: PENDING with no start_time, for as long as the type stays listed
+(Vertex AI's own wait limit exists only for FLEX_START scheduling). A job sets start_time when it
+first runs and end_time when it ends, as Vertex's do (CustomJob reference: start_time "Time when the
+CustomJob for the first time entered the JOB_STATE_RUNNING state", end_time "Time when the CustomJob
+entered any of the following states: JOB_STATE_SUCCEEDED, JOB_STATE_FAILED, JOB_STATE_CANCELLED").
+
 CancelCustomJob works as Vertex's does: it answers Empty at once and the job goes CANCELLING, then,
 `cancel_delay` seconds later, CANCELLED with `error` code 1 (CANCELLED) and an end time; a cancelled
 job is never driven on to its planned end. A job that has ended cannot be cancelled
@@ -151,6 +158,8 @@ class VertexStandIn:
     """Seconds a cancelled job stays CANCELLING before it is CANCELLED (0: at the next read)."""
     cancels: list[str] = field(default_factory=list)
     """The job of each CancelCustomJob that was accepted, repeats included."""
+    no_capacity: set[str] = field(default_factory=set)
+    """Machine or accelerator types with no capacity: jobs asking for them stay PENDING."""
     listings: Counter[str] = field(default_factory=Counter)
     """ListCustomJobs listings (first pages) by filter: how often each kind of listing was asked for."""
     watch: Callable[[aiplatform_v1.CustomJob], None] | None = None
@@ -260,6 +269,11 @@ class VertexStandIn:
                 job.update_time = now
             return
         age = (now - tracked.created).total_seconds()
+        if job.state != S.JOB_STATE_RUNNING and self._waits_for_capacity(job):
+            if age >= self.schedule.pending and job.state != S.JOB_STATE_PENDING:
+                job.state = S.JOB_STATE_PENDING
+                job.update_time = now
+            return
         if age >= (self.schedule.done if tracked.runs_for is None else tracked.runs_for):
             if tracked.fail_with is not None:
                 job.state = S.JOB_STATE_FAILED
@@ -274,6 +288,14 @@ class VertexStandIn:
         elif age >= self.schedule.pending:
             job.state = S.JOB_STATE_PENDING
         job.update_time = now
+
+    def _waits_for_capacity(self, job: aiplatform_v1.CustomJob) -> bool:
+        for pool in job.job_spec.worker_pool_specs:
+            machine = pool.machine_spec
+            accelerator = aiplatform_v1.AcceleratorType(machine.accelerator_type).name
+            if machine.machine_type in self.no_capacity or accelerator in self.no_capacity:
+                return True
+        return False
 
     # -- gRPC -----------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from supervisor.model.breaker import CATEGORIES, BreakerState
 from supervisor.model.executions import Phase
+from supervisor.model.limits import MAX_QUEUED, MAX_RUNTIME
 from supervisor.model.queue import in_flight_by_phase
 from supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
 from supervisor.model.state import State
@@ -39,6 +40,10 @@ OUTCOMES = tuple(p.value for p in Phase if p.finished)
 ENDED_STATES = tuple(s.value for s in JobState if s.terminal)
 OVERDUE_MARGIN = 120.0
 """Past a stopped run's grace, time for the cancel to be made and take effect (a few Vertex ticks)."""
+ADMISSION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200, 14400, 43200, 86400)
+"""From a job whose machines were free (seconds) to one that waited hours or a day for GPUs; fine
+around 15 to 30 minutes, where the admission alert's threshold lies."""
+VERTEX_CANCEL_REASONS = (RUN_STOPPED, MAX_QUEUED, MAX_RUNTIME)
 HINTED_LOOPS = ("queue", "executions", "vertex")
 """Loops that a hint makes list early, each at most once per its `poll.*_min_gap`."""
 SOURCES = ("wandb", "cloudrun", "vertex")
@@ -65,6 +70,19 @@ class _StateCollector(Collector):
             labels=["queue", "reason"],
         )
         vertex = GaugeMetricFamily(f"{PREFIX}vertex_jobs", "Known Vertex AI jobs by state.", labels=["queue", "state"])
+        spend = GaugeMetricFamily(
+            f"{PREFIX}queue_spend_last_day_dollars",
+            "What the queue's CustomJobs cost over the last 24 hours, as the budget gate counts it.",
+            labels=["queue"],
+        )
+        budget = GaugeMetricFamily(
+            f"{PREFIX}queue_daily_budget_dollars", "The queue's daily_budget (queues that set one).", labels=["queue"]
+        )
+        over = GaugeMetricFamily(
+            f"{PREFIX}queue_over_budget",
+            "1 while the queue's 24 h spend is at or above its daily_budget: nothing new is dispatched.",
+            labels=["queue"],
+        )
         late = GaugeMetricFamily(
             f"{PREFIX}stopped_runs_still_running",
             f"Live CustomJobs whose run was stopped in W&B more than stop_grace + {OVERDUE_MARGIN:g} s ago.",
@@ -79,11 +97,15 @@ class _StateCollector(Collector):
             breaker.add_metric([name], 0 if state.breaker.state is BreakerState.CLOSED else 1)
             stopped.add_metric([name, "auth"], 1 if snap.stopped.get(name) == "auth" else 0)
             late.add_metric([name], overdue.get(name, 0))
+            spend.add_metric([name], state.spending.spend or 0.0)
+            over.add_metric([name], 1 if state.spending.over(state.policy.daily_budget) else 0)
+            if state.policy.daily_budget is not None:
+                budget.add_metric([name], state.policy.daily_budget)
             for job_state in JobState:
                 count = jobs[(name, job_state)]
                 if count or job_state in (JobState.RUNNING, JobState.PENDING, JobState.QUEUED):
                     vertex.add_metric([name, job_state.value], count)
-        yield from (pending, in_flight, breaker, stopped, vertex, late)
+        yield from (pending, in_flight, breaker, stopped, vertex, late, spend, budget, over)
 
 
 class Metrics:
@@ -161,8 +183,34 @@ class Metrics:
         )
         self.vertex_cancels = Counter(
             f"{PREFIX}vertex_cancels",
-            "Vertex AI CustomJobs the supervisor cancelled, by reason (run_stopped: stopped in W&B).",
+            "Vertex AI CustomJobs the supervisor cancelled, by reason (run_stopped: stopped in W&B; max_queued:"
+            " waited too long for capacity; max_runtime: ran too long).",
             ["queue", "reason"],
+            registry=r,
+        )
+        self.admission_wait = Histogram(
+            f"{PREFIX}vertex_admission_wait_seconds",
+            "CustomJob created until it started running (create_time to start_time): the wait for capacity.",
+            ["queue"],
+            buckets=ADMISSION_BUCKETS,
+            registry=r,
+        )
+        self.vertex_cost = Counter(
+            f"{PREFIX}vertex_cost_dollars",
+            "What the queue's CustomJobs cost while running, by [prices] (counted from this process's start).",
+            ["queue"],
+            registry=r,
+        )
+        self.launcher_cost = Counter(
+            f"{PREFIX}launcher_cost_dollars",
+            "What the queue's launcher executions cost: their task's seconds by the launcher job's CPU and memory.",
+            ["queue"],
+            registry=r,
+        )
+        self.unpriced = Counter(
+            f"{PREFIX}vertex_unpriced_jobs",
+            "CustomJobs whose machine or accelerator type [prices] lacks: their cost is not counted.",
+            ["queue"],
             registry=r,
         )
         self.items_failed = Counter(
@@ -235,7 +283,10 @@ class Metrics:
             self.items_failed.labels(queue, reason)
         for reason in CANCEL_REASONS:
             self.executions_cancelled.labels(queue, reason)
-        self.vertex_cancels.labels(queue, RUN_STOPPED)
+        for reason in VERTEX_CANCEL_REASONS:
+            self.vertex_cancels.labels(queue, reason)
+        for counter in (self.vertex_cost, self.launcher_cost, self.unpriced):
+            counter.labels(queue)
         for reason in INCOMPLETE_LISTINGS:
             self.listings_incomplete.labels(queue, reason)
         for state in ENDED_STATES:  # so the first FAILED after a start shows in increase()
@@ -246,6 +297,7 @@ class Metrics:
             self.submit_latency,
             self.bailout_detection,
             self.post_submit,
+            self.admission_wait,
         ):
             histogram.labels(queue)
 

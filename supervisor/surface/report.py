@@ -68,6 +68,17 @@ def _count(counter: str, label: Callable[[Fact], str | None]) -> Callable[[Metri
     return record
 
 
+def _add(counter: str) -> Callable[[Metrics, Fact], None]:
+    """Add `fact.dollars` to the metric named `counter`, labelled by queue."""
+
+    def record(metrics: Metrics, fact: Fact) -> None:
+        if fact.dollars is not None and fact.dollars > 0:
+            getattr(metrics, counter).labels(fact.queue).inc(fact.dollars)
+
+    return record
+
+
+_launcher_cost = _add("launcher_cost")
 _finished_count = _count("finished", lambda f: f.outcome)
 _finished_duration = _observe("execution_duration", lambda f: f.outcome)
 
@@ -75,6 +86,11 @@ _finished_duration = _observe("execution_duration", lambda f: f.outcome)
 def _finished(metrics: Metrics, fact: Fact) -> None:
     _finished_count(metrics, fact)
     _finished_duration(metrics, fact)
+    _launcher_cost(metrics, fact)
+
+
+def _unpriced(metrics: Metrics, fact: Fact) -> None:
+    metrics.unpriced.labels(fact.queue).inc()
 
 
 def _breaker(opened: bool) -> Line:
@@ -119,11 +135,17 @@ REPORTS: dict[FactKind, Report] = {
             {
                 "custom_job": lambda f: f.custom_job,
                 "reason": lambda f: f.detail,
-                "stopped_for_s": lambda f: tenths(f.seconds),
+                "after_s": lambda f: tenths(f.seconds),
             },
         ),
     ),
     FactKind.POST_SUBMIT: Report(_observe("post_submit"), None),
+    FactKind.ADMITTED: Report(_observe("admission_wait"), None),
+    FactKind.VERTEX_COST: Report(_add("vertex_cost"), None),
+    FactKind.UNPRICED: Report(
+        _unpriced,
+        Line("warning", "vertex.unpriced", {"type": lambda f: f.detail}, when=lambda f: f.outcome == "new"),
+    ),
     FactKind.DISPATCH_REFUSED: Report(
         _count("bailouts", lambda f: f.category),
         Line(

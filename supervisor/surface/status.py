@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.model.queue import in_flight_by_phase
+from supervisor.model.queue import QueueState, in_flight_by_phase
 from supervisor.model.state import State
 
 LISTED = 200
 """Executions and CustomJobs listed, newest first: enough to see what is going on, never unbounded."""
+
+
+def _cost(queue: QueueState) -> dict[str, Any]:
+    """The queue's spend over the last 24 hours against its daily_budget, and whether that holds
+    dispatch (`held`: why, in words)."""
+    spend, budget = queue.spending.spend, queue.policy.daily_budget
+    held = None
+    if budget is not None and spend is None:
+        held = "spend not known yet: waiting for the first CustomJob listing"
+    elif queue.spending.over(budget):
+        held = f"over budget: ${spend:.2f} spent in the last 24 h, daily_budget ${budget:.2f}"
+    return {
+        "spend_24h": None if spend is None else round(spend, 4),
+        "daily_budget": budget,
+        "over_budget": queue.spending.over(budget),
+        "held": held,
+    }
 
 
 def status_view(state: State, now: float, *, version: str, ready: bool, uptime: float) -> dict[str, Any]:
@@ -28,6 +45,7 @@ def status_view(state: State, now: float, *, version: str, ready: bool, uptime: 
                 "cooldown_s": breaker.cooldown,
                 "reopens_in_s": None if reopens is None else round(max(0.0, reopens - now), 1),
             },
+            "cost": _cost(queue),
         }
     executions = sorted(
         (e for q in state.queues.values() for e in q.executions.values()), key=lambda e: e.created, reverse=True
@@ -60,6 +78,7 @@ def status_view(state: State, now: float, *, version: str, ready: bool, uptime: 
                 "error": j.error,
                 "run": j.run_id,
                 "stopped_in_wandb_since": j.stopped_since,
+                "started": j.started,
                 "cancel": j.cancel,
             }
             for j in jobs[:LISTED]

@@ -188,6 +188,33 @@ def running(name: str, argv: Sequence[str], url: str, log: Path, ready_path: str
         stop(process)
 
 
+def start_sandbox(command: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """The sandbox (or any command) in a session of its own, unbuffered, its output on `log`: stopped
+    with `stop`, which signals it and then its whole group."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            list(command),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def prometheus_config(path: Path, daemon: str, alertmanager_address: str) -> None:
+    """deploy/prometheus/prometheus.yml with the test's addresses and its 1-s intervals (the documented
+    override for rule groups without an `interval:` of their own), alerts.yml loaded by its path."""
+    import yaml
+
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
+    config["rule_files"] = [str(ALERTS)]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager_address]
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "launch-supervisor")
+    job["static_configs"][0]["targets"] = [daemon]
+    path.write_text(yaml.safe_dump(config))
+
+
 def prometheus(config: Path, data: Path, log: Path) -> contextlib.AbstractContextManager[Server]:
     port = free_port()
     argv = [

@@ -36,8 +36,6 @@ import yaml
 from tests.conftest import descendants
 from tests.deploy.monitoring import (
     ALERTMANAGER_CONFIG,
-    ALERTS,
-    PROMETHEUS_CONFIG,
     Receiver,
     Server,
     alertmanager,
@@ -45,9 +43,11 @@ from tests.deploy.monitoring import (
     free_port,
     panel_queries,
     prometheus,
+    prometheus_config,
     receiver,
     require,
     run,
+    start_sandbox,
     stop,
     substitute,
 )
@@ -142,17 +142,6 @@ def _left_running(before: set[int], within: float = 5.0) -> list[int]:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.1)
-
-
-def _prometheus_config(path: Path, daemon: str, alertmanager_address: str) -> None:
-    """deploy/prometheus/prometheus.yml with the test's addresses and its 1-s intervals."""
-    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    config["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
-    config["rule_files"] = [str(ALERTS)]
-    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager_address]
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "launch-supervisor")
-    job["static_configs"][0]["targets"] = [daemon]
-    path.write_text(yaml.safe_dump(config))
 
 
 def _alertmanager_config(path: Path, secrets: Path, hook: str) -> None:
@@ -288,14 +277,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Findings:
     clock = time.monotonic()
     command = [sys.executable, "-c", SANDBOX, daemon, str(work), str(BUDGET + 30), str(ITEMS)]
     result.started = time.time()
-    with (tmp / "sandbox.log").open("wb") as sandbox_log:
-        sandbox = subprocess.Popen(
-            command,
-            stdout=sandbox_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    sandbox = start_sandbox(command, tmp / "sandbox.log")
     try:
         with receiver() as hook:
             result.receiver = hook
@@ -303,7 +285,7 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> Findings:
             _alertmanager_config(am_config, tmp / "secrets", hook.url)
             (tmp / "am-data").mkdir()
             with alertmanager(am_config, tmp / "am-data", tmp / "alertmanager.log") as am:
-                _prometheus_config(prom_config, daemon, am.url.removeprefix("http://"))
+                prometheus_config(prom_config, daemon, am.url.removeprefix("http://"))
                 (tmp / "prom-data").mkdir()
                 with prometheus(prom_config, tmp / "prom-data", tmp / "prometheus.log") as prom:
                     try:

@@ -106,7 +106,7 @@ def test_dry_run_grants_the_roles_and_no_basic_role(tmp_path: Path) -> None:
     roles = {line.split()[4]: line for line in out.splitlines() if line.startswith("gcloud iam roles create")}
     assert "aiplatform.customJobs.create\\,aiplatform.customJobs.get" in roles["launchSupervisorLauncher"]
     dispatch = roles["launchSupervisorDispatch"]
-    for permission in ("run.jobs.run\\,", "run.jobs.runWithOverrides", "run.executions.get", "run.executions.cancel"):
+    for permission in ("run.jobs.get", "run.jobs.run\\,", "run.jobs.runWithOverrides", "run.executions.cancel"):
         assert permission in dispatch
     # The daemon cancels the CustomJobs of failed items and of runs stopped in W&B.
     assert "aiplatform.customJobs.cancel\\,aiplatform.customJobs.list" in roles["launchSupervisorVertex"]

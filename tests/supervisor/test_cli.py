@@ -238,10 +238,11 @@ async def test_missing_wandb_key_is_one_clear_error(tmp_path: Path) -> None:
 
 
 async def test_status_and_resume_commands(tmp_path: Path) -> None:
-    """`status` prints a table of a running daemon; `resume` closes a breaker."""
+    """`status` prints a table of a running daemon, with each queue's spend against its budget;
+    `resume` closes a breaker."""
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
-        write_private(config, stack.config_toml())
+        write_private(config, stack.config_toml("daily_budget = 20"))
         async with daemon_process(config, env(stack, tmp_path)) as daemon:
             listening = await daemon.read_until("http.listening")
             url = f"http://{listening['address']}"
@@ -250,6 +251,8 @@ async def test_status_and_resume_commands(tmp_path: Path) -> None:
             assert status.returncode == 0
             assert "QUEUE" in status.stdout.decode()
             assert "closed" in status.stdout.decode()
+            assert "SPEND 24H" in status.stdout.decode()
+            assert "/ $20.00" in status.stdout.decode()
             resumed = await anyio.run_process(["launch-supervisor", "resume", "q", "--url", url], check=False)
             assert resumed.stdout.decode().strip() == "q: breaker closed (was closed)"
             unknown = await anyio.run_process(["launch-supervisor", "resume", "nope", "--url", url], check=False)

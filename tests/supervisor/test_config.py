@@ -53,7 +53,7 @@ def test_unknown_keys_get_a_suggestion() -> None:
     assert found == [
         "unknown key `queues[0].max_infligt`; did you mean `max_inflight`? (allowed here: name, launcher_job, "
         "entity, max_inflight, dispatch_budget, claim_timeout, execution_timeout, stop_after_submit, stranded_after, "
-        "cancel_stopped_runs, stop_grace, breaker)"
+        "cancel_stopped_runs, stop_grace, max_queued, max_runtime, daily_budget, breaker)"
     ]
     assert "did you mean `entity`" in problems(MINIMAL.replace('entity = "team-ml"', 'entitty = "team-ml"'))[1]
 
@@ -180,3 +180,41 @@ def test_files_others_can_read_get_a_warning_naming_the_fix(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert f"warning: the W&B API key file {key_file} can be read by others" in result.stderr
     assert "from-file-key" not in result.stdout + result.stderr
+
+
+def test_limits_and_budget_default_off_and_the_example_prices_load() -> None:
+    """max_queued, max_runtime and daily_budget are off by default; the shipped example table parses."""
+    from importlib import resources
+
+    config = parse_config(MINIMAL, "test.toml", KEY)
+    queue = config.queues[0]
+    assert (queue.max_queued, queue.max_runtime, queue.daily_budget) == (None, None, None)
+    assert config.prices.empty
+    example = (resources.files("supervisor.sandbox") / "prices-us-central1.toml").read_text()
+    priced = parse_config(
+        MINIMAL.replace("max_inflight = 4", "max_inflight = 4\ndaily_budget = 50") + example, "t", KEY
+    )
+    assert priced.prices.machine["n1-standard-4"] == 0.21849885
+    assert priced.prices.launcher_vcpu_second == 0.000018
+    assert priced.queues[0].daily_budget == 50
+
+
+def test_a_budget_without_prices_or_a_day_of_listing_is_refused_with_the_fix() -> None:
+    """A budget nothing can price, or a listing shorter than its day, is an error that says what to add."""
+    budgeted = MINIMAL.replace("max_inflight = 4", "max_inflight = 4\ndaily_budget = 50")
+    [problem] = problems(budgeted)
+    assert "set daily_budget, but [prices] names no machine type" in problem
+    assert "add a [prices] table" in problem
+    short = budgeted.replace('region = "us-central1"', 'region = "us-central1"\nvertex_lookback = 3600')
+    [problem] = problems(short + '\n[prices.machine]\n"n1-standard-4" = 0.2\n')
+    assert "raise vertex_lookback to at least 86400" in problem
+
+
+def test_a_negative_price_or_limit_names_its_key() -> None:
+    """max_queued = 0 and a negative price are refused, each error naming its key."""
+    found = problems(
+        MINIMAL.replace("max_inflight = 4", "max_inflight = 4\nmax_queued = 0")
+        + '\n[prices.machine]\n"n1-standard-4" = -1\n'
+    )
+    assert any("queues[0].max_queued" in p for p in found), found
+    assert any("prices.machine.n1-standard-4" in p for p in found), found

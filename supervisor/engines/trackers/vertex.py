@@ -33,7 +33,7 @@ from google.protobuf import field_mask_pb2
 from supervisor.calls.gcp import cancel_call, observed, pages, read_retry
 from supervisor.calls.observe import ObserveCall, ignore_call
 from supervisor.model.observations import VertexSeen
-from supervisor.model.vertex import TERMINAL, JobState
+from supervisor.model.vertex import TERMINAL, Hardware, JobState, Pool
 
 RUN_LABEL = "wandb-run-id"
 TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"
@@ -109,7 +109,31 @@ def parse_job(job: Any) -> VertexSeen:
         entity=env.get(ENTITY_ENV),
         project=env.get(PROJECT_ENV),
         launch_queue=(entity, queue) if entity and queue else None,
+        started=_time(job, "start_time"),
+        hardware=hardware(job),
     )
+
+
+def hardware(job: Any) -> Hardware:
+    """Its worker pools' machines and whether it runs on spot VMs (`job_spec.scheduling.strategy`
+    SPOT, aiplatform_v1 Scheduling.Strategy): what its cost is counted by."""
+    pools = []
+    for pool in job.job_spec.worker_pool_specs:
+        machine = pool.machine_spec
+        try:
+            accelerator = aiplatform_v1.AcceleratorType(machine.accelerator_type).name
+        except ValueError:  # a type newer than the pinned client: unpriced, never guessed
+            accelerator = f"accelerator type {int(machine.accelerator_type)}"
+        pools.append(
+            Pool(
+                machine_type=str(machine.machine_type),
+                replicas=int(pool.replica_count),
+                accelerator_type=None if accelerator == "ACCELERATOR_TYPE_UNSPECIFIED" else accelerator,
+                accelerator_count=int(machine.accelerator_count),
+            )
+        )
+    spot = job.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.SPOT
+    return Hardware(tuple(pools), spot=spot)
 
 
 class VertexTracker:

@@ -25,3 +25,26 @@ def test_the_view_shows_queues_executions_and_breakers_newest_first() -> None:
     assert [e["name"] for e in view["executions"]] == [ex(2), ex(1)]
     assert view["executions"][0]["age_s"] == 11.0
     assert view["vertex_jobs"] == []
+
+
+def test_the_view_says_why_a_budgeted_queue_dispatches_nothing() -> None:
+    """Before the first listing: the spend is not known; at or over the budget: how much of it."""
+    from dataclasses import replace
+
+    from supervisor.model.state import State
+    from supervisor.surface.status import status_view
+    from tests.supervisor.model.test_queue import policy
+
+    state = State()
+    state.apply_policy([replace(policy(name="q"), daily_budget=20.0)])
+    cost = status_view(state, 0.0, version="t", ready=True, uptime=1.0)["queues"]["q"]["cost"]
+    assert cost == {
+        "spend_24h": None,
+        "daily_budget": 20.0,
+        "over_budget": False,
+        "held": "spend not known yet: waiting for the first CustomJob listing",
+    }
+    state.queues["q"].spending.spend = 21.5
+    cost = status_view(state, 0.0, version="t", ready=True, uptime=1.0)["queues"]["q"]["cost"]
+    assert cost["over_budget"] is True
+    assert cost["held"] == "over budget: $21.50 spent in the last 24 h, daily_budget $20.00"

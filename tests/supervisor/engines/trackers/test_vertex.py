@@ -111,3 +111,54 @@ async def test_a_listing_asks_only_for_the_fields_it_reads() -> None:
             assert job.labels["wandb-run-id"] == "run-1"
         finally:
             await clients.aclose()
+
+
+def test_the_parse_reads_start_time_and_what_a_job_costs_by() -> None:
+    """start_time and, per worker pool, machine type, replicas and accelerators; SPOT scheduling; an
+    empty pool kept in its position; an accelerator type newer than the client named by its number
+    (so it is unpriced, never guessed). The raw message, as the tracker parses it."""
+    from datetime import UTC, datetime
+
+    from google.cloud import aiplatform_v1
+
+    from supervisor.engines.trackers.vertex import parse_job
+    from supervisor.model.vertex import Hardware, Pool
+
+    started = datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
+    chief = aiplatform_v1.WorkerPoolSpec(
+        machine_spec=aiplatform_v1.MachineSpec(
+            machine_type="n1-standard-8", accelerator_type="NVIDIA_L4", accelerator_count=2
+        ),
+        replica_count=1,
+    )
+    workers = aiplatform_v1.WorkerPoolSpec(
+        machine_spec=aiplatform_v1.MachineSpec(
+            machine_type="n1-standard-8", accelerator_type="NVIDIA_L4", accelerator_count=2
+        ),
+        replica_count=3,
+    )
+    job = aiplatform_v1.CustomJob(
+        name="projects/1/locations/us-central1/customJobs/7",
+        state=aiplatform_v1.JobState.JOB_STATE_RUNNING,
+        create_time=datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC),
+        start_time=started,
+        job_spec=aiplatform_v1.CustomJobSpec(
+            worker_pool_specs=[chief, aiplatform_v1.WorkerPoolSpec(), workers],
+            scheduling=aiplatform_v1.Scheduling(strategy=aiplatform_v1.Scheduling.Strategy.SPOT),
+        ),
+    )
+    seen = parse_job(aiplatform_v1.CustomJob.pb(job))
+    assert seen.started == started.timestamp()
+    l4 = ("NVIDIA_L4", 2)
+    assert seen.hardware == Hardware(
+        (Pool("n1-standard-8", 1, *l4), Pool("", 0), Pool("n1-standard-8", 3, *l4)), spot=True
+    )
+    raw = aiplatform_v1.CustomJob.pb(job)
+    raw.job_spec.worker_pool_specs[0].machine_spec.accelerator_type = 9999  # a type the pinned client lacks
+    raw.job_spec.scheduling.strategy = 0
+    seen = parse_job(raw)
+    assert seen.hardware is not None
+    assert seen.hardware.pools[0].accelerator_type == "accelerator type 9999"
+    assert not seen.hardware.spot
+    queued = aiplatform_v1.CustomJob(name="x", create_time=datetime(2026, 12, 7, tzinfo=UTC))
+    assert parse_job(aiplatform_v1.CustomJob.pb(queued)).started is None
