@@ -95,8 +95,8 @@ def config_drift(page: str) -> list[str]:
     for key, default in keys.items():
         if default is PydanticUndefined:
             want = "required"
-        elif default is None:
-            want = None  # unset or derived from other keys: the page says which in words
+        elif default is None or default == "":
+            want = None  # unset, empty or derived from other keys: the page says which in words
         else:
             want = number(default)
         row = f"| `{key}` | `{want or 'none'}` | what it does |"
