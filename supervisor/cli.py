@@ -19,12 +19,12 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from supervisor.clients import CredentialsError
-from supervisor.config import DEFAULT_PATH, Config, ConfigError, exposure, load_config
-from supervisor.daemon.notify import Notifier
-from supervisor.daemon.shell import Daemon, ListenError, version
-from supervisor.logs import configure
-from supervisor.model.events import ITEM_ADDED, item_added
+from launch_supervisor.clients import CredentialsError
+from launch_supervisor.config import DEFAULT_PATH, Config, ConfigError, exposure, load_config
+from launch_supervisor.daemon.notify import Notifier
+from launch_supervisor.daemon.shell import Daemon, ListenError, version
+from launch_supervisor.logs import configure
+from launch_supervisor.model.events import ITEM_ADDED, item_added
 
 DEFAULT_URL = "http://127.0.0.1:9464"
 STARTUP_ERRORS = (CredentialsError, ListenError)
@@ -315,7 +315,7 @@ def sandbox(
             f"the sandbox runs the real wandb launch-agent, and {', '.join(missing)} is not installed: "
             "pip install 'launch-supervisor[sandbox]'"
         )
-    from supervisor.sandbox.session import Options, Sandbox, SandboxError  # noqa: PLC0415 - only this command
+    from launch_supervisor.sandbox.session import Options, Sandbox, SandboxError  # noqa: PLC0415 - only this command
 
     options = Options(
         items=items,

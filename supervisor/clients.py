@@ -19,13 +19,13 @@ from google.cloud.aiplatform_v1.services.job_service.transports.grpc_asyncio imp
 from google.cloud.run_v2.services.executions.transports import ExecutionsGrpcAsyncIOTransport
 from google.cloud.run_v2.services.jobs.transports import JobsGrpcAsyncIOTransport
 
-from supervisor.calls.observe import ObserveCall, ignore_call
-from supervisor.config import Config
-from supervisor.engines.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
-from supervisor.engines.sources.wandb import WandbClient
-from supervisor.engines.trackers.executions import ExecutionsTracker
-from supervisor.engines.trackers.launcher import LauncherReader
-from supervisor.engines.trackers.vertex import VertexTracker
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.config import Config
+from launch_supervisor.engines.dispatch.cloudrun import CloudRunCanceller, CloudRunDispatcher
+from launch_supervisor.engines.sources.wandb import WandbClient
+from launch_supervisor.engines.trackers.executions import ExecutionsTracker
+from launch_supervisor.engines.trackers.launcher import LauncherReader
+from launch_supervisor.engines.trackers.vertex import VertexTracker
 
 
 class CredentialsError(Exception):

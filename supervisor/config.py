@@ -28,7 +28,7 @@ DEFAULT_PATH = Path("/etc/launch-supervisor/config.toml")
 ENV_PREFIX = "LAUNCH_SUPERVISOR_"
 
 BUDGET_WINDOW = 86400.0
-"""daily_budget counts the spend of this many seconds back (`supervisor.model.cost.SPEND_WINDOW`); the
+"""daily_budget counts the spend of this many seconds back (`launch_supervisor.model.cost.SPEND_WINDOW`); the
 CustomJob listing must reach as far."""
 _JOB = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/jobs/[^/\s]+")
 _SUBSCRIPTION = re.compile(r"projects/[^/\s]+/subscriptions/[^/\s]+")

@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     try:
-        from supervisor.cli import cli  # noqa: PLC0415 - the import itself is what may fail
+        from launch_supervisor.cli import cli  # noqa: PLC0415 - the import itself is what may fail
     except ImportError as exc:
         sys.exit(
             f"launch-supervisor: the daemon's dependencies are not installed ({exc.name} is missing); "

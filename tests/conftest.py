@@ -27,6 +27,13 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
+# `python -m pytest` puts the working directory first on sys.path; at the repository's root that
+# would let its `supervisor/` and `watchdog/` folders shadow installed packages of those names
+# (supervisord, the file-system events library). The tests import the installed launch_supervisor
+# and launch_watchdog, and pytest runs with --import-mode=importlib, so nothing needs the root there.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _ROOT]
+
 AGENT = Path(__file__).parent / "watchdog" / "agent.py"
 
 
@@ -249,7 +256,7 @@ PROPERTY_FILES = "test_properties.py"
 the fast tier's budget, so they run with the rest."""
 
 SLOW_MODULES = frozenset(
-    {"tests.emulator", "tests.real_agent", "supervisor.sandbox.session", "tests.deploy.monitoring"}
+    {"tests.emulator", "tests.real_agent", "launch_supervisor.sandbox.session", "tests.deploy.monitoring"}
 )
 """A test module that uses any of these (the Pub/Sub emulator, the real agent, the sandbox, the
 monitoring stack) is slow wherever it is."""

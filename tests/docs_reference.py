@@ -87,7 +87,7 @@ def config_keys(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str,
 
 def config_drift(page: str) -> list[str]:
     """Every key of the Config model in the page's key table with its default, and no other."""
-    from supervisor.config import Config
+    from launch_supervisor.config import Config
 
     documented = {code(row[0]): code(row[1]) for row in table_rows(page) if len(row) >= 3 and row[0].startswith("`")}
     problems = []
@@ -132,7 +132,7 @@ def _option_default(option: click.Option) -> str:
 def cli_drift(page: str) -> list[str]:
     """Every `launch-supervisor` command has a section `## \\`launch-supervisor NAME\\`` whose table
     lists each of its options with its default, and the page lists nothing the commands lack."""
-    from supervisor.cli import cli
+    from launch_supervisor.cli import cli
 
     problems = []
     for name, command in sorted(cli.commands.items()):
@@ -170,7 +170,7 @@ HELP_TAIL = re.compile(r"\[(LAUNCH_WATCHDOG_\w+)(?:, ([^\]]+))?\]$")
 
 def watchdog_cli_drift(page: str) -> list[str]:
     """Every launch-watchdog option in the page's option table with its variable and default."""
-    from watchdog.cli import _parser
+    from launch_watchdog.cli import _parser
 
     text = section(page, "Options") or ""
     documented = {first_code(row[0]).split()[0]: row for row in table_rows(text) if row[0].startswith("`--")}
@@ -207,8 +207,8 @@ METRICS_PAGE = "docs/http-and-metrics.md"
 def registry_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     """name → (type, label names) of every metric the daemon registers, counters with `_total`:
     the metric objects' own, and the families its state collector yields (for an empty state)."""
-    from supervisor.model.state import State
-    from supervisor.surface.metrics import Metrics
+    from launch_supervisor.model.state import State
+    from launch_supervisor.surface.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics("0", registry=registry).watch(State())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.sandbox import emulator as _emulator
-from supervisor.sandbox.emulator import INSTALL_HINT, PROJECT, Emulator, EmulatorError, emulator_available
+from launch_supervisor.sandbox import emulator as _emulator
+from launch_supervisor.sandbox.emulator import INSTALL_HINT, PROJECT, Emulator, EmulatorError, emulator_available
 
 __all__ = ["PROJECT", "Emulator", "require_emulator", "running_emulator"]
 

@@ -3,7 +3,7 @@
 The launcher image's entrypoint is run as Cloud Run runs it: `launch-watchdog -- wandb launch-agent
 -q Q -e E --max-jobs 1`, with a home of its own that holds the image's launch config, and the
 environment that points the agent at the W&B stand-in and its Google libraries at the Vertex
-stand-in (`supervisor.sandbox.google_front`). Used by the end-to-end tests and by
+stand-in (`launch_supervisor.sandbox.google_front`). Used by the end-to-end tests and by
 `tests/watchdog/transcripts/record.py`.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.sandbox.session import LAUNCH_CONFIG
-from supervisor.sandbox.stack import ENTITY, Stack
+from launch_supervisor.sandbox.session import LAUNCH_CONFIG
+from launch_supervisor.sandbox.stack import ENTITY, Stack
 from tests.conftest import Run
 
 QUEUE = "sandbox"

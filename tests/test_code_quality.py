@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which(argv[0]) is None:
-        pytest.fail(f"{argv[0]} is not installed; run: pip install -e '.[dev]'")
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+TOOLS = {
+    "ruff": ("ruff", ["-m", "ruff"]),
+    "mypy": ("mypy", ["-m", "mypy"]),
+    # import-linter has no __main__: its console script's function, run by this interpreter.
+    "lint-imports": ("importlinter", ["-c", "from importlinter.cli import lint_imports_command as c; c()"]),
+}
+
+
+def _run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A check run by this interpreter, the one that has launch_supervisor installed (a console script
+    on PATH may belong to another environment, where the import names do not resolve)."""
+    module, argv = TOOLS[tool]
+    if importlib.util.find_spec(module) is None:
+        pytest.fail(f"{tool} is not installed; run: pip install -e '.[dev]'")
+    return subprocess.run(
+        [sys.executable, *argv, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_ruff_lint() -> None:

@@ -1,7 +1,7 @@
-"""`python -m watchdog`, the same as `launch-watchdog`."""
+"""`python -m launch_watchdog`, the same as `launch-watchdog`."""
 
 import sys
 
-from watchdog.cli import main
+from launch_watchdog.cli import main
 
 sys.exit(main())

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from watchdog.rules import RulesError, load_rules
-from watchdog.runner import Settings, Watchdog
+from launch_watchdog.rules import RulesError, load_rules
+from launch_watchdog.runner import Settings, Watchdog
 
 USAGE_EXIT = 2
 _TOPIC = re.compile(r"projects/[^/\s]+/topics/[^/\s]+")

@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from watchdog.process import Shutdown
+from launch_watchdog.process import Shutdown
 
 
 class Outcome(enum.Enum):

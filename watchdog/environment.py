@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from watchdog.agent_startup import DIRECTORY as AGENT_STARTUP
-from watchdog.follow import LogDirectory
+from launch_watchdog.agent_startup import DIRECTORY as AGENT_STARTUP
+from launch_watchdog.follow import LogDirectory
 
 
 def wandb_log_dir(wandb_dir: Path) -> Path:

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from watchdog.console import Console
-from watchdog.publish import Publisher
-from watchdog.redact import Redactor
+from launch_watchdog.console import Console
+from launch_watchdog.publish import Publisher
+from launch_watchdog.redact import Redactor
 
 SCHEMA = "launch-supervisor/1"
 

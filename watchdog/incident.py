@@ -32,8 +32,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from watchdog.rules import RuleSet
-from watchdog.scanner import BlockEnded, Fired, Line
+from launch_watchdog.rules import RuleSet
+from launch_watchdog.scanner import BlockEnded, Fired, Line
 
 
 class Step(enum.Enum):

@@ -17,10 +17,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from watchdog.follow import FileFollower, LogDirectory
-from watchdog.lines import LineBuffer
-from watchdog.redact import Redactor, StreamRedactor
-from watchdog.scanner import Finding, Scanner, Stream, kind_of
+from launch_watchdog.follow import FileFollower, LogDirectory
+from launch_watchdog.lines import LineBuffer
+from launch_watchdog.redact import Redactor, StreamRedactor
+from launch_watchdog.scanner import Finding, Scanner, Stream, kind_of
 
 FILE_POLL_SECONDS = 0.05
 READ_SIZE = 256 * 1024

@@ -7,9 +7,9 @@ agent is stopped, unless it is to be kept watching its job.
 
 from __future__ import annotations
 
-from watchdog.ending import Ending, Outcome
-from watchdog.events import Events
-from watchdog.scanner import Claimed, Received, Started, Submitted
+from launch_watchdog.ending import Ending, Outcome
+from launch_watchdog.events import Events
+from launch_watchdog.scanner import Claimed, Received, Started, Submitted
 
 
 class Progress:

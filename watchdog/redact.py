@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from watchdog.lines import TRUNCATED
+from launch_watchdog.lines import TRUNCATED
 
 MIN_SECRET_LENGTH = 6
 """Shorter values are not redacted: replacing every "1" or "true" would wreck the output."""

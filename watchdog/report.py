@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from watchdog.console import Console
-from watchdog.events import Events
-from watchdog.incident import Verdict
-from watchdog.scanner import Line
+from launch_watchdog.console import Console
+from launch_watchdog.events import Events
+from launch_watchdog.incident import Verdict
+from launch_watchdog.scanner import Line
 
 RULE = "━" * 72
 

@@ -24,20 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watchdog.console import Console
-from watchdog.ending import Ending, Outcome
-from watchdog.environment import child_env, log_directories
-from watchdog.events import Events, run_fields
-from watchdog.follow import FileFollower
-from watchdog.incident import Judge, Step, Verdict
-from watchdog.output import FILE_POLL_SECONDS, AgentOutput
-from watchdog.process import AgentGroup, Shutdown, become_subreaper
-from watchdog.progress import Progress
-from watchdog.publish import Publisher
-from watchdog.redact import Redactor, secret_values
-from watchdog.report import report_bailout
-from watchdog.rules import RuleSet
-from watchdog.scanner import BlockEnded, Finding, Fired, Scanner
+from launch_watchdog.console import Console
+from launch_watchdog.ending import Ending, Outcome
+from launch_watchdog.environment import child_env, log_directories
+from launch_watchdog.events import Events, run_fields
+from launch_watchdog.follow import FileFollower
+from launch_watchdog.incident import Judge, Step, Verdict
+from launch_watchdog.output import FILE_POLL_SECONDS, AgentOutput
+from launch_watchdog.process import AgentGroup, Shutdown, become_subreaper
+from launch_watchdog.progress import Progress
+from launch_watchdog.publish import Publisher
+from launch_watchdog.redact import Redactor, secret_values
+from launch_watchdog.report import report_bailout
+from launch_watchdog.rules import RuleSet
+from launch_watchdog.scanner import BlockEnded, Finding, Fired, Scanner
 
 PUBLISH_FLUSH_SECONDS = 5.0
 

@@ -31,8 +31,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from watchdog.literals import required_literals
-from watchdog.rules import Rule, RuleSet
+from launch_watchdog.literals import required_literals
+from launch_watchdog.rules import Rule, RuleSet
 
 RECEIVED = re.compile(r"Launch agent received job:")
 STARTED = re.compile(r"\bagent\b.*\bpolling on queues?\b")

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.api_core.retry import AsyncRetry, if_exception_type
 
-from supervisor.calls.observe import ObserveCall
+from launch_supervisor.calls.observe import ObserveCall
 
 T = TypeVar("T")
 

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
-from supervisor.clients import Clients
-from supervisor.daemon import clock
-from supervisor.daemon.launcher import read_size
-from supervisor.model.facts import Fact
-from supervisor.model.remedies import CancelExecution, FailItem
-from supervisor.model.state import State
-from supervisor.surface.metrics import Metrics
-from supervisor.surface.report import report
+from launch_supervisor.clients import Clients
+from launch_supervisor.daemon import clock
+from launch_supervisor.daemon.launcher import read_size
+from launch_supervisor.model.facts import Fact
+from launch_supervisor.model.remedies import CancelExecution, FailItem
+from launch_supervisor.model.state import State
+from launch_supervisor.surface.metrics import Metrics
+from launch_supervisor.surface.report import report
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
-from supervisor.engines.trackers.launcher import LauncherReader, LimitError
-from supervisor.model.state import State
+from launch_supervisor.engines.trackers.launcher import LauncherReader, LimitError
+from launch_supervisor.model.state import State
 
 log = structlog.get_logger("launch_supervisor")
 

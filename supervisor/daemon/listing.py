@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import structlog
 
-from supervisor.engines.sources.wandb import WandbClient, WandbQueueMissingError
-from supervisor.model.observations import ItemSeen
-from supervisor.surface.metrics import Metrics
+from launch_supervisor.engines.sources.wandb import WandbClient, WandbQueueMissingError
+from launch_supervisor.model.observations import ItemSeen
+from launch_supervisor.surface.metrics import Metrics
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -19,8 +19,8 @@ import anyio
 import structlog
 from google.api_core.exceptions import GoogleAPICallError
 
-from supervisor.engines.sources.wandb import WandbError
-from supervisor.surface.metrics import Metrics
+from launch_supervisor.engines.sources.wandb import WandbError
+from launch_supervisor.surface.metrics import Metrics
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from supervisor.config import Config, QueueConfig
-from supervisor.model.cost import Prices
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.remedies import STRANDED_MARGIN
+from launch_supervisor.config import Config, QueueConfig
+from launch_supervisor.model.cost import Prices
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.remedies import STRANDED_MARGIN
 
 EVENT_GRACE = 30.0
 """With events on, how long a failed execution waits for its watchdog's bailout event before it

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import structlog
 
-from supervisor.daemon import clock
-from supervisor.engines.dispatch.cloudrun import CloudRunDispatcher, DispatchRefusedError, DispatchUnknownError
-from supervisor.model.queue import QueueState
-from supervisor.surface.metrics import Metrics
-from supervisor.surface.report import report
+from launch_supervisor.daemon import clock
+from launch_supervisor.engines.dispatch.cloudrun import CloudRunDispatcher, DispatchRefusedError, DispatchUnknownError
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.surface.metrics import Metrics
+from launch_supervisor.surface.report import report
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -3,18 +3,18 @@
 Tasks, all named, in one task group (started in this order, readiness last):
 - the HTTP server;
 - per queue, a queue loop: poll the items (one GraphQL request, more for a queue of over 100;
-  `supervisor.daemon.listing`), then reconcile: ask the model how
+  `launch_supervisor.daemon.listing`), then reconcile: ask the model how
   many executions to start, and start them;
 - per queue, an executions loop: list the launcher job's executions;
 - one Vertex loop: list CustomJobs, then per queue fail the items nothing will run and cancel
   executions still running `stop_after_submit` seconds after their CustomJob was created; then ask
   W&B (one query per project) which live CustomJobs' runs were stopped, and cancel those stopped for
-  `stop_grace` (`supervisor.daemon.stops`);
+  `stop_grace` (`launch_supervisor.daemon.stops`);
 - with a subscription, the events loop: each Pub/Sub message goes to the model;
 - under systemd (`$NOTIFY_SOCKET`), the notifier: READY=1 once ready, WATCHDOG=1 while healthy
-  (`supervisor.daemon.notify`).
+  (`launch_supervisor.daemon.notify`).
 
-The shell calls the engines and hands what they return to the model (`supervisor.model.state`), then
+The shell calls the engines and hands what they return to the model (`launch_supervisor.model.state`), then
 does what the model answers: report facts, wake loops, make calls. An observation that can change a
 decision wakes the queue loop, so dispatch follows within milliseconds, not a poll interval. W&B
 401/403 stops polling that queue (loudly), not the daemon.
@@ -38,26 +38,26 @@ import structlog
 from anyio.abc import TaskGroup, TaskStatus
 from prometheus_client import CollectorRegistry
 
-from supervisor.clients import Clients, build_clients
-from supervisor.config import Config
-from supervisor.daemon import clock
-from supervisor.daemon.chores import do_chores
-from supervisor.daemon.listing import QueueLister
-from supervisor.daemon.loops import Loop
-from supervisor.daemon.notify import Notifier
-from supervisor.daemon.policy import policies_of, prices_of
-from supervisor.daemon.reconcile import reconcile
-from supervisor.daemon.stops import cancel_stopped_runs
-from supervisor.daemon.vertex_listing import VertexListing
-from supervisor.engines.sources.pubsub import consume
-from supervisor.engines.sources.wandb import WandbAuthError
-from supervisor.model.inbox import Outcome
-from supervisor.model.state import State
-from supervisor.surface.asgi import serve_asgi
-from supervisor.surface.http import make_app
-from supervisor.surface.metrics import Metrics
-from supervisor.surface.report import report, report_outcome
-from supervisor.surface.status import status_view
+from launch_supervisor.clients import Clients, build_clients
+from launch_supervisor.config import Config
+from launch_supervisor.daemon import clock
+from launch_supervisor.daemon.chores import do_chores
+from launch_supervisor.daemon.listing import QueueLister
+from launch_supervisor.daemon.loops import Loop
+from launch_supervisor.daemon.notify import Notifier
+from launch_supervisor.daemon.policy import policies_of, prices_of
+from launch_supervisor.daemon.reconcile import reconcile
+from launch_supervisor.daemon.stops import cancel_stopped_runs
+from launch_supervisor.daemon.vertex_listing import VertexListing
+from launch_supervisor.engines.sources.pubsub import consume
+from launch_supervisor.engines.sources.wandb import WandbAuthError
+from launch_supervisor.model.inbox import Outcome
+from launch_supervisor.model.state import State
+from launch_supervisor.surface.asgi import serve_asgi
+from launch_supervisor.surface.http import make_app
+from launch_supervisor.surface.metrics import Metrics
+from launch_supervisor.surface.report import report, report_outcome
+from launch_supervisor.surface.status import status_view
 
 DRAIN_SECONDS = 10.0
 """Longest wait for in-flight calls at shutdown; below systemd's TimeoutStopSec."""

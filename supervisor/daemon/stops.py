@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import structlog
 
-from supervisor.clients import Clients
-from supervisor.daemon import clock
-from supervisor.daemon.chores import try_cancel
-from supervisor.engines.sources.wandb import WandbError
-from supervisor.model.state import State
-from supervisor.model.stops import CancelJob
-from supervisor.surface.metrics import Metrics
+from launch_supervisor.clients import Clients
+from launch_supervisor.daemon import clock
+from launch_supervisor.daemon.chores import try_cancel
+from launch_supervisor.engines.sources.wandb import WandbError
+from launch_supervisor.model.state import State
+from launch_supervisor.model.stops import CancelJob
+from launch_supervisor.surface.metrics import Metrics
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from supervisor.daemon import clock
-from supervisor.engines.trackers.vertex import VertexTracker
-from supervisor.model.facts import Fact
-from supervisor.model.observations import VertexSeen
-from supervisor.model.state import State
+from launch_supervisor.daemon import clock
+from launch_supervisor.engines.trackers.vertex import VertexTracker
+from launch_supervisor.model.facts import Fact
+from launch_supervisor.model.observations import VertexSeen
+from launch_supervisor.model.state import State
 
 RECENT_MARGIN = 60.0
 """Seconds the listing of new jobs reaches back before the previous tick began: room for the clock of

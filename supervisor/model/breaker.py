@@ -13,7 +13,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from supervisor.model.transitions import allowed
+from launch_supervisor.model.transitions import allowed
 
 DISPATCH_REFUSED = "dispatch_refused"
 """Cloud Run refused RunJob (no execution was created).

@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.stops import queue_of
-from supervisor.model.vertex import Hardware, JobState, VertexJob
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.stops import queue_of
+from launch_supervisor.model.vertex import Hardware, JobState, VertexJob
 
 HOUR = 3600.0
 SPEND_WINDOW = 86400.0

@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from supervisor.model.breaker import Breaker
-from supervisor.model.executions import Execution
-from supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.breaker import Breaker
+from launch_supervisor.model.executions import Execution
+from launch_supervisor.model.policy import QueuePolicy
 
 BUDGET_PERIOD = 60.0
 """dispatch_budget counts executions started within this many seconds."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from supervisor.model.absence import Absence
-from supervisor.model.facts import Fact
-from supervisor.model.transitions import allowed
+from launch_supervisor.model.absence import Absence
+from launch_supervisor.model.facts import Fact
+from launch_supervisor.model.transitions import allowed
 
 
 class Phase(enum.Enum):

@@ -12,9 +12,9 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from supervisor.model.events import Event, EventType, Malformed, parse
-from supervisor.model.facts import Fact
-from supervisor.model.queue import QueueState
+from launch_supervisor.model.events import Event, EventType, Malformed, parse
+from launch_supervisor.model.facts import Fact
+from launch_supervisor.model.queue import QueueState
 
 SEEN_EVENTS = 20_000
 """Event keys remembered for idempotency (a redelivery older than this many events is rare)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.stops import CancelJob, queue_of
-from supervisor.model.vertex import JobState, VertexJob
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.stops import CancelJob, queue_of
+from launch_supervisor.model.vertex import JobState, VertexJob
 
 MAX_QUEUED = "max_queued"
 MAX_RUNTIME = "max_runtime"

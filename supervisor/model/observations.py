@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor.model.items import ItemState
-from supervisor.model.vertex import Hardware, JobState
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.vertex import Hardware, JobState
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 
-from supervisor.model.executions import Execution, Phase
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.items import Item, ItemState
-from supervisor.model.vertex import VertexJob
+from launch_supervisor.model.executions import Execution, Phase
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.items import Item, ItemState
+from launch_supervisor.model.vertex import VertexJob
 
 
 def claim(queue: str, execution: Execution, item: Item, now: float) -> list[Fact]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from supervisor.model import pairing
-from supervisor.model.breaker import DISPATCH_REFUSED, UNSEEN_PROBE, Breaker, BreakerState
-from supervisor.model.cost import Spending
-from supervisor.model.dispatching import Decision, Dispatching
-from supervisor.model.executions import IN_FLIGHT, VANISHED, Execution, Phase
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.items import Item, ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.vertex import VertexJob
+from launch_supervisor.model import pairing
+from launch_supervisor.model.breaker import DISPATCH_REFUSED, UNSEEN_PROBE, Breaker, BreakerState
+from launch_supervisor.model.cost import Spending
+from launch_supervisor.model.dispatching import Decision, Dispatching
+from launch_supervisor.model.executions import IN_FLIGHT, VANISHED, Execution, Phase
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.items import Item, ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.vertex import VertexJob
 
 UNCERTAIN_SLACK = 5.0
 """An execution created this long before a RunJob whose answer was lost may still be its (clocks

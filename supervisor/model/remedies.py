@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from supervisor.model.executions import Phase
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.items import ItemState
-from supervisor.model.pairing import custom_job
-from supervisor.model.queue import QueueState
-from supervisor.model.stops import RUN_STOPPED, ended_message
-from supervisor.model.vertex import HANGING, VertexJob
+from launch_supervisor.model.executions import Phase
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.pairing import custom_job
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.stops import RUN_STOPPED, ended_message
+from launch_supervisor.model.vertex import HANGING, VertexJob
 
 FAIL_STAGES = {
     "vertex_job_ended": "run",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from supervisor.model.items import ItemState
-from supervisor.model.queue import QueueState
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.queue import QueueState
 
 
 def prune(state: QueueState, now: float, held: Container[str] = ()) -> None:

@@ -7,20 +7,19 @@ sleeps, so every rule is tested with plain values (docs/architecture.md, Parts).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from supervisor.model import cost, limits, remedies, retention, stops
-from supervisor.model.cost import Prices
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.inbox import Inbox, Outcome
-from supervisor.model.observations import ExecutionSeen, VertexSeen
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.queue import QueueState
-from supervisor.model.remedies import CancelExecution, FailItem
-from supervisor.model.stops import CancelJob, StopQuery
-from supervisor.model.vertex import HANGING, VANISHED_JOB, JobState, VertexJob
+from launch_supervisor.model import cost, limits, remedies, retention, stops
+from launch_supervisor.model.cost import Prices
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.inbox import Inbox, Outcome
+from launch_supervisor.model.observations import ExecutionSeen, VertexSeen
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.remedies import CancelExecution, FailItem
+from launch_supervisor.model.stops import CancelJob, StopQuery
+from launch_supervisor.model.vertex import HANGING, VANISHED_JOB, InFlight, JobState, VertexJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +61,8 @@ class State:
     def __init__(self, counting_from: float = 0.0) -> None:
         self.queues: dict[str, QueueState] = {}
         self.vertex_jobs: dict[str, VertexJob] = {}
-        self._in_flight: dict[str, None] = {}
-        """Names of the jobs not in an end state, in the order they came: what each tick must account
-        for."""
-        self._ended: list[tuple[float, str]] = []
-        """A heap of (end, or creation, time; name) of ended jobs: the next to forget comes first,
-        so a listing does not walk every ended job of the lookback."""
         """CustomJobs listed within the lookback, by resource name."""
+        self._in_flight = InFlight()
         self.stopped: dict[str, str] = {}
         """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
         self.inbox = Inbox()
@@ -174,28 +168,13 @@ class State:
         return facts
 
     def _track(self, job: VertexJob, was_terminal: bool) -> None:
-        if not job.state.terminal:
-            self._in_flight.setdefault(job.name)
-            return
-        self._in_flight.pop(job.name, None)
-        if not was_terminal:
-            heapq.heappush(self._ended, (job.ended or job.created, job.name))
+        self._in_flight.track(job, was_terminal)
 
     def _forget_ended(self, horizon: float) -> None:
-        """Drop ended jobs that ended (or, without an end time, were created) before `horizon`."""
-        while self._ended and self._ended[0][0] < horizon:
-            _, name = heapq.heappop(self._ended)
-            job = self.vertex_jobs.get(name)
-            if job is None or not job.state.terminal:
-                continue
-            if (job.ended or job.created) < horizon:
-                del self.vertex_jobs[name]
-            else:  # its end time moved since: wait for the new one
-                heapq.heappush(self._ended, (job.ended or job.created, name))
+        self._in_flight.forget_ended(self.vertex_jobs, horizon)
 
     def _live_jobs(self) -> list[VertexJob]:
-        jobs = (self.vertex_jobs.get(name) for name in self._in_flight)
-        return [job for job in jobs if job is not None and not job.state.terminal]
+        return self._in_flight.live(self.vertex_jobs)
 
     def tally_costs(self, now: float) -> list[Fact]:
         """After a Vertex tick (every job whose cost can have changed is listed): each queue's cost

@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.vertex import LIVE, CancelWanted, JobState, VertexJob
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.vertex import LIVE, CancelWanted, JobState, VertexJob
 
 RUN_STOPPED = "run_stopped"
 """Why the supervisor cancels a CustomJob (the label of the cancel counter)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import heapq
 from dataclasses import dataclass, field
 
-from supervisor.model.absence import Absence
+from launch_supervisor.model.absence import Absence
 
 
 class JobState(enum.Enum):
@@ -119,3 +120,37 @@ class CancelWanted:
     reason: str
     message: str
     seconds: float
+
+
+class InFlight:
+    """The names of the CustomJobs not in an end state, in the order they came, and a heap of the
+    ended ones by end (or creation) time: a tick walks the jobs in flight, and forgets ended ones as
+    they leave the lookback, never walking every job the lookback holds."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, None] = {}
+        self._ended: list[tuple[float, str]] = []
+
+    def track(self, job: VertexJob, was_terminal: bool) -> None:
+        if not job.state.terminal:
+            self._names.setdefault(job.name)
+            return
+        self._names.pop(job.name, None)
+        if not was_terminal:
+            heapq.heappush(self._ended, (job.ended or job.created, job.name))
+
+    def forget_ended(self, jobs: dict[str, VertexJob], horizon: float) -> None:
+        """Drop from `jobs` those that ended (or, without an end time, were created) before `horizon`."""
+        while self._ended and self._ended[0][0] < horizon:
+            _, name = heapq.heappop(self._ended)
+            job = jobs.get(name)
+            if job is None or not job.state.terminal:
+                continue
+            if (job.ended or job.created) < horizon:
+                del jobs[name]
+            else:  # its end time moved since: wait for the new one
+                heapq.heappush(self._ended, (job.ended or job.created, name))
+
+    def live(self, jobs: dict[str, VertexJob]) -> list[VertexJob]:
+        found = (jobs.get(name) for name in self._names)
+        return [job for job in found if job is not None and not job.state.terminal]

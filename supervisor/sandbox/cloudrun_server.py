@@ -30,8 +30,8 @@ from google.cloud import run_v2
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
 
-from supervisor.sandbox import grpc_server
-from supervisor.sandbox.faults import Faults
+from launch_supervisor.sandbox import grpc_server
+from launch_supervisor.sandbox.faults import Faults
 
 C: Any = run_v2.Condition
 

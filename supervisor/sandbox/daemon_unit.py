@@ -19,7 +19,7 @@ import anyio
 import httpx
 from anyio.abc import Process, TaskStatus
 
-from supervisor.sandbox.errors import SandboxError
+from launch_supervisor.sandbox.errors import SandboxError
 
 RESTART_DELAY = 1.0
 """Seconds before a daemon that died is started again (systemd's RestartSec)."""

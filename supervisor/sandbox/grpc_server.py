@@ -9,7 +9,7 @@ import anyio
 import grpc
 from anyio.abc import TaskStatus
 
-from supervisor.sandbox.faults import Fault, Faults
+from launch_supervisor.sandbox.faults import Fault, Faults
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import Process
 
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
 
 STOP_GRACE = 10.0
 """Cloud Run's: seconds between SIGTERM and SIGKILL when a task is stopped."""

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import anyio
 
-from supervisor.model.events import ITEM_ADDED, item_added
-from supervisor.sandbox.emulator import Emulator, EmulatorError, emulator_available
-from supervisor.sandbox.errors import SandboxError
-from supervisor.sandbox.stack import PROJECT
+from launch_supervisor.model.events import ITEM_ADDED, item_added
+from launch_supervisor.sandbox.emulator import Emulator, EmulatorError, emulator_available
+from launch_supervisor.sandbox.errors import SandboxError
+from launch_supervisor.sandbox.stack import PROJECT
 
 TOPIC = "launch-events"
 SUBSCRIPTION = "launch-supervisor"

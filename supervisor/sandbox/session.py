@@ -31,18 +31,18 @@ import anyio
 import httpx
 from anyio.abc import Process, TaskStatus
 
-from supervisor.sandbox import traffic
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.daemon_unit import DaemonUnit
-from supervisor.sandbox.emulator import Emulator
-from supervisor.sandbox.errors import SandboxError
-from supervisor.sandbox.process_launcher import ProcessLauncher
-from supervisor.sandbox.pubsub import SUBSCRIPTION_PATH, TOPIC_PATH, hint_publisher, running
-from supervisor.sandbox.stack import ENTITY, PRICES, Stack, stand_ins
-from supervisor.sandbox.summary import SUMMARY_KEYS, post_submit_seconds, settled, summarize
-from supervisor.sandbox.vertex_server import Schedule, VertexStandIn
-from supervisor.sandbox.view import View, banner, progress, summary_text
-from supervisor.sandbox.wandb_server import LISTINGS, WandbStandIn
+from launch_supervisor.sandbox import traffic
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.daemon_unit import DaemonUnit
+from launch_supervisor.sandbox.emulator import Emulator
+from launch_supervisor.sandbox.errors import SandboxError
+from launch_supervisor.sandbox.process_launcher import ProcessLauncher
+from launch_supervisor.sandbox.pubsub import SUBSCRIPTION_PATH, TOPIC_PATH, hint_publisher, running
+from launch_supervisor.sandbox.stack import ENTITY, PRICES, Stack, stand_ins
+from launch_supervisor.sandbox.summary import SUMMARY_KEYS, post_submit_seconds, settled, summarize
+from launch_supervisor.sandbox.vertex_server import Schedule, VertexStandIn
+from launch_supervisor.sandbox.view import View, banner, progress, summary_text
+from launch_supervisor.sandbox.wandb_server import LISTINGS, WandbStandIn
 
 __all__ = ["LAUNCH_CONFIG", "QUEUE", "SUMMARY_KEYS", "Options", "Sandbox", "SandboxError"]
 

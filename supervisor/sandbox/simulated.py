@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 from google.cloud import aiplatform_v1
 
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.vertex_server import ENDED, RUN_FOR_ARG, VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.vertex_server import ENDED, RUN_FOR_ARG, VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 
 S: Any = aiplatform_v1.JobState
 DEFAULT_PROJECT = "uncategorized"

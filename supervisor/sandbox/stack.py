@@ -13,20 +13,20 @@ from typing import Any
 
 import anyio
 
-from supervisor.config import Config, parse_config
-from supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
-from supervisor.sandbox.google_front import GoogleFront, make_tls
-from supervisor.sandbox.simulated import SimulatedLauncher, training_code
-from supervisor.sandbox.vertex_server import VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
-from supervisor.surface.asgi import serve_asgi
+from launch_supervisor.config import Config, parse_config
+from launch_supervisor.sandbox.cloudrun_server import Behaviour, CloudRunStandIn
+from launch_supervisor.sandbox.google_front import GoogleFront, make_tls
+from launch_supervisor.sandbox.simulated import SimulatedLauncher, training_code
+from launch_supervisor.sandbox.vertex_server import VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.surface.asgi import serve_asgi
 
 PROJECT = "sandbox-project"
 REGION = "us-central1"
 ENTITY = "sandbox-team"
 
 
-PRICES = (resources.files("supervisor.sandbox") / "prices-us-central1.toml").read_text()
+PRICES = (resources.files("launch_supervisor.sandbox") / "prices-us-central1.toml").read_text()
 """The shipped example price table: the sandbox counts costs with it, so every cost panel has data."""
 FAST_POLL = (
     "queue_interval = 0.2\nexecutions_interval = 0.3\nvertex_interval = 0.3\njitter = 0\n"

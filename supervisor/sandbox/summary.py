@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from supervisor.sandbox.stack import Stack
+from launch_supervisor.sandbox.stack import Stack
 
 SUMMARY_KEYS = (
     "items_submitted",

@@ -20,8 +20,8 @@ from typing import Any
 
 import anyio
 
-from supervisor.sandbox.vertex_server import RUN_FOR_ARG
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.vertex_server import RUN_FOR_ARG
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 
 SCENARIOS = ("happy", "mixed", "burst")
 IMAGE = "us-docker.pkg.dev/sandbox-project/trainers/train:v1"

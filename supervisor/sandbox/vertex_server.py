@@ -41,8 +41,8 @@ from google.cloud import aiplatform_v1
 from google.protobuf import empty_pb2, field_mask_pb2
 from google.rpc import code_pb2, status_pb2
 
-from supervisor.sandbox import grpc_server
-from supervisor.sandbox.faults import Faults
+from launch_supervisor.sandbox import grpc_server
+from launch_supervisor.sandbox.faults import Faults
 
 S: Any = aiplatform_v1.JobState
 SERVICE = "google.cloud.aiplatform.v1.JobService"

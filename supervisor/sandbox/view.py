@@ -18,8 +18,8 @@ from typing import Any, TextIO
 import anyio
 import httpx
 
-from supervisor.sandbox.stack import Stack
-from supervisor.sandbox.summary import count_terminal
+from launch_supervisor.sandbox.stack import Stack
+from launch_supervisor.sandbox.summary import count_terminal
 
 BAR_WIDTH = 30
 

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from supervisor.sandbox.faults import Faults
+from launch_supervisor.sandbox.faults import Faults
 
 
 @dataclass(slots=True)

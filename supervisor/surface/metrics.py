@@ -17,14 +17,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from supervisor.model.breaker import CATEGORIES, BreakerState
-from supervisor.model.executions import Phase
-from supervisor.model.limits import MAX_QUEUED, MAX_RUNTIME
-from supervisor.model.queue import in_flight_by_phase
-from supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
-from supervisor.model.state import State
-from supervisor.model.stops import RUN_STOPPED
-from supervisor.model.vertex import JobState
+from launch_supervisor.model.breaker import CATEGORIES, BreakerState
+from launch_supervisor.model.executions import Phase
+from launch_supervisor.model.limits import MAX_QUEUED, MAX_RUNTIME
+from launch_supervisor.model.queue import in_flight_by_phase
+from launch_supervisor.model.remedies import CANCEL_REASONS, FAIL_STAGES
+from launch_supervisor.model.state import State
+from launch_supervisor.model.stops import RUN_STOPPED
+from launch_supervisor.model.vertex import JobState
 
 PREFIX = "launch_supervisor_"
 INCOMPLETE_LISTINGS = ("truncated", "project_missing", "queue_missing")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.inbox import Outcome
-from supervisor.surface.metrics import Metrics
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.inbox import Outcome
+from launch_supervisor.surface.metrics import Metrics
 
 log = structlog.get_logger("launch_supervisor")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.model.queue import QueueState, in_flight_by_phase
-from supervisor.model.state import State
+from launch_supervisor.model.queue import QueueState, in_flight_by_phase
+from launch_supervisor.model.state import State
 
 LISTED = 200
 """Executions and CustomJobs listed, newest first: enough to see what is going on, never unbounded."""

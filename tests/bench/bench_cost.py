@@ -18,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.model.cost import Prices  # noqa: E402
-from supervisor.model.observations import VertexSeen  # noqa: E402
-from supervisor.model.policy import QueuePolicy  # noqa: E402
-from supervisor.model.state import State  # noqa: E402
-from supervisor.model.vertex import Hardware, JobState, Pool  # noqa: E402
+from launch_supervisor.model.cost import Prices  # noqa: E402
+from launch_supervisor.model.observations import VertexSeen  # noqa: E402
+from launch_supervisor.model.policy import QueuePolicy  # noqa: E402
+from launch_supervisor.model.state import State  # noqa: E402
+from launch_supervisor.model.vertex import Hardware, JobState, Pool  # noqa: E402
 
 NOW = 2_000_000.0
 HARDWARE = Hardware((Pool("n1-standard-8", 2, "NVIDIA_L4", 2),))

@@ -22,9 +22,9 @@ import anyio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.daemon.shell import Daemon  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins  # noqa: E402
+from launch_supervisor.daemon.shell import Daemon  # noqa: E402
+from launch_supervisor.logs import configure  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins  # noqa: E402
 
 PENDING = 5
 

@@ -22,13 +22,13 @@ import anyio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.config import parse_config  # noqa: E402
-from supervisor.daemon.shell import Daemon  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.sandbox.simulated import SimulatedLauncher  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
-from supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
-from supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
+from launch_supervisor.config import parse_config  # noqa: E402
+from launch_supervisor.daemon.shell import Daemon  # noqa: E402
+from launch_supervisor.logs import configure  # noqa: E402
+from launch_supervisor.sandbox.simulated import SimulatedLauncher  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
+from launch_supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
+from launch_supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
 from tests.emulator import PROJECT, running_emulator  # noqa: E402
 
 

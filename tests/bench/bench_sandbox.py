@@ -33,8 +33,8 @@ import anyio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.sandbox.emulator import free_port  # noqa: E402
-from supervisor.sandbox.session import Options, Sandbox  # noqa: E402
+from launch_supervisor.sandbox.emulator import free_port  # noqa: E402
+from launch_supervisor.sandbox.session import Options, Sandbox  # noqa: E402
 
 GOAL_P99_S = 2.0
 """One-shot's goal: an execution outlives its CustomJob's creation by at most this, at p99."""

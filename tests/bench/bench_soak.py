@@ -34,11 +34,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher, agent_job  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
-from supervisor.sandbox.summary import is_terminal, jobs_by_item  # noqa: E402
-from supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
-from supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher, agent_job  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
+from launch_supervisor.sandbox.summary import is_terminal, jobs_by_item  # noqa: E402
+from launch_supervisor.sandbox.vertex_server import VertexStandIn  # noqa: E402
+from launch_supervisor.sandbox.wandb_server import WandbStandIn  # noqa: E402
 from tests.emulator import PROJECT  # noqa: E402
 
 WARM_UP = 60.0
@@ -61,7 +61,7 @@ async def soak(minutes: float, rate: float, fail_every: int, preload: int) -> di
     from google.api_core.client_options import ClientOptions
     from google.cloud import pubsub_v1
 
-    from supervisor.sandbox.emulator import Emulator
+    from launch_supervisor.sandbox.emulator import Emulator
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -21,11 +21,11 @@ import anyio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.daemon.shell import Daemon  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.sandbox.simulated import custom_job  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
-from supervisor.sandbox.vertex_server import RUN_FOR_ARG  # noqa: E402
+from launch_supervisor.daemon.shell import Daemon  # noqa: E402
+from launch_supervisor.logs import configure  # noqa: E402
+from launch_supervisor.sandbox.simulated import custom_job  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402
+from launch_supervisor.sandbox.vertex_server import RUN_FOR_ARG  # noqa: E402
 
 PER_QUEUE = 100
 """Items a queue listing shows (the items query's page): more queues for more jobs."""

@@ -26,17 +26,17 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.daemon.shell import Daemon  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.model.items import ItemState  # noqa: E402
-from supervisor.model.observations import ExecutionSeen, ItemSeen  # noqa: E402
-from supervisor.model.policy import QueuePolicy  # noqa: E402
-from supervisor.model.queue import QueueState  # noqa: E402
-from supervisor.model.retention import prune  # noqa: E402
-from supervisor.sandbox.cloudrun_server import ExecutionHandle  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins  # noqa: E402
-from supervisor.surface.metrics import Metrics  # noqa: E402
-from supervisor.surface.report import report  # noqa: E402
+from launch_supervisor.daemon.shell import Daemon  # noqa: E402
+from launch_supervisor.logs import configure  # noqa: E402
+from launch_supervisor.model.items import ItemState  # noqa: E402
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen  # noqa: E402
+from launch_supervisor.model.policy import QueuePolicy  # noqa: E402
+from launch_supervisor.model.queue import QueueState  # noqa: E402
+from launch_supervisor.model.retention import prune  # noqa: E402
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins  # noqa: E402
+from launch_supervisor.surface.metrics import Metrics  # noqa: E402
+from launch_supervisor.surface.report import report  # noqa: E402
 
 JOB = "projects/p/locations/r/jobs/launcher"
 
@@ -77,7 +77,7 @@ async def live_calls_per_tick(n: int, seconds: float = 3.0) -> dict[str, float]:
     async with stand_ins(["q"], behaviour=lambda w, v: Hold()) as stack:
         stack.wandb.known_queues.add("q")
         config = stack.config(f"max_inflight = {n + 10}")
-        from supervisor.clients import build_clients
+        from launch_supervisor.clients import build_clients
 
         clients = build_clients(config)
         for i in range(n):

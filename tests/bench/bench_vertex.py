@@ -38,13 +38,13 @@ from google.cloud import aiplatform_v1
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from supervisor.config import parse_config  # noqa: E402
-from supervisor.daemon.shell import Daemon  # noqa: E402
-from supervisor.engines.trackers.vertex import LIVE_FILTER, parse_job  # noqa: E402
-from supervisor.logs import configure  # noqa: E402
-from supervisor.model.events import item_added  # noqa: E402
-from supervisor.sandbox.simulated import agent_job, custom_job  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins  # noqa: E402
+from launch_supervisor.config import parse_config  # noqa: E402
+from launch_supervisor.daemon.shell import Daemon  # noqa: E402
+from launch_supervisor.engines.trackers.vertex import LIVE_FILTER, parse_job  # noqa: E402
+from launch_supervisor.logs import configure  # noqa: E402
+from launch_supervisor.model.events import item_added  # noqa: E402
+from launch_supervisor.sandbox.simulated import agent_job, custom_job  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins  # noqa: E402
 
 LIVE = 5
 FIXTURES = ROOT / "tests" / "supervisor" / "model" / "logentries"

@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from watchdog.console import Console  # noqa: E402
-from watchdog.lines import LineBuffer  # noqa: E402
-from watchdog.redact import Redactor, secret_values  # noqa: E402
-from watchdog.rules import load_rules  # noqa: E402
-from watchdog.scanner import Scanner  # noqa: E402
+from launch_watchdog.console import Console  # noqa: E402
+from launch_watchdog.lines import LineBuffer  # noqa: E402
+from launch_watchdog.redact import Redactor, secret_values  # noqa: E402
+from launch_watchdog.rules import load_rules  # noqa: E402
+from launch_watchdog.scanner import Scanner  # noqa: E402
 
 FATAL = "google.api_core.exceptions.ResourceExhausted: 429 Quota 'NVIDIA_L4_GPUS' exceeded.\n"
 

@@ -75,8 +75,8 @@ def daemon_metric_names() -> set[str]:
     counters, `_bucket`/`_count`/`_sum` for histograms), from the daemon's own Metrics."""
     from prometheus_client import CollectorRegistry
 
-    from supervisor.model.state import State
-    from supervisor.surface.metrics import Metrics
+    from launch_supervisor.model.state import State
+    from launch_supervisor.surface.metrics import Metrics
 
     metrics = Metrics("test", CollectorRegistry())
     metrics.watch(State())
@@ -134,7 +134,7 @@ def substitute(expr: str, queues: Sequence[str], rate_interval: str = "10s") -> 
 
 
 def free_port() -> int:
-    from supervisor.sandbox.emulator import free_port as _free_port
+    from launch_supervisor.sandbox.emulator import free_port as _free_port
 
     return _free_port()
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import anyio
 
-from supervisor.sandbox.session import Options, Sandbox
+from launch_supervisor.sandbox.session import Options, Sandbox
 
 http, work, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 anyio.run(Sandbox(Options(http=http, work_dir=work, live=False, pubsub=False, **settings)).run)

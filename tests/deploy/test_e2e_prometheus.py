@@ -67,7 +67,7 @@ from pathlib import Path
 
 import anyio
 
-from supervisor.sandbox.session import Options, Sandbox
+from launch_supervisor.sandbox.session import Options, Sandbox
 
 http, work, duration = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
 # The `mixed` scenario as `launch-supervisor sandbox --scenario mixed` runs it, but with items 0-5 in

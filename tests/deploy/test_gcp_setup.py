@@ -200,7 +200,7 @@ def test_dry_run_makes_a_self_healing_group_of_one(tmp_path: Path) -> None:
     """A template (e2-small, Debian 12, the supervisor account, no address, the startup script), a
     health check on /healthz at the daemon's port, a firewall rule for Google's probes, and a group
     of one that autoheals on it."""
-    from supervisor.config import HttpConfig
+    from launch_supervisor.config import HttpConfig
 
     port = HttpConfig().port
     result = setup("--wandb-key-stdin", "--config", str(config_file(tmp_path)), "--dry-run", stdin="secret-key")
@@ -239,7 +239,7 @@ def test_dry_run_makes_a_self_healing_group_of_one(tmp_path: Path) -> None:
 
 def test_the_vm_serves_healthz_where_the_health_check_looks() -> None:
     """The startup script has install.sh bind the daemon's default port on every address."""
-    from supervisor.config import HttpConfig
+    from launch_supervisor.config import HttpConfig
 
     startup = (ROOT / "deploy" / "vm" / "startup.sh").read_text()
     assert "--http-listen" in startup

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ENV_PREFIX, PollConfig, parse_config
-from supervisor.daemon.shell import DRAIN_SECONDS
+from launch_supervisor.config import ENV_PREFIX, PollConfig, parse_config
+from launch_supervisor.daemon.shell import DRAIN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "systemd" / "launch-supervisor.service"

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from anyio.abc import UNIXDatagramSocket
 
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.stack import Stack, stand_ins
-from supervisor.surface.asgi import serve_asgi
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.stack import Stack, stand_ins
+from launch_supervisor.surface.asgi import serve_asgi
 from tests.supervisor.test_cli import env
 
 pytestmark = pytest.mark.anyio

@@ -24,10 +24,10 @@ import anyio
 import httpx
 from anyio.abc import Process
 
-from supervisor.sandbox.daemon_unit import DaemonUnit
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.stack import FAST_POLL, Stack
-from supervisor.sandbox.summary import settled
+from launch_supervisor.sandbox.daemon_unit import DaemonUnit
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.stack import FAST_POLL, Stack
+from launch_supervisor.sandbox.summary import settled
 from tests.faults.harness import wait
 
 READY_TIMEOUT = 60.0

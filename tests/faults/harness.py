@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import anyio
 
-from supervisor.sandbox.stack import Stack
-from supervisor.sandbox.summary import is_terminal, jobs_by_item, settled
+from launch_supervisor.sandbox.stack import Stack
+from launch_supervisor.sandbox.summary import is_terminal, jobs_by_item, settled
 
 SECRETS: set[str] = set()
 """The W&B keys of the scenarios' stand-ins: nothing any scenario prints may contain one."""

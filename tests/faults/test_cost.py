@@ -13,8 +13,8 @@ import anyio
 import httpx
 import pytest
 
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, stand_ins
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins
 from tests.faults.daemon_support import supervised
 from tests.faults.harness import Record, record_figures, wait
 from tests.supervisor.daemon.test_shell import metric

@@ -16,11 +16,11 @@ from typing import Any
 import anyio
 import pytest
 
-from supervisor.daemon.shell import DRAIN_SECONDS
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
-from supervisor.sandbox.summary import settled
+from launch_supervisor.daemon.shell import DRAIN_SECONDS
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.sandbox.summary import settled
 from tests.faults.daemon_support import (
     after,
     answers_ready,

@@ -16,12 +16,12 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from supervisor.daemon.shell import Daemon
-from supervisor.engines.sources.pubsub import LEASE_SECONDS
-from supervisor.model.events import item_added
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
+from launch_supervisor.daemon.shell import Daemon
+from launch_supervisor.engines.sources.pubsub import LEASE_SECONDS
+from launch_supervisor.model.events import item_added
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
 from tests.emulator import Emulator, require_emulator
 from tests.faults.harness import Record, figures, record_figures, settle, wait
 from tests.supervisor.daemon.test_events import Bus, make_topic

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
-from supervisor.sandbox.summary import jobs_by_item
-from supervisor.sandbox.vertex_server import VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.sandbox.summary import jobs_by_item
+from launch_supervisor.sandbox.vertex_server import VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 from tests.faults.harness import Record, record_figures, settle, wait
 from tests.supervisor.daemon.test_shell import running
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from google.cloud import aiplatform_v1
 
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import custom_job
-from supervisor.sandbox.stack import ENTITY, stand_ins
-from supervisor.sandbox.vertex_server import Schedule
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import custom_job
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins
+from launch_supervisor.sandbox.vertex_server import Schedule
 from tests.faults.harness import Record, record_figures, settle, wait
 from tests.supervisor.daemon.test_shell import running
 
@@ -78,7 +78,7 @@ async def test_jobs_that_end_between_two_live_listings(record: Record) -> None:
     first read), so no live listing ever shows one: the listing of jobs created since the previous
     tick finds them ended, with no GetCustomJob. The items of the half that FAILED are failed once
     each; the others succeed."""
-    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+    from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
 
     error = "The replica workerpool0-0 exited with a non-zero status of 1."
 

@@ -21,9 +21,10 @@ from typing import Any
 import anyio
 import pytest
 
-import watchdog
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
-from supervisor.sandbox.summary import is_terminal, jobs_by_item, settled
+import launch_watchdog
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.sandbox.summary import is_terminal, jobs_by_item, settled
+from launch_watchdog.runner import PUBLISH_FLUSH_SECONDS
 from tests.emulator import Emulator
 from tests.faults.harness import Record
 from tests.faults.watchdog_support import (
@@ -43,7 +44,6 @@ from tests.faults.watchdog_support import (
 from tests.supervisor.daemon.test_events import Bus, make_topic
 from tests.supervisor.daemon.test_shell import running
 from tests.watchdog import agent_lines
-from watchdog.runner import PUBLISH_FLUSH_SECONDS
 
 pytestmark = pytest.mark.anyio
 GRACE = 1.0
@@ -61,7 +61,7 @@ SUBMIT = [
     {"err": hook_line(JOB)},
 ]
 """The success line, in the CLI log and on stderr (the start-up hook's copy), as the real agent writes it."""
-WATCHDOG_FRAMES = f'File "{Path(watchdog.__file__).resolve().parent}'
+WATCHDOG_FRAMES = f'File "{Path(launch_watchdog.__file__).resolve().parent}'
 """A traceback through the watchdog's own code: it crashed."""
 
 

@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from supervisor.sandbox.cloudrun_server import ExecutionHandle
-    from supervisor.sandbox.stack import Stack
-    from supervisor.sandbox.vertex_server import VertexStandIn
-    from supervisor.sandbox.wandb_server import WandbStandIn
+    from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+    from launch_supervisor.sandbox.stack import Stack
+    from launch_supervisor.sandbox.vertex_server import VertexStandIn
+    from launch_supervisor.sandbox.wandb_server import WandbStandIn
     from tests.faults.harness import Figures, Record
 
 AREA = "Watchdog"
@@ -220,14 +220,14 @@ class Watchdogs:
         return out, err
 
     def events(self, run: Run, name: str) -> list[dict[str, Any]]:
-        from supervisor.sandbox.summary import watchdog_events
+        from launch_supervisor.sandbox.summary import watchdog_events
 
         return [e for e in watchdog_events(self.logs, run.name) if e["event"] == name]
 
     async def run(self, handle: ExecutionHandle) -> None:
         import anyio
 
-        from supervisor.sandbox.process_launcher import ProcessLauncher
+        from launch_supervisor.sandbox.process_launcher import ProcessLauncher
 
         short = handle.name.rsplit("/", 1)[-1]
         work = self.root / short
@@ -274,7 +274,7 @@ class Watchdogs:
         """Note the item the agent claimed; make its CustomJob if its script reports one."""
         import anyio
 
-        from supervisor.sandbox.simulated import custom_job
+        from launch_supervisor.sandbox.simulated import custom_job
 
         claim = run.work / "claim.json"
         while not claim.exists():

@@ -81,7 +81,7 @@ def test_the_sandbox_extra_takes_the_images_pins() -> None:
 
 def test_the_sandbox_reads_the_images_launch_config() -> None:
     """The sandbox gives each launcher the very file the image copies."""
-    from supervisor.sandbox import session
+    from launch_supervisor.sandbox import session
 
     assert session.LAUNCH_CONFIG.read_bytes() == LAUNCH_CONFIG.read_bytes()
 
@@ -98,7 +98,7 @@ def test_entrypoint_is_exec_form_and_names_installed_scripts(instructions: list[
     entrypoint = json.loads(next(i["value"] for i in instructions if i["instruction"] == "ENTRYPOINT"))
     assert entrypoint == ["launch-watchdog", "--", "wandb", "launch-agent"]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["launch-watchdog"] == "watchdog.cli:main"
+    assert scripts["launch-watchdog"] == "launch_watchdog.cli:main"
     wandb_scripts = {ep.name for ep in metadata.distribution("wandb").entry_points if ep.group == "console_scripts"}
     assert "wandb" in wandb_scripts
     assert not any(i["instruction"] == "CMD" for i in _final_stage(instructions))

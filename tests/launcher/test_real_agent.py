@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.sandbox import traffic
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.stack import ENTITY, stand_ins
-from supervisor.sandbox.wandb_server import REFUSALS
+from launch_supervisor.sandbox import traffic
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins
+from launch_supervisor.sandbox.wandb_server import REFUSALS
 from tests.real_agent import QUEUE, RealAgent, RealRun
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -11,11 +11,11 @@ from typing import Any
 
 from google.cloud import aiplatform_v1, run_v2
 
-from supervisor.sandbox.cloudrun_server import CloudRunStandIn
-from supervisor.sandbox.simulated import SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, REGION, Stack, launcher_job
-from supervisor.sandbox.vertex_server import VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.cloudrun_server import CloudRunStandIn
+from launch_supervisor.sandbox.simulated import SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, REGION, Stack, launcher_job
+from launch_supervisor.sandbox.vertex_server import VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 
 QUEUE = "sandbox"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

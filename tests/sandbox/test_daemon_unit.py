@@ -12,10 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.sandbox import daemon_unit
-from supervisor.sandbox.daemon_unit import DaemonUnit, ended
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.errors import SandboxError
+from launch_supervisor.sandbox import daemon_unit
+from launch_supervisor.sandbox.daemon_unit import DaemonUnit, ended
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.errors import SandboxError
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.model.events import ITEM_ADDED, item_added
-from supervisor.sandbox import pubsub
+from launch_supervisor.model.events import ITEM_ADDED, item_added
+from launch_supervisor.sandbox import pubsub
 from tests.emulator import require_emulator
 
 pytestmark = pytest.mark.anyio

@@ -21,9 +21,9 @@ import anyio
 import httpx
 import pytest
 
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox, SandboxError
-from supervisor.sandbox.summary import jobs_by_item, watchdog_events
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.session import QUEUE, SUMMARY_KEYS, Options, Sandbox, SandboxError
+from launch_supervisor.sandbox.summary import jobs_by_item, watchdog_events
 from tests.emulator import require_emulator
 
 pytestmark = pytest.mark.anyio

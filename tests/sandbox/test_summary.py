@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from google.cloud import aiplatform_v1
 
-from supervisor.sandbox.stack import ENTITY
-from supervisor.sandbox.summary import (
+from launch_supervisor.sandbox.stack import ENTITY
+from launch_supervisor.sandbox.summary import (
     SUMMARY_KEYS,
     count_terminal,
     is_terminal,

@@ -8,8 +8,8 @@ import time
 import anyio
 import pytest
 
-from supervisor.sandbox import traffic
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox import traffic
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 
 ENTITY = "team"
 QUEUE = "q"

@@ -18,12 +18,12 @@ from google.cloud import aiplatform_v1
 from google.cloud.aiplatform_v1.services.job_service.transports.grpc_asyncio import JobServiceGrpcAsyncIOTransport
 from google.rpc import code_pb2
 
-from supervisor.clients import build_clients
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher, custom_job, training_code
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
-from supervisor.sandbox.vertex_server import Schedule, VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.clients import build_clients
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher, custom_job, training_code
+from launch_supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
+from launch_supervisor.sandbox.vertex_server import Schedule, VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 
 pytestmark = pytest.mark.anyio
 S: Any = aiplatform_v1.JobState

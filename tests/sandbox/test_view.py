@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.view import View, banner, progress, summary_text
-from supervisor.surface.asgi import serve_asgi
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.view import View, banner, progress, summary_text
+from launch_supervisor.surface.asgi import serve_asgi
 from tests.sandbox.records import QUEUE, Records
 
 URL = "http://127.0.0.1:9464"

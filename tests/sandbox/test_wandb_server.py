@@ -14,10 +14,10 @@ import anyio
 import httpx
 import pytest
 
-from supervisor.engines.sources.wandb import ITEMS_QUERY, WandbClient
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.wandb_server import OPERATIONS, REFUSALS, WandbStandIn
-from supervisor.surface.asgi import serve_asgi
+from launch_supervisor.engines.sources.wandb import ITEMS_QUERY, WandbClient
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.wandb_server import OPERATIONS, REFUSALS, WandbStandIn
+from launch_supervisor.surface.asgi import serve_asgi
 
 pytestmark = pytest.mark.anyio
 

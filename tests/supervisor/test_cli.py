@@ -18,11 +18,11 @@ import httpx
 import pytest
 from anyio.abc import Process
 
-from supervisor.cli import _startup_error
-from supervisor.clients import CredentialsError
-from supervisor.daemon.shell import ListenError
-from supervisor.sandbox.emulator import free_port
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.cli import _startup_error
+from launch_supervisor.clients import CredentialsError
+from launch_supervisor.daemon.shell import ListenError
+from launch_supervisor.sandbox.emulator import free_port
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 
 pytestmark = pytest.mark.anyio
 
@@ -277,7 +277,7 @@ async def test_version_and_help() -> None:
 
 async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     """While the drain waits on a slow call, a second SIGTERM ends the process immediately (143)."""
-    from supervisor.sandbox.faults import Fault
+    from launch_supervisor.sandbox.faults import Fault
 
     async with stand_ins(["q"]) as stack:
         config = tmp_path / "config.toml"
@@ -299,7 +299,7 @@ def test_the_sandbox_without_its_extra_names_what_is_missing(monkeypatch: pytest
 
     from click.testing import CliRunner
 
-    from supervisor.cli import cli
+    from launch_supervisor.cli import cli
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "graphql" else real(name, *a))

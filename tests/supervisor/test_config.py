@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ConfigError, exposure, parse_config
+from launch_supervisor.config import ConfigError, exposure, parse_config
 
 MINIMAL = """
 [wandb]
@@ -190,7 +190,7 @@ def test_limits_and_budget_default_off_and_the_example_prices_load() -> None:
     queue = config.queues[0]
     assert (queue.max_queued, queue.max_runtime, queue.daily_budget) == (None, None, None)
     assert config.prices.empty
-    example = (resources.files("supervisor.sandbox") / "prices-us-central1.toml").read_text()
+    example = (resources.files("launch_supervisor.sandbox") / "prices-us-central1.toml").read_text()
     priced = parse_config(
         MINIMAL.replace("max_inflight = 4", "max_inflight = 4\ndaily_budget = 50") + example, "t", KEY
     )

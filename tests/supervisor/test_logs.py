@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from supervisor.logs import TolerantStream
+from launch_supervisor.logs import TolerantStream
 
 
 def test_a_full_disk_drops_lines_and_says_how_many_once_it_works_again(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from supervisor.cli import cli
-from supervisor.model.state import State
-from supervisor.surface.status import status_view
+from launch_supervisor.cli import cli
+from launch_supervisor.model.state import State
+from launch_supervisor.surface.status import status_view
 from tests.supervisor.model.test_queue import ex, pending, policy
 
 LONG_QUEUE = "vertex-ai-queue-for-the-vision-team-a100"
@@ -86,8 +86,8 @@ def test_long_cells_keep_every_column_under_its_header() -> None:
     assert lines[1].startswith("QUEUE ")
     queues = table(lines[2:4], lines[1])
     assert queues == [
-        [LONG_QUEUE, "3", "1", "open (permission bailout needs a person)", "ok"],
-        ["q", "0", "0", "closed", "auth"],
+        [LONG_QUEUE, "3", "1", "open (permission bailout needs a person)", "ok", "?"],
+        ["q", "0", "0", "closed", "auth", "?"],
     ]
     assert lines[4] == ""
     assert lines[5].startswith("EXECUTION ")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from watchdog.ending import Ending
-from watchdog.process import Shutdown
+from launch_watchdog.ending import Ending
+from launch_watchdog.process import Shutdown
 
 
 class Group:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.agent_startup import DIRECTORY
+from launch_watchdog.agent_startup import DIRECTORY
 
 SUCCESS = "CustomJob created. Resource name: projects/1/locations/us-central1/customJobs/2"
 

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
+from launch_watchdog.ending import Outcome
 from tests.watchdog.fakes import ending as make
-from watchdog.ending import Outcome
 
 
 @pytest.mark.parametrize(

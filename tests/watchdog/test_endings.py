@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from launch_watchdog.agent_startup import DIRECTORY
 from tests.conftest import Agent, pid_alive, wait_for, watchdog_exe
 from tests.watchdog import agent_lines
-from watchdog.agent_startup import DIRECTORY
 
 FAST = ["--grace", "0.3", "--idle-timeout", "30"]
 CORE_LOG = "core-debug-20261128_100000.log"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.agent_startup import DIRECTORY
-from watchdog.environment import child_env, core_log_dir, log_directories, wandb_log_dir
+from launch_watchdog.agent_startup import DIRECTORY
+from launch_watchdog.environment import child_env, core_log_dir, log_directories, wandb_log_dir
 
 
 def test_a_wandb_dir_is_made_when_the_user_sets_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from watchdog.console import Console
-from watchdog.events import SCHEMA, Events, agent_target, run_fields
-from watchdog.redact import Redactor
+from launch_watchdog.console import Console
+from launch_watchdog.events import SCHEMA, Events, agent_target, run_fields
+from launch_watchdog.redact import Redactor
 
 AGENT = ["wandb", "launch-agent", "--max-jobs", "1"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from watchdog.follow import LogDirectory
+from launch_watchdog.follow import LogDirectory
 
 
 def test_wandb_logs_that_existed_are_read_from_their_end(tmp_path: Path) -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from launch_watchdog.incident import Judge, Step, Verdict
+from launch_watchdog.lines import LineBuffer
+from launch_watchdog.rules import RuleSet, load_rules
+from launch_watchdog.scanner import BlockEnded, Fired, Scanner
 from tests.watchdog import agent_lines
-from watchdog.incident import Judge, Step, Verdict
-from watchdog.lines import LineBuffer
-from watchdog.rules import RuleSet, load_rules
-from watchdog.scanner import BlockEnded, Fired, Scanner
 
 RULES = load_rules()
 INVALID_ARGUMENT = "google.api_core.exceptions.InvalidArgument: 400 List of found errors: 1.Field: machine_type"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.lines import TRUNCATED, LineBuffer
+from launch_watchdog.lines import TRUNCATED, LineBuffer
 
 
 def test_partial_lines_wait_for_their_newline() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from launch_watchdog.literals import required_literals
+from launch_watchdog.rules import load_rules
+from launch_watchdog.scanner import Fired, Scanner
 from tests.watchdog import agent_lines
-from watchdog.literals import required_literals
-from watchdog.rules import load_rules
-from watchdog.scanner import Fired, Scanner
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from launch_watchdog.follow import FileFollower, LogDirectory
+from launch_watchdog.output import BLOCK_QUIET_SECONDS, AgentOutput
+from launch_watchdog.redact import Redactor
+from launch_watchdog.rules import load_rules
+from launch_watchdog.scanner import BlockEnded, Finding, Fired, Scanner, Started, Submitted
 from tests.watchdog import agent_lines
-from watchdog.follow import FileFollower, LogDirectory
-from watchdog.output import BLOCK_QUIET_SECONDS, AgentOutput
-from watchdog.redact import Redactor
-from watchdog.rules import load_rules
-from watchdog.scanner import BlockEnded, Finding, Fired, Scanner, Started, Submitted
 
 RULES = load_rules()
 KEY = "0123456789abcdef0123456789abcdef01234567"

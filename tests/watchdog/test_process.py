@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from launch_watchdog.process import LEFTOVER_SEQUENCE, Shutdown, Stopper, descendants
 from tests.watchdog.fakes import Group
-from watchdog.process import LEFTOVER_SEQUENCE, Shutdown, Stopper, descendants
 
 
 def fake_proc(tmp_path: Path, table: dict[int, tuple[int, str]]) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 
+from launch_watchdog.ending import Ending, Outcome
+from launch_watchdog.progress import Progress
+from launch_watchdog.scanner import Claimed, Line, Received, Started, Submitted
 from tests.watchdog import agent_lines
 from tests.watchdog.fakes import Events, ending
-from watchdog.ending import Ending, Outcome
-from watchdog.progress import Progress
-from watchdog.scanner import Claimed, Line, Received, Started, Submitted
 
 LINE = Line("stderr", 1, "")
 RESOURCE = agent_lines.SUBMITTED_RESOURCE

@@ -44,17 +44,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from launch_watchdog import runner
+from launch_watchdog.console import Console
+from launch_watchdog.follow import FileFollower
+from launch_watchdog.lines import MAX_LINE_BYTES, TRUNCATED
+from launch_watchdog.output import READ_SIZE, AgentOutput
+from launch_watchdog.redact import Redactor
+from launch_watchdog.rules import load_rules
+from launch_watchdog.runner import Settings, Watchdog
+from launch_watchdog.scanner import Fired, Scanner
 from tests.conftest import Agent
 from tests.watchdog import agent_lines, fakes
-from watchdog import runner
-from watchdog.console import Console
-from watchdog.follow import FileFollower
-from watchdog.lines import MAX_LINE_BYTES, TRUNCATED
-from watchdog.output import READ_SIZE, AgentOutput
-from watchdog.redact import Redactor
-from watchdog.rules import load_rules
-from watchdog.runner import Settings, Watchdog
-from watchdog.scanner import Fired, Scanner
 
 RULES = load_rules()
 BY_ID = {rule.id: rule for rule in RULES.rules}

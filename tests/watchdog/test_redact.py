@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.redact import Redactor, secret_values
+from launch_watchdog.redact import Redactor, secret_values
 
 ENV = {
     "WANDB_API_KEY": "0123456789abcdef0123456789abcdef01234567",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from launch_watchdog.console import Console
+from launch_watchdog.incident import Verdict
+from launch_watchdog.report import RULE, report_bailout
+from launch_watchdog.scanner import Line
 from tests.watchdog.fakes import Events
-from watchdog.console import Console
-from watchdog.incident import Verdict
-from watchdog.report import RULE, report_bailout
-from watchdog.scanner import Line
 
 LINES = (Line("stderr", 7, "google.api_core.exceptions.ResourceExhausted: 429 Quota exceeded"),)
 VERDICT = Verdict("quota_exceeded", "quota", "Quota exhausted", "launch_job_error", ("launch_job_error",), LINES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog.rules import RulesError, load_rules
+from launch_watchdog.rules import RulesError, load_rules
 
 DESIGN_TABLE = {
     "machine_type_unsupported": "invalid_spec",

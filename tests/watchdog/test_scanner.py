@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from launch_watchdog.rules import load_rules
+from launch_watchdog.scanner import BlockEnded, Claimed, Finding, Fired, Received, Scanner, Started, Submitted
 from tests.watchdog import agent_lines
-from watchdog.rules import load_rules
-from watchdog.scanner import BlockEnded, Claimed, Finding, Fired, Received, Scanner, Started, Submitted
 
 
 def scan(*blocks: str, stream: str = "stderr") -> list[Finding]:
@@ -224,7 +224,7 @@ def test_a_block_can_be_ended_from_outside() -> None:
 
 def test_a_block_ends_at_its_length_limit() -> None:
     """A block that never stops continuing ends after MAX_BLOCK_LINES lines."""
-    from watchdog.scanner import MAX_BLOCK_LINES
+    from launch_watchdog.scanner import MAX_BLOCK_LINES
 
     text = agent_lines.FIRING["launch_job_error"] + "wandb: ERROR more\n" * (MAX_BLOCK_LINES + 5)
     assert [f for f in scan(text) if isinstance(f, BlockEnded)] == [BlockEnded("stderr", "limit")]

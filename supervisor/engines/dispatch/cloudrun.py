@@ -19,8 +19,8 @@ from datetime import timedelta
 from google.api_core import exceptions as gexc
 from google.cloud import run_v2
 
-from supervisor.calls.gcp import cancel_call
-from supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.calls.gcp import cancel_call
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
 
 DISPATCH_ENV = "LAUNCH_SUPERVISOR_DISPATCH_ID"
 

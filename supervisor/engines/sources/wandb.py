@@ -24,9 +24,9 @@ from typing import Any
 import anyio
 import httpx
 
-from supervisor.calls.observe import ObserveCall, ignore_call
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ItemSeen
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ItemSeen
 
 LAUNCH_PROJECT = "model-registry"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from google.cloud import run_v2
 
-from supervisor.calls.gcp import pages, read_retry, seconds
-from supervisor.calls.observe import ObserveCall, ignore_call
-from supervisor.model.observations import ExecutionSeen
+from launch_supervisor.calls.gcp import pages, read_retry, seconds
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.model.observations import ExecutionSeen
 
 PAGE_SIZE = 1000
 C = run_v2.Condition

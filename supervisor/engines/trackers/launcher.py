@@ -13,8 +13,8 @@ import re
 
 from google.cloud import run_v2
 
-from supervisor.calls.gcp import observed, read_retry
-from supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.calls.gcp import observed, read_retry
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
 
 DEFAULT_CPU = 1.0
 DEFAULT_GIB = 0.5

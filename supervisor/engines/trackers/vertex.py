@@ -30,10 +30,10 @@ from google.api_core.exceptions import NotFound
 from google.cloud import aiplatform_v1
 from google.protobuf import field_mask_pb2
 
-from supervisor.calls.gcp import cancel_call, observed, pages, read_retry
-from supervisor.calls.observe import ObserveCall, ignore_call
-from supervisor.model.observations import VertexSeen
-from supervisor.model.vertex import TERMINAL, Hardware, JobState, Pool
+from launch_supervisor.calls.gcp import cancel_call, observed, pages, read_retry
+from launch_supervisor.calls.observe import ObserveCall, ignore_call
+from launch_supervisor.model.observations import VertexSeen
+from launch_supervisor.model.vertex import TERMINAL, Hardware, JobState, Pool
 
 RUN_LABEL = "wandb-run-id"
 TRACE_ENV = "WANDB_LAUNCH_TRACE_ID"

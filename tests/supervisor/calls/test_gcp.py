@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.clients import build_clients
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.stack import launcher_job, stand_ins
+from launch_supervisor.clients import build_clients
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.stack import launcher_job, stand_ins
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ async def test_every_failed_google_call_is_reported_by_its_class_then_raised() -
     """A Google API error and any other exception alike reach the metrics hook with their class name."""
     from google.api_core.exceptions import PermissionDenied
 
-    from supervisor.calls.gcp import observed
+    from launch_supervisor.calls.gcp import observed
 
     reported: list[tuple[str, str, str]] = []
 

@@ -11,9 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.process_launcher import ProcessLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.process_launcher import ProcessLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
 from tests.emulator import PROJECT, Emulator, require_emulator, running_emulator
 from tests.supervisor.daemon.test_shell import executions_of, metric, running, scrape, until, until_metric
 from tests.watchdog import agent_lines
@@ -73,7 +73,7 @@ class Bus:
     def config(self, stack: Stack, queue_settings: str = "", poll: float = 30.0) -> Any:
         extra = f'\n[pubsub]\nsubscription = "{self.subscription}"\n'
         toml = stack.config_toml(queue_settings, extra).replace("queue_interval = 0.2", f"queue_interval = {poll}")
-        from supervisor.config import parse_config
+        from launch_supervisor.config import parse_config
 
         return parse_config(toml, "test", {"WANDB_API_KEY": stack.api_key})
 
@@ -151,7 +151,7 @@ async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once
     submission to the end is measured."""
     from structlog.testing import capture_logs
 
-    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+    from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
 
     def launcher(w: Any, v: Any) -> SimulatedLauncher:
         return SimulatedLauncher(w, v, plan=lambda n: Plan(outcome="linger"), events=events.publish_soon)
@@ -185,8 +185,8 @@ async def test_an_execution_still_running_after_its_custom_job_is_cancelled_once
 async def test_a_cancel_whose_answer_is_lost_is_counted_once(events: Bus) -> None:
     """CancelExecution takes effect but its answer is lost (a deadline on the client): the listing
     showing the execution cancelled counts that cancel, once, whatever a retry is answered."""
-    from supervisor.sandbox.faults import Fault
-    from supervisor.sandbox.simulated import Plan, SimulatedLauncher
+    from launch_supervisor.sandbox.faults import Fault
+    from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
 
     def launcher(w: Any, v: Any) -> SimulatedLauncher:
         return SimulatedLauncher(w, v, plan=lambda n: Plan(outcome="linger"), events=events.publish_soon)
@@ -245,7 +245,7 @@ async def test_events_for_an_execution_not_yet_known_wait_for_it(events: Bus) ->
         stack.wandb.known_queues.add("q")
         async with running(events.config(stack, poll=0.2)) as (daemon, _url):
             await until(daemon.is_ready)
-            from supervisor.clients import build_clients
+            from launch_supervisor.clients import build_clients
 
             clients = build_clients(daemon.config)
             execution = await clients.dispatcher.run(launcher_job("q"), "q", ENTITY, "outside", 60)

@@ -10,10 +10,10 @@ import anyio
 import httpx
 import pytest
 
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
-from supervisor.sandbox.vertex_server import VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.sandbox.vertex_server import VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 from tests.supervisor.daemon.test_shell import metric, running, scrape, until
 
 pytestmark = pytest.mark.anyio

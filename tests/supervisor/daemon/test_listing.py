@@ -9,8 +9,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from supervisor.config import Config, parse_config
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.config import Config, parse_config
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 from tests.supervisor.daemon.test_shell import executions_of, metric, running, scrape, until
 
 pytestmark = pytest.mark.anyio

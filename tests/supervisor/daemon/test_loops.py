@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from supervisor.daemon.loops import Loop
-from supervisor.engines.sources.wandb import WandbUnavailableError
-from supervisor.surface.metrics import Metrics
+from launch_supervisor.daemon.loops import Loop
+from launch_supervisor.engines.sources.wandb import WandbUnavailableError
+from launch_supervisor.surface.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 

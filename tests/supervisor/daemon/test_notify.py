@@ -13,7 +13,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from supervisor.daemon.notify import Notifier, socket_address, watchdog_interval
+from launch_supervisor.daemon.notify import Notifier, socket_address, watchdog_interval
 
 pytestmark = pytest.mark.anyio
 

@@ -11,12 +11,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from supervisor.config import Config
-from supervisor.daemon.shell import Daemon
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
+from launch_supervisor.config import Config
+from launch_supervisor.daemon.shell import Daemon
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, launcher_job, stand_ins
 
 pytestmark = pytest.mark.anyio
 
@@ -218,8 +218,8 @@ async def test_an_item_stranded_claimed_is_failed_unless_its_run_has_a_custom_jo
     """Two items CLAIMED with no execution: the one whose run has a CustomJob (older than the
     listing's lookback, so only a search for its run finds it) is left alone; the other is failed
     as lost, once, after `stranded_after`."""
-    from supervisor.config import parse_config
-    from supervisor.sandbox.simulated import custom_job
+    from launch_supervisor.config import parse_config
+    from launch_supervisor.sandbox.simulated import custom_job
 
     async with stand_ins(["q"]) as stack:
         lost, kept = stack.wandb.enqueue(ENTITY, "q"), stack.wandb.enqueue(ENTITY, "q")
@@ -299,7 +299,7 @@ async def test_auth_errors_stop_that_queue_not_the_daemon() -> None:
 async def test_a_key_revoked_while_running_fails_calls_not_the_daemon() -> None:
     """W&B rejects the key after work started: failRunQueueItem's 401 is a failed Vertex loop step
     (logged, counted, tried again), polling that queue stops, and the daemon stays up and healthy."""
-    from supervisor.sandbox.vertex_server import Schedule
+    from launch_supervisor.sandbox.vertex_server import Schedule
 
     plan = Plan(vertex_error="The replica workerpool0-0 exited with a non-zero status of 137.")
     async with stand_ins(["q"], behaviour=lambda w, v: SimulatedLauncher(w, v, plan=lambda n: plan)) as stack:
@@ -364,7 +364,7 @@ async def test_a_refused_run_job_backs_the_queue_off_and_is_logged_once_per_erro
     bailout, each error is logged once, and the item is dispatched once RunJob is accepted again."""
     from structlog.testing import capture_logs
 
-    from supervisor.model import dispatching as model
+    from launch_supervisor.model import dispatching as model
 
     monkeypatch.setattr(model, "REFUSAL_BACKOFF", 0.3)  # 0.3, 0.6, 1.0, 1.0… s: the test's few seconds
     monkeypatch.setattr(model, "REFUSAL_BACKOFF_MAX", 1.0)

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
-from supervisor.sandbox.vertex_server import VertexStandIn
-from supervisor.sandbox.wandb_server import WandbStandIn
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.sandbox.vertex_server import VertexStandIn
+from launch_supervisor.sandbox.wandb_server import WandbStandIn
 from tests.supervisor.daemon.test_shell import metric, running, scrape, until
 
 pytestmark = pytest.mark.anyio
@@ -128,8 +128,8 @@ async def test_a_job_cancelled_elsewhere_fails_its_item_with_vertex_s_message() 
 async def test_a_job_whose_item_the_queue_listing_does_not_show_is_cancelled_all_the_same() -> None:
     """A CustomJob whose item is not in the queue's listing (past its first page) is never linked to
     an item; its env names the queue, so its stopped run still gets it cancelled, under that queue."""
-    from supervisor.sandbox.simulated import custom_job
-    from supervisor.sandbox.vertex_server import RUN_FOR_ARG
+    from launch_supervisor.sandbox.simulated import custom_job
+    from launch_supervisor.sandbox.vertex_server import RUN_FOR_ARG
 
     async with stand_ins(["q"]) as stack:
         stack.wandb.start_run(ENTITY, "sandbox", "run-unlisted")

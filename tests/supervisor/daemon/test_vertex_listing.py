@@ -14,15 +14,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from supervisor.clients import Clients, build_clients
-from supervisor.config import parse_config
-from supervisor.daemon.vertex_listing import VertexListing
-from supervisor.engines.trackers.vertex import LIVE_FILTER
-from supervisor.model.events import item_added
-from supervisor.model.state import State
-from supervisor.model.vertex import JobState
-from supervisor.sandbox.simulated import agent_job, custom_job
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins
+from launch_supervisor.clients import Clients, build_clients
+from launch_supervisor.config import parse_config
+from launch_supervisor.daemon.vertex_listing import VertexListing
+from launch_supervisor.engines.trackers.vertex import LIVE_FILTER
+from launch_supervisor.model.events import item_added
+from launch_supervisor.model.state import State
+from launch_supervisor.model.vertex import JobState
+from launch_supervisor.sandbox.simulated import agent_job, custom_job
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins
 from tests.supervisor.daemon.test_shell import running
 
 pytestmark = pytest.mark.anyio

@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from supervisor.model import cost
-from supervisor.model.cost import Prices
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
-from supervisor.model.state import State
-from supervisor.model.vertex import Hardware, JobState, Pool
+from launch_supervisor.model import cost
+from launch_supervisor.model.cost import Prices
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
+from launch_supervisor.model.state import State
+from launch_supervisor.model.vertex import Hardware, JobState, Pool
 from tests.supervisor.model.test_queue import policy
 
 N1_8 = 0.4369977

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.model.breaker import Breaker
-from supervisor.model.dispatching import BUDGET_PERIOD, REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX, Dispatching
+from launch_supervisor.model.breaker import Breaker
+from launch_supervisor.model.dispatching import BUDGET_PERIOD, REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX, Dispatching
 from tests.supervisor.model.test_queue import policy
 
 

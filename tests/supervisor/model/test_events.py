@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.model.events import (
+from launch_supervisor.model.events import (
     EXECUTION_HINT,
     ITEM_ADDED,
     VERTEX_HINT,

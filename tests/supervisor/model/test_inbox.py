@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from supervisor.model.inbox import Inbox, Outcome
-from supervisor.model.observations import ExecutionSeen
-from supervisor.model.queue import QueueState
+from launch_supervisor.model.inbox import Inbox, Outcome
+from launch_supervisor.model.observations import ExecutionSeen
+from launch_supervisor.model.queue import QueueState
 from tests.supervisor.model.test_queue import ex, pending, ready
 
 JOB = "projects/p/locations/r/customJobs/42"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from supervisor.model.executions import Execution, Phase
-from supervisor.model.facts import FactKind
-from supervisor.model.items import Item, ItemState
-from supervisor.model.pairing import confirm_claim, custom_job, infer_claim, link_job
-from supervisor.model.vertex import JobState, VertexJob
+from launch_supervisor.model.executions import Execution, Phase
+from launch_supervisor.model.facts import FactKind
+from launch_supervisor.model.items import Item, ItemState
+from launch_supervisor.model.pairing import confirm_claim, custom_job, infer_claim, link_job
+from launch_supervisor.model.vertex import JobState, VertexJob
 
 JOB = "projects/p/locations/r/customJobs/7"
 

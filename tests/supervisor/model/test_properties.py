@@ -22,19 +22,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from supervisor.model.breaker import BreakerState
-from supervisor.model.dispatching import BUDGET_PERIOD, Decision
-from supervisor.model.events import SCHEMA, WATCHDOG_TYPES, EventType, Malformed, parse
-from supervisor.model.executions import TRANSITIONS, Phase
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.inbox import MALFORMED, Outcome
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.queue import QueueState
-from supervisor.model.remedies import FailItem
-from supervisor.model.state import State
-from supervisor.model.vertex import JobState
+from launch_supervisor.model.breaker import BreakerState
+from launch_supervisor.model.dispatching import BUDGET_PERIOD, Decision
+from launch_supervisor.model.events import SCHEMA, WATCHDOG_TYPES, EventType, Malformed, parse
+from launch_supervisor.model.executions import TRANSITIONS, Phase
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.inbox import MALFORMED, Outcome
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.remedies import FailItem
+from launch_supervisor.model.state import State
+from launch_supervisor.model.vertex import JobState
 from tests.supervisor.model.test_queue import JOB, ex, pending, policy
 
 pytestmark = pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict is deprecated:DeprecationWarning")

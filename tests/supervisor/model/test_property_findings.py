@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from supervisor.model.breaker import BreakerState
-from supervisor.model.events import EXECUTION_HINT, Event, Malformed, parse
-from supervisor.model.executions import Phase
-from supervisor.model.inbox import MALFORMED, Inbox
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen
-from supervisor.model.queue import QueueState
+from launch_supervisor.model.breaker import BreakerState
+from launch_supervisor.model.events import EXECUTION_HINT, Event, Malformed, parse
+from launch_supervisor.model.executions import Phase
+from launch_supervisor.model.inbox import MALFORMED, Inbox
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen
+from launch_supervisor.model.queue import QueueState
 from tests.supervisor.model.test_queue import ex, pending, ready
 
 CUSTOM_JOB = "projects/p/locations/r/customJobs/7"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
-from supervisor.model.dispatching import REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX
-from supervisor.model.executions import VANISH_LISTINGS, VANISH_SECONDS, Phase
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen
-from supervisor.model.policy import QueuePolicy
-from supervisor.model.queue import QueueState
-from supervisor.model.vertex import JobState, VertexJob
+from launch_supervisor.model.breaker import DISPATCH_REFUSED, BreakerState
+from launch_supervisor.model.dispatching import REFUSAL_BACKOFF, REFUSAL_BACKOFF_MAX
+from launch_supervisor.model.executions import VANISH_LISTINGS, VANISH_SECONDS, Phase
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen
+from launch_supervisor.model.policy import QueuePolicy
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.vertex import JobState, VertexJob
 
 JOB = "projects/p/locations/r/jobs/launcher"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
-from supervisor.model.queue import QueueState
-from supervisor.model.remedies import (
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
+from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.remedies import (
     STRANDED_MARGIN,
     cancel_answered,
     cancel_failed,
@@ -16,8 +16,8 @@ from supervisor.model.remedies import (
     stop_after_submit,
     stranded_items,
 )
-from supervisor.model.state import State
-from supervisor.model.vertex import JobState, VertexJob
+from launch_supervisor.model.state import State
+from launch_supervisor.model.vertex import JobState, VertexJob
 from tests.supervisor.model.test_queue import ex, pending, ready, two_claimed
 
 JOB_A = "projects/p/locations/r/customJobs/1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen
-from supervisor.model.retention import prune
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen
+from launch_supervisor.model.retention import prune
 from tests.supervisor.model.test_queue import ex, ready
 
 

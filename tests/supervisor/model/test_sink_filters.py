@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.model.events import Event, Malformed, parse
+from launch_supervisor.model.events import Event, Malformed, parse
 from tests.supervisor.model.logging_query import QueryError, compile_query
 
 ROOT = Path(__file__).resolve().parents[3]

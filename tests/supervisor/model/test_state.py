@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from supervisor.model.breaker import BreakerState
-from supervisor.model.facts import FactKind
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
-from supervisor.model.state import State
-from supervisor.model.vertex import VANISH_LISTINGS, VANISHED_JOB, JobState
+from launch_supervisor.model.breaker import BreakerState
+from launch_supervisor.model.facts import FactKind
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ExecutionSeen, ItemSeen, VertexSeen
+from launch_supervisor.model.state import State
+from launch_supervisor.model.vertex import VANISH_LISTINGS, VANISHED_JOB, JobState
 from tests.supervisor.model.test_queue import ex, pending, policy
 
 JOB_A = "projects/p/locations/r/customJobs/1"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from supervisor.model.facts import FactKind
-from supervisor.model.items import ItemState
-from supervisor.model.observations import ItemSeen, VertexSeen
-from supervisor.model.state import State
-from supervisor.model.stops import MOOT, RUN_STOPPED, STOPPED_MESSAGE, StopQuery
-from supervisor.model.vertex import JobState
+from launch_supervisor.model.facts import FactKind
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.model.observations import ItemSeen, VertexSeen
+from launch_supervisor.model.state import State
+from launch_supervisor.model.stops import MOOT, RUN_STOPPED, STOPPED_MESSAGE, StopQuery
+from launch_supervisor.model.vertex import JobState
 from tests.supervisor.model.test_queue import policy
 
 GRACE = 60.0

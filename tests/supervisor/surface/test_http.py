@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from supervisor.surface.http import make_app
+from launch_supervisor.surface.http import make_app
 
 pytestmark = pytest.mark.anyio
 

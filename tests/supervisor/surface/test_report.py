@@ -5,10 +5,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from supervisor.model.facts import Fact, FactKind
-from supervisor.model.inbox import Outcome
-from supervisor.surface.metrics import Metrics
-from supervisor.surface.report import REPORTS, report, report_outcome
+from launch_supervisor.model.facts import Fact, FactKind
+from launch_supervisor.model.inbox import Outcome
+from launch_supervisor.surface.metrics import Metrics
+from launch_supervisor.surface.report import REPORTS, report, report_outcome
 
 
 def metrics() -> tuple[Metrics, CollectorRegistry]:

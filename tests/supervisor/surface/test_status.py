@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.model.state import State
-from supervisor.surface.status import status_view
+from launch_supervisor.model.state import State
+from launch_supervisor.surface.status import status_view
 from tests.supervisor.model.test_queue import ex, pending, policy
 
 
@@ -31,8 +31,8 @@ def test_the_view_says_why_a_budgeted_queue_dispatches_nothing() -> None:
     """Before the first listing: the spend is not known; at or over the budget: how much of it."""
     from dataclasses import replace
 
-    from supervisor.model.state import State
-    from supervisor.surface.status import status_view
+    from launch_supervisor.model.state import State
+    from launch_supervisor.surface.status import status_view
     from tests.supervisor.model.test_queue import policy
 
     state = State()

@@ -39,15 +39,15 @@ from typing import Any
 import anyio
 
 ROOT = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`; after site-packages, so the folders never shadow
 
-from supervisor.sandbox import traffic  # noqa: E402
-from supervisor.sandbox.emulator import free_port  # noqa: E402
-from supervisor.sandbox.faults import Fault  # noqa: E402
-from supervisor.sandbox.session import LAUNCH_CONFIG  # noqa: E402
-from supervisor.sandbox.stack import ENTITY, Stack, stand_ins  # noqa: E402
+from launch_supervisor.sandbox import traffic  # noqa: E402
+from launch_supervisor.sandbox.emulator import free_port  # noqa: E402
+from launch_supervisor.sandbox.faults import Fault  # noqa: E402
+from launch_supervisor.sandbox.session import LAUNCH_CONFIG  # noqa: E402
+from launch_supervisor.sandbox.stack import ENTITY, Stack, stand_ins  # noqa: E402
+from launch_watchdog.agent_startup import DIRECTORY as AGENT_STARTUP  # noqa: E402
 from tests.conftest import descendants  # noqa: E402
-from watchdog.agent_startup import DIRECTORY as AGENT_STARTUP  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STOP_WAIT = 5.0

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from supervisor.clients import build_clients
-from supervisor.engines.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownError
-from supervisor.sandbox.cloudrun_server import ExecutionHandle
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.process_launcher import ProcessLauncher
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
+from launch_supervisor.clients import build_clients
+from launch_supervisor.engines.dispatch.cloudrun import DispatchRefusedError, DispatchUnknownError
+from launch_supervisor.sandbox.cloudrun_server import ExecutionHandle
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.process_launcher import ProcessLauncher
+from launch_supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ import graphql
 import pytest
 import wandb
 
-import supervisor
+import launch_supervisor
 
 SDK = Path(wandb.__file__).parent
 SDK_FILES = sorted(
@@ -37,7 +37,7 @@ SDK_FILES = sorted(
         *[p for p in [SDK / "sdk" / "internal" / "internal_api.py"] if p.exists()],
     ]
 )
-OURS = Path(supervisor.__file__).parent
+OURS = Path(launch_supervisor.__file__).parent
 
 SAME_AS = {
     "GetRunQueueItems": ("GetRunQueueItems", "GetRunQueueItem"),
@@ -199,7 +199,7 @@ def test_what_goes_beyond_the_sdk_is_used_and_not_in_the_sdk(sdk: dict[str, Usag
 
 def test_a_renamed_field_or_argument_fails_the_check(sdk: dict[str, Usage]) -> None:
     """The check bites: the items query with `associatedRunId` renamed, or `first` spelled `limit`."""
-    from supervisor.engines.sources.wandb import ITEMS_QUERY
+    from launch_supervisor.engines.sources.wandb import ITEMS_QUERY
 
     same = Usage()
     for name in SAME_AS["GetRunQueueItems"]:

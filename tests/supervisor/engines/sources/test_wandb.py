@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.clients import build_clients
-from supervisor.engines.sources.wandb import (
+from launch_supervisor.clients import build_clients
+from launch_supervisor.engines.sources.wandb import (
     PAGE_SIZE,
     WandbAuthError,
     WandbClient,
     WandbQueueMissingError,
     WandbUnavailableError,
 )
-from supervisor.model.items import ItemState
-from supervisor.sandbox.faults import Fault
-from supervisor.sandbox.stack import ENTITY, stand_ins
-from supervisor.sandbox.wandb_server import LISTINGS, REFUSALS
+from launch_supervisor.model.items import ItemState
+from launch_supervisor.sandbox.faults import Fault
+from launch_supervisor.sandbox.stack import ENTITY, stand_ins
+from launch_supervisor.sandbox.wandb_server import LISTINGS, REFUSALS
 
 pytestmark = pytest.mark.anyio
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from google.cloud import run_v2
 
-from supervisor.clients import build_clients
-from supervisor.engines.trackers.launcher import LimitError, cpu, gib, size_of
-from supervisor.sandbox.stack import launcher_job, stand_ins
+from launch_supervisor.clients import build_clients
+from launch_supervisor.engines.trackers.launcher import LimitError, cpu, gib, size_of
+from launch_supervisor.sandbox.stack import launcher_job, stand_ins
 
 
 def test_quantities_as_cloud_run_takes_them() -> None:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from supervisor.clients import build_clients
-from supervisor.sandbox.simulated import Plan, SimulatedLauncher
-from supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
+from launch_supervisor.clients import build_clients
+from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher
+from launch_supervisor.sandbox.stack import ENTITY, launcher_job, stand_ins
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,7 @@ async def test_executions_and_vertex_jobs_are_tracked() -> None:
 async def test_a_listed_job_says_where_its_run_lives_and_cancel_says_whether_it_took() -> None:
     """The listing carries the run's entity and project from the container env; CancelCustomJob is
     accepted for a running job, and answered False (nothing to cancel) once it ended or for no job."""
-    from supervisor.sandbox.simulated import custom_job
+    from launch_supervisor.sandbox.simulated import custom_job
 
     async with stand_ins(["q"]) as stack:
         stack.vertex.cancel_delay = 0.0
@@ -64,7 +64,7 @@ async def test_a_listed_job_says_where_its_run_lives_and_cancel_says_whether_it_
 async def test_the_live_listing_leaves_ended_jobs_out_and_get_reads_one() -> None:
     """`live` lists every labelled job not in an end state, however old, and none of the thousands
     that ended; `get` reads one job, and answers None for one Vertex AI no longer has."""
-    from supervisor.sandbox.simulated import agent_job, custom_job
+    from launch_supervisor.sandbox.simulated import agent_job, custom_job
 
     async with stand_ins(["q"]) as stack:
         stack.vertex.schedule.done = 3600.0
@@ -91,8 +91,8 @@ async def test_a_listing_asks_only_for_the_fields_it_reads() -> None:
     the rest of the job (its display name, its image's command)."""
     from google.cloud import aiplatform_v1
 
-    from supervisor.engines.trackers.vertex import READ_MASK
-    from supervisor.sandbox.simulated import custom_job
+    from launch_supervisor.engines.trackers.vertex import READ_MASK
+    from launch_supervisor.sandbox.simulated import custom_job
 
     async with stand_ins(["q"]) as stack:
         stack.vertex.create(custom_job("q", "item-1", "run-1", entity=ENTITY))
@@ -121,8 +121,8 @@ def test_the_parse_reads_start_time_and_what_a_job_costs_by() -> None:
 
     from google.cloud import aiplatform_v1
 
-    from supervisor.engines.trackers.vertex import parse_job
-    from supervisor.model.vertex import Hardware, Pool
+    from launch_supervisor.engines.trackers.vertex import parse_job
+    from launch_supervisor.model.vertex import Hardware, Pool
 
     started = datetime(2026, 12, 7, 10, 0, 5, tzinfo=UTC)
     chief = aiplatform_v1.WorkerPoolSpec(
