@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_supervisor.model.cost import Prices  # noqa: E402
 from launch_supervisor.model.observations import VertexSeen  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_supervisor.daemon.shell import Daemon  # noqa: E402
 from launch_supervisor.logs import configure  # noqa: E402

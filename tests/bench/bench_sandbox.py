@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_supervisor.sandbox.emulator import free_port  # noqa: E402
 from launch_supervisor.sandbox.session import Options, Sandbox  # noqa: E402

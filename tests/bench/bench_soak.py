@@ -32,7 +32,7 @@ import anyio
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_supervisor.sandbox.simulated import Plan, SimulatedLauncher, agent_job  # noqa: E402
 from launch_supervisor.sandbox.stack import ENTITY, stand_ins  # noqa: E402

@@ -36,7 +36,7 @@ import httpx
 from google.cloud import aiplatform_v1
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_supervisor.config import parse_config  # noqa: E402
 from launch_supervisor.daemon.shell import Daemon  # noqa: E402

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for `tests`, after site-packages: the folders never shadow
 
 from launch_watchdog.console import Console  # noqa: E402
 from launch_watchdog.lines import LineBuffer  # noqa: E402

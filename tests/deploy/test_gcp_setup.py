@@ -477,7 +477,7 @@ def fake_env(tmp_path: Path) -> dict[str, str]:
     env = fakes.install(tmp_path / "bin", tmp_path / "state")
     gcloud = tmp_path / "bin" / "gcloud"
     gcloud.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        f"#!{sys.executable}\nimport sys\nsys.path.append({str(ROOT)!r})\n"
         "from tests.deploy.test_gcp_setup import fake_compute\nsys.exit(fake_compute(sys.argv[1:]))\n"
     )
     return env

@@ -226,7 +226,7 @@ def startup(
     env = fakes.install(tmp_path / "bin", tmp_path / "state")
     curl = tmp_path / "bin" / "curl"
     curl.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        f"#!{sys.executable}\nimport sys\nsys.path.append({str(ROOT)!r})\n"
         "from tests.deploy.test_vm_install import fake_curl\nsys.exit(fake_curl(sys.argv[1:]))\n"
     )
     curl.chmod(0o755)
