@@ -47,10 +47,13 @@ filters[watchdog]="resource.type=\"cloud_run_job\" AND resource.labels.job_name=
 # An execution's outcome: the end of its RunJob operation. Cloud Run's audit logging page
 # (https://cloud.google.com/run/docs/audit-logging) lists Jobs.RunJob as a long-running operation,
 # which writes one audit entry when it starts and one when it ends; the end entry has
-# operation.last=true ("Audit logs for long-running operations" in Cloud Audit Logs). Which audit log
-# holds it follows the permission type of run.jobs.run, so any cloudaudit.googleapis.com log is
-# taken (if it is Data Access, enable Data Access audit logs for Cloud Run: docs/runbook.md).
-filters[executions]="logName:\"cloudaudit.googleapis.com\" AND protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.methodName:\"Jobs.RunJob\" AND operation.last=true AND resource.labels.job_name=$job_list"
+# operation.last=true ("Audit logs for long-running operations" in Cloud Audit Logs). Public code
+# and alerts match an execution's completion in the System Event audit log instead (methodName
+# "/Jobs.RunJob", resourceName namespaces/P/executions/E), with no word on operation.last; Google
+# documents neither shape fully, so both are taken. The start entry (Data Access, when those logs
+# are on) is not: it says nothing the daemon does not know. If ends do not arrive, see
+# docs/runbook.md (Data Access audit logs for Cloud Run).
+filters[executions]="logName:\"cloudaudit.googleapis.com\" AND protoPayload.serviceName=\"run.googleapis.com\" AND protoPayload.methodName:\"Jobs.RunJob\" AND (operation.last=true OR logName:\"cloudaudit.googleapis.com%2Fsystem_event\") AND resource.labels.job_name=$job_list"
 # CustomJobs created or cancelled: Admin Activity audit entries (always on; Vertex AI's audit logging
 # page, https://cloud.google.com/vertex-ai/docs/general/audit-logging, lists customJobs.create and
 # customJobs.cancel there). Google documents no log entry for a CustomJob's other state changes, so
