@@ -8,8 +8,10 @@ count) dollars per hour, from its start_time to its end_time (or now). Two figur
   counted twice. A process counts each job from its own start at the earliest (`counting_from`): what
   an earlier process counted is not known to it, and Prometheus sees the restart as a counter reset.
   What a restart loses is the time between the old process's last tick and the new one's start.
-- the spend of the last 24 hours (`spend`), recomputed from the jobs' own times at each tick: it
-  needs no saved state, so a restart neither resets nor doubles the budget gate.
+- the spend of the last 24 hours, from the jobs' own times: it needs no saved state, so a restart
+  neither resets nor doubles the budget gate. A tick prices only the jobs in flight and those that
+  ended since the last one; an ended job's billed span goes into the `Ledger` once, so the tally costs
+  what changed, not what the lookback holds.
 
 Vertex AI bills no time for a training job that fails for any reason other than a user's cancel (its
 pricing page): the 24 h spend leaves FAILED jobs out; the counter, which never goes back, keeps what
@@ -18,6 +20,8 @@ it counted while they ran.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -148,29 +152,137 @@ def spend(jobs: Iterable[tuple[VertexJob, float]], now: float, window: float = S
     return total
 
 
-def tally(
-    jobs: Iterable[VertexJob], policies: Mapping[str, QueuePolicy], prices: Prices, now: float, counting_from: float
+@dataclass(frozen=True, slots=True)
+class Span:
+    """An ended job's billed time and price: all the 24 h spend needs of it."""
+
+    queue: str
+    started: float
+    ended: float
+    dollars_per_hour: float
+
+    def dollars(self, since: float) -> float:
+        return max(0.0, self.ended - max(self.started, since)) * self.dollars_per_hour / HOUR
+
+
+class Ledger:
+    """The 24 h spend of the jobs that ended, per queue, kept so that a tick sums only what changed.
+
+    A span lies wholly inside the window (its dollars are in a running sum), across the window's
+    start (recomputed each tick: few jobs run for a day) or before it (dropped). The window's start
+    only moves forward, so each span moves at most twice. A clock set back does not bring back what
+    was dropped; the next rebuild (a reload of the prices or the queues) does.
+    """
+
+    def __init__(self, window: float = SPEND_WINDOW) -> None:
+        self.window = window
+        self._inside: dict[str, float] = {}
+        self._by_start: list[tuple[float, int, Span]] = []
+        """The spans wholly inside, by start: the next to cross the window's start comes first."""
+        self._across: list[tuple[float, int, Span]] = []
+        """The spans across the window's start, by end: the next to leave comes first."""
+        self._order = itertools.count()
+        self.unpriced_types: set[str] = set()
+        """Types reported unpriced since the price table was last applied (one log line each)."""
+
+    def add(self, span: Span, now: float) -> None:
+        start = now - self.window
+        if span.ended <= max(span.started, start):
+            return
+        if span.started >= start:
+            self._inside[span.queue] = self._inside.get(span.queue, 0.0) + span.dollars(span.started)
+            heapq.heappush(self._by_start, (span.started, next(self._order), span))
+        else:
+            heapq.heappush(self._across, (span.ended, next(self._order), span))
+
+    def spend(self, now: float) -> dict[str, float]:
+        """Dollars per queue within the window that ends at `now`."""
+        start = now - self.window
+        while self._by_start and self._by_start[0][0] < start:
+            _, order, span = heapq.heappop(self._by_start)
+            self._inside[span.queue] -= span.dollars(span.started)
+            heapq.heappush(self._across, (span.ended, order, span))
+        while self._across and self._across[0][0] <= start:
+            heapq.heappop(self._across)
+        totals = {queue: max(0.0, dollars) for queue, dollars in self._inside.items()}
+        for _, _, span in self._across:
+            totals[span.queue] = totals.get(span.queue, 0.0) + span.dollars(start)
+        return totals
+
+    def __len__(self) -> int:
+        return len(self._by_start) + len(self._across)
+
+
+class Books:
+    """What the tally keeps between ticks: the ledger of the ended jobs' spans, the jobs that ended
+    since the last tally, and whether a reload (new prices or queues) asks for a rebuild."""
+
+    def __init__(self) -> None:
+        self.ledger = Ledger()
+        self.pending: list[VertexJob] = []
+        self.stale = True
+
+    def tally(  # noqa: PLR0917 - the tick's inputs, each needed
+        self,
+        live: Iterable[VertexJob],
+        jobs: Iterable[VertexJob],
+        policies: Mapping[str, QueuePolicy],
+        prices: Prices,
+        now: float,
+        counting_from: float,
+    ) -> tuple[list[Fact], dict[str, float]]:
+        """`tally` over the jobs in flight and those that ended since the last call; after a reload,
+        over every job of `jobs` (the lookback), into a new ledger."""
+        ended, self.pending = self.pending, []
+        if self.stale:
+            self.stale, self.ledger = False, Ledger()
+            known = list(jobs)
+            ended = [job for job in known if job.state.terminal]
+            for job in ended:
+                job.billed = False
+            unpriced = (hourly(j.hardware, prices).unpriced for j in known if j.unpriced and j.hardware is not None)
+            self.ledger.unpriced_types = {kind for kind in unpriced if kind is not None}
+        return tally(live, ended, self.ledger, policies, prices, now, counting_from)
+
+
+def tally(  # noqa: PLR0917 - the tick's inputs, each needed
+    live: Iterable[VertexJob],
+    ended: Iterable[VertexJob],
+    ledger: Ledger,
+    policies: Mapping[str, QueuePolicy],
+    prices: Prices,
+    now: float,
+    counting_from: float,
 ) -> tuple[list[Fact], dict[str, float]]:
     """After each Vertex tick: each queue's cost since the last one (facts for the counter), its
     spend over the last 24 hours (the budget gate), and the jobs the price table cannot price: a
-    fact each, once, `outcome` `new` when no known job had that type before (one log line a type)."""
-    rated = [
-        (job, policy.name, hourly(job.hardware, prices))
-        for job in jobs
-        if job.hardware is not None and (policy := queue_of(job, policies)) is not None
-    ]
-    known = {rate.unpriced for job, _, rate in rated if job.unpriced}
+    fact each, once, `outcome` `new` for the first of its type (one log line a type).
+
+    `live` are the jobs in flight, `ended` those that ended since the last tally (each goes into the
+    `ledger` once, marked `billed`); the jobs that ended before cost nothing more to tally."""
     facts: list[Fact] = []
     added: dict[str, float] = {}
-    priced: dict[str, list[tuple[VertexJob, float]]] = {}
-    for job, queue, rate in rated:
-        if rate.dollars_per_hour is not None:
-            priced.setdefault(queue, []).append((job, rate.dollars_per_hour))
-            added[queue] = added.get(queue, 0.0) + accrue(job, rate.dollars_per_hour, now, counting_from)
-        elif not job.unpriced and rate.unpriced is not None:
-            job.unpriced = True
-            outcome = "repeated" if rate.unpriced in known else "new"
-            known.add(rate.unpriced)
-            facts.append(Fact(FactKind.UNPRICED, queue, outcome=outcome, detail=rate.unpriced, custom_job=job.name))
+    running: dict[str, float] = {}
+    for job in itertools.chain(ended, live):
+        if job.hardware is None or (policy := queue_of(job, policies)) is None or job.billed:
+            continue
+        queue, rate = policy.name, hourly(job.hardware, prices)
+        if rate.dollars_per_hour is None:
+            if not job.unpriced and rate.unpriced is not None:
+                job.unpriced = True
+                outcome = "repeated" if rate.unpriced in ledger.unpriced_types else "new"
+                ledger.unpriced_types.add(rate.unpriced)
+                facts.append(Fact(FactKind.UNPRICED, queue, outcome=outcome, detail=rate.unpriced, custom_job=job.name))
+            continue
+        added[queue] = added.get(queue, 0.0) + accrue(job, rate.dollars_per_hour, now, counting_from)
+        if not job.state.terminal:
+            running[queue] = running.get(queue, 0.0) + spend([(job, rate.dollars_per_hour)], now, ledger.window)
+            continue
+        job.billed = True
+        if job.started is not None and job.ended is not None and job.state not in UNBILLED:
+            ledger.add(Span(queue, job.started, job.ended, rate.dollars_per_hour), now)
     facts.extend(Fact(FactKind.VERTEX_COST, q, dollars=dollars) for q, dollars in sorted(added.items()) if dollars > 0)
-    return facts, {queue: spend(pairs, now) for queue, pairs in priced.items()}
+    spends = ledger.spend(now)
+    for queue, dollars in running.items():
+        spends[queue] = spends.get(queue, 0.0) + dollars
+    return facts, spends

@@ -19,7 +19,7 @@ from launch_supervisor.model.policy import QueuePolicy
 from launch_supervisor.model.queue import QueueState
 from launch_supervisor.model.remedies import CancelExecution, FailItem
 from launch_supervisor.model.stops import CancelJob, StopQuery
-from launch_supervisor.model.vertex import HANGING, VANISHED_JOB, InFlight, JobState, VertexJob
+from launch_supervisor.model.vertex import VANISHED_JOB, InFlight, JobState, VertexJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,8 @@ class State:
         self.vertex_jobs: dict[str, VertexJob] = {}
         """CustomJobs listed within the lookback, by resource name."""
         self._in_flight = InFlight()
+        self._books = cost.Books()
+        """The 24 h spend of the jobs that ended, and the jobs to add to it (`cost`)."""
         self.stopped: dict[str, str] = {}
         """Queues whose polling stopped → why (`auth`: W&B rejected the key)."""
         self.inbox = Inbox()
@@ -90,6 +92,7 @@ class State:
                 self.queues[name].spending.price_launcher(self.prices)
                 added.append(name)
                 continue
+            self._books.stale |= queue.policy != policy
             queue.apply_policy(policy)
             if self.stopped.pop(name, None) is not None:
                 resumed.append(name)
@@ -97,6 +100,7 @@ class State:
         for name in removed:
             del self.queues[name]
             self.stopped.pop(name, None)
+        self._books.stale |= bool(added or removed)
         return PolicyChange(tuple(added), tuple(removed), tuple(resumed))
 
     def configure(self, policies: Sequence[QueuePolicy], prices: Prices) -> PolicyChange:
@@ -105,7 +109,8 @@ class State:
         return self.apply_policy(policies)
 
     def apply_prices(self, prices: Prices) -> None:
-        """The price table; launcher prices follow at once."""
+        """The price table; launcher prices follow at once, the 24 h spend at the next tally."""
+        self._books.stale |= prices != self.prices
         self.prices = prices
         for queue in self.queues.values():
             queue.spending.price_launcher(prices)
@@ -127,8 +132,7 @@ class State:
         facts += state.settle(now)
         facts += remedies.post_submit(state, self.vertex_jobs)
         list_items = state.stale
-        held = {n for n, j in self.vertex_jobs.items() if not j.state.terminal or j.state in HANGING}
-        retention.prune(state, now, held)
+        retention.prune(state, now, self._in_flight.holds(self.vertex_jobs))
         return ExecutionsStep(facts, list_items, self.inbox.retry(self.queues, now, clock))
 
     def observe_vertex(
@@ -149,12 +153,14 @@ class State:
                 job = VertexJob(obs.name, obs.run_id, obs.state, obs.created, item_id=obs.item_id)
                 self.vertex_jobs[obs.name] = job
             job.item_id = job.item_id or obs.item_id
-            job.absence.seen(now)
+            job.listed(now)
             job.entity, job.project = job.entity or obs.entity, job.project or obs.project
             job.launch_queue = job.launch_queue or obs.launch_queue
             job.hardware = job.hardware or obs.hardware
             if job.queue is None:
                 facts.extend(self._link(job, now))
+                if job.queue is not None and was_terminal:
+                    self._books.pending.append(job)  # its queue is known only now
             facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
             facts.extend(self._admitted(job, obs.started, policies))
             facts.extend(stops.confirmed(job, policies))
@@ -164,14 +170,13 @@ class State:
                 if job.name not in listed and job.created > horizon and job.absent(now):
                     facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
                     self._track(job, was_terminal=False)
-        self._forget_ended(horizon)
+        self._in_flight.forget_ended(self.vertex_jobs, horizon)
         return facts
 
     def _track(self, job: VertexJob, was_terminal: bool) -> None:
         self._in_flight.track(job, was_terminal)
-
-    def _forget_ended(self, horizon: float) -> None:
-        self._in_flight.forget_ended(self.vertex_jobs, horizon)
+        if job.state.terminal and not was_terminal:
+            self._books.pending.append(job)
 
     def _live_jobs(self) -> list[VertexJob]:
         return self._in_flight.live(self.vertex_jobs)
@@ -180,7 +185,8 @@ class State:
         """After a Vertex tick (every job whose cost can have changed is listed): each queue's cost
         since the last tick, its spend over the last 24 hours (the budget gate), and the jobs the
         price table cannot price (see `cost`)."""
-        facts, spends = cost.tally(self.vertex_jobs.values(), self._policies(), self.prices, now, self.counting_from)
+        live, policies, jobs = self._live_jobs(), self._policies(), self.vertex_jobs.values()
+        facts, spends = self._books.tally(live, jobs, policies, self.prices, now, self.counting_from)
         for name, queue in self.queues.items():
             queue.spending.spend = spends.get(name, 0.0)
         return facts
@@ -232,7 +238,7 @@ class State:
         """For one queue, after a CustomJob listing: items to fail, executions to cancel."""
         state = self.queues[queue]
         jobs = self.vertex_jobs
-        fail = remedies.hung_items(state, jobs.values()) + remedies.orphaned_items(state)
+        fail = remedies.hung_items(state, self._in_flight.hanging(jobs)) + remedies.orphaned_items(state)
         cancel = remedies.stop_after_submit(state, jobs, now)
         return Chores(remedies.post_submit(state, jobs), fail, cancel, remedies.stranded_items(state, now))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from launch_supervisor.model.absence import Absence
 
@@ -104,12 +104,22 @@ class VertexJob:
     """Up to when its cost has been added to the cost counter (see `cost.accrue`)."""
     unpriced: bool = False
     """Its hardware is missing from the price table, and that has been reported."""
-    absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS))
-    """Complete listings that left it out while it was in flight (see `absent`)."""
+    billed: bool = False
+    """It ended, and its billed span is in the 24 h spend's ledger (see `cost.tally`)."""
+    absence: Absence | None = None
+    """Complete listings that left it out while it was in flight (see `absent`); made at the first
+    that did, so that the day's ended jobs carry none."""
+
+    def listed(self, now: float) -> None:
+        """A listing showed it."""
+        if self.absence is not None:
+            self.absence.seen(now)
 
     def absent(self, now: float) -> bool:
         """One more complete listing left it out; True once that happened VANISH_LISTINGS times in a
         row: it was deleted."""
+        if self.absence is None:
+            self.absence = Absence(VANISH_LISTINGS)
         return self.absence.left_out(now, self.created)
 
 
@@ -123,12 +133,14 @@ class CancelWanted:
 
 
 class InFlight:
-    """The names of the CustomJobs not in an end state, in the order they came, and a heap of the
-    ended ones by end (or creation) time: a tick walks the jobs in flight, and forgets ended ones as
+    """The names of the CustomJobs not in an end state, in the order they came, of those that ended
+    in a state that leaves their item hanging, and a heap of the ended ones by end (or creation)
+    time: a tick walks the jobs in flight (and the few that ended badly), and forgets ended ones as
     they leave the lookback, never walking every job the lookback holds."""
 
     def __init__(self) -> None:
         self._names: dict[str, None] = {}
+        self._hanging: dict[str, None] = {}
         self._ended: list[tuple[float, str]] = []
 
     def track(self, job: VertexJob, was_terminal: bool) -> None:
@@ -136,6 +148,8 @@ class InFlight:
             self._names.setdefault(job.name)
             return
         self._names.pop(job.name, None)
+        if job.state in HANGING:
+            self._hanging.setdefault(job.name)
         if not was_terminal:
             heapq.heappush(self._ended, (job.ended or job.created, job.name))
 
@@ -148,9 +162,30 @@ class InFlight:
                 continue
             if (job.ended or job.created) < horizon:
                 del jobs[name]
+                self._hanging.pop(name, None)
             else:  # its end time moved since: wait for the new one
                 heapq.heappush(self._ended, (job.ended or job.created, name))
 
     def live(self, jobs: dict[str, VertexJob]) -> list[VertexJob]:
         found = (jobs.get(name) for name in self._names)
         return [job for job in found if job is not None and not job.state.terminal]
+
+    def hanging(self, jobs: dict[str, VertexJob]) -> list[VertexJob]:
+        """The known jobs that ended FAILED, CANCELLED or EXPIRED: their items may need failing."""
+        found = (jobs.get(name) for name in self._hanging)
+        return [job for job in found if job is not None and job.state in HANGING]
+
+    def holds(self, jobs: dict[str, VertexJob]) -> Held:
+        return Held(jobs)
+
+
+class Held:
+    """The CustomJobs whose items retention keeps: in flight, or ended badly (their item may still
+    need failing). A lookup per item, never a set of every job."""
+
+    def __init__(self, jobs: dict[str, VertexJob]) -> None:
+        self._jobs = jobs
+
+    def __contains__(self, name: object) -> bool:
+        job = self._jobs.get(name) if isinstance(name, str) else None
+        return job is not None and (not job.state.terminal or job.state in HANGING)

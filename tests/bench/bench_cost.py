@@ -2,11 +2,12 @@
 
     python3 tests/bench/bench_cost.py
 
-The model holds 1,000, 5,000 and 20,000 CustomJobs of one queue (a day of a busy project: a tenth
+The model holds 1,000, 5,000 and 20,000 CustomJobs of one queue (a day of a busy project: 100
 RUNNING, the rest ended within the last 24 hours, every one priced: two replicas of n1-standard-8 with
 two NVIDIA_L4). Per case, the time of one tick's `tally_costs` (the counter, the 24 h spend, the
-unpriced check) is printed as a ratio of the time of folding the same listing into the model
-(`observe_vertex`), measured in the same run, and as a ratio of the 1,000-job case's tally.
+unpriced check) once the listing is folded in is printed as a ratio of the time of folding the same
+listing into the model (`observe_vertex`), measured in the same run, and as a ratio of the 1,000-job
+case's tally. A tick prices the jobs in flight only, so the second ratio should stay near 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from launch_supervisor.model.state import State  # noqa: E402
 from launch_supervisor.model.vertex import Hardware, JobState, Pool  # noqa: E402
 
 NOW = 2_000_000.0
+LIVE = 100
 HARDWARE = Hardware((Pool("n1-standard-8", 2, "NVIDIA_L4", 2),))
 PRICES = Prices(machine={"n1-standard-8": 0.4369977}, accelerator={"NVIDIA_L4": 0.7})
 """Figures for the arithmetic only (as in tests/supervisor/model/test_cost.py)."""
@@ -50,7 +52,7 @@ def listing(jobs: int) -> list[VertexSeen]:
     seen = []
     for n in range(jobs):
         created = NOW - 86000 * n / jobs
-        running = n % 10 == 0
+        running = n % (jobs // LIVE) == 0
         seen.append(
             VertexSeen(
                 f"projects/p/locations/r/customJobs/{n}",
@@ -81,8 +83,9 @@ def case(jobs: int) -> tuple[float, float]:
     state.configure([POLICY], PRICES)
     seen = listing(jobs)
     state.observe_vertex(seen, NOW, horizon=NOW - 86400, complete=True)
+    state.tally_costs(NOW)  # the first tally builds the ledger of the jobs that ended
     fold = best(lambda: state.observe_vertex(seen, NOW + 15, horizon=NOW - 86400, complete=True))
-    tally = best(lambda: state.tally_costs(NOW + 15))
+    tally = best(lambda: state.tally_costs(NOW + 15), repeat=50)
     return fold, tally
 
 
@@ -92,7 +95,7 @@ def main() -> None:
     for jobs in (1000, 5000, 20000):
         fold, tally = case(jobs)
         baseline = baseline or tally
-        print(f"{jobs:>7}  {tally / fold:>12.2f}  {tally / baseline:>19.2f}")
+        print(f"{jobs:>7}  {tally / fold:>12.3f}  {tally / baseline:>19.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Soak: the daemon under steady traffic for a long time; memory stays flat and nothing leaks.
 
-    python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20] [--preload 5000]
+    python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20] [--preload 5000] [--trace-memory]
 
 The real daemon (`launch-supervisor run`, a process of its own so its memory is its own) against
 the stand-ins and Google's Pub/Sub emulator. Items arrive at `--rate` per second; every
@@ -12,7 +12,9 @@ a day of launches, so every full listing and the memory the daemon keeps for the
 
 Every 10 s it samples the daemon's RSS, open file descriptors, threads and child processes. It
 prints the RSS curve (start after warm-up, peak, end), the growth from the first to the last
-third, the items' figures, and the leak checks. Not part of CI.
+third, the items' figures, and the leak checks. With `--trace-memory` the daemon runs under
+tracemalloc (slower), and the run ends with the lines of code whose live allocations grew most
+between the end of warm-up and the end. Not part of CI.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import sys
@@ -44,6 +47,18 @@ from tests.emulator import PROJECT  # noqa: E402
 WARM_UP = 60.0
 """Seconds before the first sample that counts: imports, the first retention cycle."""
 
+TRACER = """
+import signal, tracemalloc, os
+_count = [0]
+def _dump(signum, frame):
+    _count[0] += 1
+    tracemalloc.take_snapshot().dump(os.path.join(os.environ["SOAK_TRACE_DIR"], f"snapshot-{_count[0]}"))
+if os.environ.get("SOAK_TRACE_DIR"):
+    tracemalloc.start(1)
+    signal.signal(signal.SIGUSR2, _dump)
+"""
+"""A sitecustomize for the daemon under `--trace-memory`: SIGUSR2 writes a tracemalloc snapshot."""
+
 
 def sample(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text()
@@ -57,7 +72,7 @@ def sample(pid: int) -> dict[str, float]:
     }
 
 
-async def soak(minutes: float, rate: float, fail_every: int, preload: int) -> dict[str, Any]:
+async def soak(minutes: float, rate: float, fail_every: int, preload: int, trace: bool) -> dict[str, Any]:
     from google.api_core.client_options import ClientOptions
     from google.cloud import pubsub_v1
 
@@ -92,14 +107,14 @@ async def soak(minutes: float, rate: float, fail_every: int, preload: int) -> di
             def launcher(w: WandbStandIn, v: VertexStandIn) -> SimulatedLauncher:
                 return SimulatedLauncher(w, v, plan=plan, idle_timeout=0.5, events=twice)
 
-            return await drive(launcher, work, subscription, minutes, rate, preload=preload)
+            return await drive(launcher, work, subscription, minutes, rate, preload=preload, trace=trace)
         finally:
             os.environ.pop("PUBSUB_EMULATOR_HOST", None)
             await anyio.to_thread.run_sync(emulator.stop)
 
 
 async def drive(
-    launcher: Any, work: Path, subscription: str, minutes: float, rate: float, *, preload: int
+    launcher: Any, work: Path, subscription: str, minutes: float, rate: float, *, preload: int, trace: bool
 ) -> dict[str, Any]:
     async with stand_ins(["q"], behaviour=launcher) as stack:
         stack.wandb.known_queues.add("q")
@@ -116,6 +131,10 @@ async def drive(
         config = work / "config.toml"
         config.write_text(toml)
         env = {**os.environ, "WANDB_API_KEY": stack.api_key, "NO_GCE_CHECK": "true"}
+        if trace:
+            (work / "sitecustomize.py").write_text(TRACER)
+            env["PYTHONPATH"] = os.pathsep.join([str(work), *filter(None, [env.get("PYTHONPATH")])])
+            env["SOAK_TRACE_DIR"] = str(work)
         log = (work / "daemon.log").open("wb")
         process = await anyio.open_process(["launch-supervisor", "run", "--config", str(config)], env=env, stderr=log)
         samples: list[tuple[float, dict[str, float]]] = []
@@ -135,11 +154,15 @@ async def drive(
             started = time.monotonic()
             end = started + minutes * 60
             next_sample = started
+            warm = False
             while time.monotonic() < end:
                 ids.append(stack.wandb.enqueue(ENTITY, "q"))
                 if time.monotonic() >= next_sample:
                     samples.append((time.monotonic() - started, sample(process.pid)))
                     next_sample += 10.0
+                if trace and not warm and time.monotonic() - started >= WARM_UP:
+                    warm = True
+                    process.send_signal(signal.SIGUSR2)
                 await anyio.sleep(1 / rate)
             with anyio.move_on_after(120):
                 jobs = jobs_by_item(stack)
@@ -147,6 +170,9 @@ async def drive(
                     await anyio.sleep(1.0)
                     jobs = jobs_by_item(stack)
             samples.append((time.monotonic() - started, sample(process.pid)))
+            if trace:
+                process.send_signal(signal.SIGUSR2)
+                await anyio.sleep(10.0)  # a snapshot of a large heap takes a while to write
         finally:
             process.terminate()
             with anyio.move_on_after(20):
@@ -170,7 +196,21 @@ async def drive(
             "failed_items": sum(1 for i in ids if stack.wandb.items[i].state == "FAILED"),
             "exit_code": process.returncode,
             "log_bytes": (work / "daemon.log").stat().st_size,
+            "memory": grown(work) if trace else [],
         }
+
+
+def grown(work: Path) -> list[str]:
+    """The lines whose live allocations grew most between the two snapshots."""
+    import tracemalloc
+
+    try:
+        first, last = (tracemalloc.Snapshot.load(str(work / f"snapshot-{n}")) for n in (1, 2))
+    except OSError as error:
+        return [f"no snapshot to compare: {error}"]
+    stats = last.compare_to(first, "lineno")
+    total = sum(s.size_diff for s in stats)
+    return [f"traced growth {total / 1e6:+.2f} MB"] + [str(s) for s in stats[:25]]
 
 
 def report(result: dict[str, Any]) -> None:
@@ -192,6 +232,8 @@ def report(result: dict[str, Any]) -> None:
         print(f"{key}: start {values[0]:.0f}, max {max(values):.0f}, end {values[-1]:.0f}")
     print("RSS curve (s: MB): " + ", ".join(f"{t:.0f}: {s['rss_mb']:.1f}" for t, s in result["samples"]))
     print(f"daemon exit code {result['exit_code']} after SIGTERM; log {result['log_bytes'] / 1e6:.1f} MB")
+    for line in result["memory"]:
+        print(line)
     for line in result["stuck"][:20]:
         print(f"not terminal: {line}")
 
@@ -202,12 +244,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="items per second")
     parser.add_argument("--fail-every", type=int, default=20)
     parser.add_argument("--preload", type=int, default=5000, help="ended CustomJobs in the lookback at start")
+    parser.add_argument("--trace-memory", action="store_true", help="tracemalloc in the daemon: what grew")
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.minutes:g} min at {args.rate:g} items/s; "
         f"{args.preload} ended CustomJobs preloaded"
     )
-    report(anyio.run(soak, args.minutes, args.rate, args.fail_every, args.preload))
+    report(anyio.run(soak, args.minutes, args.rate, args.fail_every, args.preload, args.trace_memory))
 
 
 if __name__ == "__main__":

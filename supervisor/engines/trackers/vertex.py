@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import builtins
 import re
+import sys
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.api_core.exceptions import NotFound
 from google.cloud import aiplatform_v1
@@ -89,6 +90,24 @@ def _time(job: Any, field: str) -> float | None:
     return float(stamp.seconds) + float(stamp.nanos) / 1e9
 
 
+T = TypeVar("T")
+SHARED_MAX = 10_000
+"""Distinct hardware shapes and launch queues kept as one shared copy each (`_shared`)."""
+_SHARED: dict[object, object] = {}
+
+
+def _shared(value: T) -> T:
+    """One copy of a value thousands of jobs repeat (their hardware, their queue), so that the jobs
+    the model keeps for the day's lookback cost only what is their own (docs/reliability.md)."""
+    if len(_SHARED) >= SHARED_MAX:
+        return value
+    return _SHARED.setdefault(value, value)  # type: ignore[return-value]
+
+
+def _intern(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
 def parse_job(job: Any) -> VertexSeen:
     """What the supervisor reads of one CustomJob, from its raw protobuf message (`custom_job_pb2`'s
     CustomJob, as `aiplatform_v1.CustomJob.pb(job)` gives it). Add a field here and to READ_MASK."""
@@ -97,7 +116,7 @@ def parse_job(job: Any) -> VertexSeen:
         for variable in pool.container_spec.env:
             if variable.value and variable.name not in env:
                 env[variable.name] = variable.value
-    entity, queue = env.get(QUEUE_ENTITY_ENV), env.get(QUEUE_ENV)
+    entity, queue = _intern(env.get(QUEUE_ENTITY_ENV)), _intern(env.get(QUEUE_ENV))
     return VertexSeen(
         name=job.name,
         run_id=job.labels.get(RUN_LABEL),
@@ -106,11 +125,11 @@ def parse_job(job: Any) -> VertexSeen:
         ended=_time(job, "end_time"),
         error=job.error.message or None,
         item_id=env.get(TRACE_ENV),
-        entity=env.get(ENTITY_ENV),
-        project=env.get(PROJECT_ENV),
-        launch_queue=(entity, queue) if entity and queue else None,
+        entity=_intern(env.get(ENTITY_ENV)),
+        project=_intern(env.get(PROJECT_ENV)),
+        launch_queue=_shared((entity, queue)) if entity and queue else None,
         started=_time(job, "start_time"),
-        hardware=hardware(job),
+        hardware=_shared(hardware(job)),
     )
 
 

@@ -210,3 +210,65 @@ def test_a_day_of_a_busy_project_sums_to_the_overlap_of_each_job_with_the_window
     state = costing()
     tick(state, jobs, now)
     assert state.queues["q"].spending.spend == pytest.approx(expected, rel=1e-9)
+
+
+def brute_spend(jobs: dict[int, VertexSeen], now: float) -> float:
+    """The 24 h spend recomputed from every job's own times, as a fresh process would."""
+    total = 0.0
+    for job in jobs.values():
+        if job.started is None or job.started > now or job.state is JobState.FAILED:
+            continue
+        until = now if job.ended is None else min(job.ended, now)
+        total += max(0.0, until - max(job.started, now - 86400)) * 3.6739954 / 3600
+    return total
+
+
+def test_the_spend_kept_tick_by_tick_equals_the_spend_recomputed_from_every_job() -> None:
+    """30 hours of ticks, each listing only the jobs that changed (as the daemon's ticks do): jobs
+    start, end (some after more than a day, so they cross the window's start while ended), and the
+    window moves past them. At every tick the spend equals the brute-force sum over every job, and
+    equals what a restarted process rebuilds; a price reload rebuilds it too."""
+    state = costing()
+    jobs: dict[int, VertexSeen] = {}
+    now = START
+    for n in range(1200):
+        now += 90.0
+        changed = [seen(n, started=now, created=now - 30)]
+        jobs[n] = changed[0]
+        for old in (n - 7, n - 400, n - 1100):  # lengths of 10 minutes, 10 hours and 27.5 hours
+            if old >= 0 and jobs[old].ended is None:
+                state_ = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)[old % 3]
+                jobs[old] = replace(jobs[old], state=state_, ended=now - 5)
+                changed.append(jobs[old])
+        state.observe_vertex(changed, now, horizon=now - 86400)
+        state.tally_costs(now)
+        if n % 97 == 0:
+            assert state.queues["q"].spending.spend == pytest.approx(brute_spend(jobs, now), rel=1e-9, abs=1e-9)
+    fresh = costing(counting_from=now)
+    tick(fresh, list(jobs.values()), now)
+    assert fresh.queues["q"].spending.spend == pytest.approx(brute_spend(jobs, now), rel=1e-9)
+    assert state.queues["q"].spending.spend == pytest.approx(brute_spend(jobs, now), rel=1e-9)
+    state.apply_prices(replace(PRICES, accelerator={"NVIDIA_L4": 2 * L4}))
+    state.tally_costs(now)
+    assert state.queues["q"].spending.spend > brute_spend(jobs, now) * 1.5
+
+
+def test_a_tick_prices_only_the_jobs_in_flight_and_those_that_just_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ended job's span enters the ledger once; later ticks never price it again."""
+    state = costing()
+    tick(state, [seen(1), seen(2)], START + 60)
+    ended = seen(2, JobState.SUCCEEDED, ended=START + 120)
+    state.observe_vertex([ended], START + 150, horizon=0.0)
+    state.tally_costs(START + 150)
+    assert state.vertex_jobs[ended.name].billed
+    calls: list[Hardware] = []
+    real = cost.hourly
+
+    def counting(hardware: Hardware, prices: Prices) -> cost.Rate:
+        calls.append(hardware)
+        return real(hardware, prices)
+
+    monkeypatch.setattr(cost, "hourly", counting)
+    state.tally_costs(START + 165)
+    assert len(calls) == 1  # the running job only
+    assert state.queues["q"].spending.spend == pytest.approx(3.6739954 * (165 + 120) / 3600)

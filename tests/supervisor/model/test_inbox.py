@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import tracemalloc
+from collections import OrderedDict
 from typing import Any
 
-from launch_supervisor.model.inbox import Inbox, Outcome
+from launch_supervisor.model.inbox import SEEN_EVENTS, Inbox, Outcome, Remembered
 from launch_supervisor.model.observations import ExecutionSeen
 from launch_supervisor.model.queue import QueueState
 from tests.supervisor.model.test_queue import ex, pending, ready
@@ -60,6 +63,34 @@ def test_old_keys_are_forgotten() -> None:
     receive(inbox, queues, {"event": "watchdog.exited", "execution": "x1"})
     receive(inbox, queues, {"event": "watchdog.exited", "execution": "x2"})
     assert receive(inbox, queues, {"event": "watchdog.exited", "execution": "x1"}).result == "applied"
+
+
+def test_the_remembered_keys_are_the_last_n_and_a_full_set_stays_small() -> None:
+    """20,000 keys of real size (a Cloud Run execution's full name) take about half of what keeping
+    the keys themselves in an ordered dict takes (their strings and the dict): 3.0 MB against 5.7."""
+    remembered = Remembered(3)
+    for n in range(5):
+        remembered.add((f"x{n}", "watchdog.exited"))
+        remembered.add((f"x{n}", "watchdog.exited"))  # twice: still one place
+    assert [(f"x{n}", "watchdog.exited") in remembered for n in range(5)] == [False, False, True, True, True]
+    assert len(remembered) == 3
+    name = "projects/my-project/locations/us-central1/jobs/launcher-research-gpu/executions/launcher-research-gpu-{}"
+    keys = [(name.format(f"{n:05x}"), "watchdog.claimed") for n in range(SEEN_EVENTS)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        full = Remembered(SEEN_EVENTS)
+        for key in keys:
+            full.add(key)
+        held = tracemalloc.get_traced_memory()[0] - before
+        before = tracemalloc.get_traced_memory()[0]
+        ordered = OrderedDict.fromkeys(keys)
+        ordered_dict = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    strings = sum(sys.getsizeof(k[0]) + sys.getsizeof(k) for k in ordered)
+    assert all(key in full for key in keys[:100])
+    assert held < 0.6 * (strings + ordered_dict), (held, strings, ordered_dict)
 
 
 def test_a_claimed_event_pairs_the_execution_and_the_item() -> None:
