@@ -30,17 +30,22 @@ STAGING_BUCKET = "gs://sandbox-project-staging"
 
 def _spec(
     *,
-    machine_type: str = "g2-standard-8",
-    accelerator: str = "NVIDIA_L4",
+    machine_type: str = "n1-standard-4",
+    accelerator: str | None = None,
     count: int = 1,
     image: str = IMAGE,
     args: list[str] | None = None,
     service_account: str = "trainer@sandbox-project.iam.gserviceaccount.com",
 ) -> dict[str, Any]:
     """An image job for the agent's Vertex runner, in the shape it reads: the pools and the staging
-    bucket under `vertex.spec`, the service account under `vertex.run`."""
+    bucket under `vertex.spec`, the service account under `vertex.run`. By default a CPU machine:
+    n1-standard-4 is the training machine the example price table (prices-us-central1.toml) has a
+    sourced price for, so the sandbox's cost panels have data."""
+    machine: dict[str, Any] = {"machine_type": machine_type}
+    if accelerator is not None:
+        machine |= {"accelerator_type": accelerator, "accelerator_count": count}
     pool = {
-        "machine_spec": {"machine_type": machine_type, "accelerator_type": accelerator, "accelerator_count": count},
+        "machine_spec": machine,
         "replica_count": 1,
         "container_spec": {"image_uri": image, "args": args or ["--epochs", "3"]},
     }
@@ -82,7 +87,7 @@ FAILURES = (
     Kind(
         "permission", _spec(service_account="no-access@sandbox-project.iam.gserviceaccount.com"), bailout="permission"
     ),
-    Kind("machine_type", _spec(machine_type="n1-standard-4"), bailout="invalid_spec"),
+    Kind("machine_type", _spec(machine_type="n1-standard-4", accelerator="NVIDIA_L4"), bailout="invalid_spec"),
     Kind("image_pull", _spec(image=IMAGE.replace(":v1", ":does-not-exist")), fails_on_vertex=True),
     Kind("vertex_exit", _spec(args=["--epochs", "3", "--sandbox-exit=1"]), fails_on_vertex=True),
 )

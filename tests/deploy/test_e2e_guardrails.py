@@ -2,7 +2,7 @@
 over the real `wandb launch-agent`) runs in a process of its own, through its Options, as
 tests/deploy/test_e2e_prometheus.py runs it, polling only (no Pub/Sub).
 
-- Capacity: the Vertex stand-in has no capacity for NVIDIA_L4, so the agent's CustomJob waits PENDING;
+- Capacity: the Vertex stand-in has no capacity for n1-standard-4, so the agent's CustomJob waits PENDING;
   the daemon cancels it at `max_queued` and fails its item once.
 - Budget: the first item's job spends the queue's tiny daily_budget within seconds of running; the
   second item, enqueued later, waits PENDING with the reason in /status, and a real Prometheus, with
@@ -32,11 +32,9 @@ QUEUE = "sandbox"
 ALERT = "LaunchSupervisorQueueOverBudget"
 TEST_PRICES = """
 [prices]
-source = "test figures, not Google's: the sandbox's traffic runs g2-standard-8 with one NVIDIA_L4"
+source = "test figures, not Google's: the sandbox's traffic runs n1-standard-4"
 [prices.machine]
-"g2-standard-8" = 1.0
-[prices.accelerator]
-NVIDIA_L4 = 1.0
+"n1-standard-4" = 2.0
 """
 """2 $ an hour: a job spends the budget below within its first tick of running."""
 SANDBOX = """
@@ -90,7 +88,7 @@ def daemon_lines(work: Path, event: str) -> list[dict[str, Any]]:
 
 def test_a_job_waiting_for_capacity_is_cancelled_at_max_queued_and_its_item_failed(tmp_path: Path) -> None:
     """The real agent's CustomJob waits for an L4 past max_queued: one cancel, one failRunQueueItem with the wait."""
-    settings = {"items": 1, "scenario": "happy", "duration": 240.0, "max_queued": 5.0, "no_capacity": ["NVIDIA_L4"]}
+    settings = {"items": 1, "scenario": "happy", "duration": 240.0, "max_queued": 5.0, "no_capacity": ["n1-standard-4"]}
     with sandbox(tmp_path, **settings) as (_url, work):
         [failed] = _until(lambda: daemon_lines(work, "item.failed_by_supervisor"), 200, "the item failed")
         time.sleep(3)  # a few more Vertex ticks: nothing is sent twice
