@@ -25,7 +25,7 @@ def install(bin_dir: Path, state_dir: Path) -> dict[str, str]:
     state_dir.mkdir(parents=True, exist_ok=True)
     for name in SYSTEM:
         stub = bin_dir / name
-        stub.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} {name} "$@"\n')
+        stub.write_text(f'#!/bin/sh\nexec {sys.executable} -S {Path(__file__).resolve()} {name} "$@"\n')
         stub.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_STATE": str(state_dir)}
 
@@ -178,7 +178,7 @@ def system(name: str, args: list[str], state: dict[str, Any]) -> int:
         (venv / "bin").mkdir(parents=True, exist_ok=True)
         for tool in ("python", "pip"):
             stub = venv / "bin" / tool
-            stub.write_text(f'#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} pip "$@"\n')
+            stub.write_text(f'#!/bin/sh\nexec {sys.executable} -S {Path(__file__).resolve()} pip "$@"\n')
             stub.chmod(0o755)
         return 0
     if name == "pip":
@@ -191,7 +191,11 @@ def system(name: str, args: list[str], state: dict[str, Any]) -> int:
 
 
 def main() -> int:
-    name, args = sys.argv[1], sys.argv[2:]
+    return run(sys.argv[1], sys.argv[2:])
+
+
+def run(name: str, args: list[str]) -> int:
+    """One call of the stand-in NAME, recorded in FAKE_STATE/calls."""
     state_dir = Path(os.environ["FAKE_STATE"])
     with (state_dir / "calls").open("a") as log:
         log.write(json.dumps([name, *args]) + "\n")
