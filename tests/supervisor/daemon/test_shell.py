@@ -410,7 +410,7 @@ async def test_a_persisting_error_is_logged_once_then_its_recovery() -> None:
         stack.wandb.faults.add("GetRunQueueItems", Fault(status=200), times=5)
         with capture_logs() as logs:
             async with running(stack.config()) as (_daemon, url):
-                await until_metric(url, "launch_supervisor_loop_failures_total", 4, loop="queue")
+                await until_metric(url, "launch_supervisor_loop_failures_total", 5, loop="queue")  # all five, then none
                 await until(lambda: any(e["event"] == "loop.recovered" for e in logs), what="recovery logged")
         failed = [e for e in logs if e["event"] == "loop.failed" and e["loop"] == "queue:q"]
         assert len(failed) == 1
