@@ -42,6 +42,7 @@ from launch_supervisor.clients import Clients, build_clients
 from launch_supervisor.config import Config
 from launch_supervisor.daemon import clock
 from launch_supervisor.daemon.chores import do_chores
+from launch_supervisor.daemon.heap import HeapTrim
 from launch_supervisor.daemon.listing import QueueLister
 from launch_supervisor.daemon.loops import Loop
 from launch_supervisor.daemon.notify import Notifier
@@ -280,10 +281,12 @@ class Daemon:
         assert loop.interval is not None
         clients = self._clients
         listing = VertexListing(self.config.gcp.vertex_lookback, self.config.poll.vertex_full_interval)
+        heap = HeapTrim()
 
         async def step() -> None:
             report(self.metrics, await listing.tick(self.state, clients.vertex))
             self.metrics.last_poll.labels("vertex").set(time.time())
+            heap.maybe()
             running = lambda: not self._stopping.is_set()  # noqa: E731
             for name in list(self.state.queues):  # a reload may remove a queue meanwhile
                 if name in self.state.queues:

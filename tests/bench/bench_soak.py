@@ -2,7 +2,8 @@
 
     python3 tests/bench/bench_soak.py [--minutes 30] [--rate 2] [--fail-every 20] [--preload 5000] [--trace-memory]
 
-The real daemon (`launch-supervisor run`, a process of its own so its memory is its own) against
+The real daemon (`launch-supervisor run`, a process of its own so its memory is its own, with the
+allocator settings of deploy/systemd/launch-supervisor.service) against
 the stand-ins and Google's Pub/Sub emulator. Items arrive at `--rate` per second; every
 `--fail-every`-th execution bails out and every `--fail-every`-th CustomJob fails; every watchdog
 event is published twice. Time is scaled: polls run 20-50x faster than the defaults and finished
@@ -58,6 +59,47 @@ if os.environ.get("SOAK_TRACE_DIR"):
     signal.signal(signal.SIGUSR2, _dump)
 """
 """A sitecustomize for the daemon under `--trace-memory`: SIGUSR2 writes a tracemalloc snapshot."""
+
+
+UNIT = ROOT / "deploy" / "systemd" / "launch-supervisor.service"
+
+
+def unit_malloc() -> dict[str, str]:
+    """The allocator settings the systemd unit gives the daemon (Environment=MALLOC_…), so the soak
+    runs it as production does."""
+    found = {}
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("Environment=MALLOC_"):
+            name, value = line.removeprefix("Environment=").split("=", 1)
+            found[name] = value
+    return found
+
+
+def regions(pid: int) -> dict[str, float]:
+    """Resident MB by kind of mapping: glibc's main heap, its per-thread arenas (anonymous, aligned
+    to 64 MiB, the rest of the reservation mapped PROT_NONE after them), other anonymous memory
+    (CPython's object arenas, large buffers) and files (code, libraries)."""
+    vmas: list[tuple[int, int, str, str, float]] = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and not parts[0].endswith(":"):
+            low, high = (int(x, 16) for x in parts[0].split("-"))
+            vmas.append((low, high, parts[1], parts[5] if len(parts) > 5 else "", 0.0))
+        elif parts[0] == "Rss:" and vmas:
+            low, high, perms, name, _ = vmas[-1]
+            vmas[-1] = (low, high, perms, name, int(parts[1]) / 1024)
+    found = {"heap": 0.0, "thread arenas": 0.0, "other anonymous": 0.0, "files": 0.0}
+    for index, (low, high, _perms, name, rss) in enumerate(vmas):
+        after = vmas[index + 1] if index + 1 < len(vmas) else None
+        if name == "[heap]":
+            found["heap"] += rss
+        elif name:
+            found["files"] += rss
+        elif low % (64 << 20) == 0 and after is not None and after[0] == high and after[2] == "---p" and not after[3]:
+            found["thread arenas"] += rss
+        else:
+            found["other anonymous"] += rss
+    return found
 
 
 def sample(pid: int) -> dict[str, float]:
@@ -130,7 +172,7 @@ async def drive(
         toml += "\n[retention]\nfinished_seconds = 60\nfinished_max = 300\n"
         config = work / "config.toml"
         config.write_text(toml)
-        env = {**os.environ, "WANDB_API_KEY": stack.api_key, "NO_GCE_CHECK": "true"}
+        env = {**os.environ, **unit_malloc(), "WANDB_API_KEY": stack.api_key, "NO_GCE_CHECK": "true"}
         if trace:
             (work / "sitecustomize.py").write_text(TRACER)
             env["PYTHONPATH"] = os.pathsep.join([str(work), *filter(None, [env.get("PYTHONPATH")])])
@@ -138,6 +180,7 @@ async def drive(
         log = (work / "daemon.log").open("wb")
         process = await anyio.open_process(["launch-supervisor", "run", "--config", str(config)], env=env, stderr=log)
         samples: list[tuple[float, dict[str, float]]] = []
+        layout: list[dict[str, float]] = []
         ids: list[str] = []
         try:
             async with httpx.AsyncClient() as http:
@@ -160,9 +203,11 @@ async def drive(
                 if time.monotonic() >= next_sample:
                     samples.append((time.monotonic() - started, sample(process.pid)))
                     next_sample += 10.0
-                if trace and not warm and time.monotonic() - started >= WARM_UP:
+                if not warm and time.monotonic() - started >= WARM_UP:
                     warm = True
-                    process.send_signal(signal.SIGUSR2)
+                    layout = [regions(process.pid)]
+                    if trace:
+                        process.send_signal(signal.SIGUSR2)
                 await anyio.sleep(1 / rate)
             with anyio.move_on_after(120):
                 jobs = jobs_by_item(stack)
@@ -170,6 +215,7 @@ async def drive(
                     await anyio.sleep(1.0)
                     jobs = jobs_by_item(stack)
             samples.append((time.monotonic() - started, sample(process.pid)))
+            layout.append(regions(process.pid))
             if trace:
                 process.send_signal(signal.SIGUSR2)
                 await anyio.sleep(10.0)  # a snapshot of a large heap takes a while to write
@@ -197,6 +243,7 @@ async def drive(
             "exit_code": process.returncode,
             "log_bytes": (work / "daemon.log").stat().st_size,
             "memory": grown(work) if trace else [],
+            "layout": layout,
         }
 
 
@@ -232,6 +279,12 @@ def report(result: dict[str, Any]) -> None:
         print(f"{key}: start {values[0]:.0f}, max {max(values):.0f}, end {values[-1]:.0f}")
     print("RSS curve (s: MB): " + ", ".join(f"{t:.0f}: {s['rss_mb']:.1f}" for t, s in result["samples"]))
     print(f"daemon exit code {result['exit_code']} after SIGTERM; log {result['log_bytes'] / 1e6:.1f} MB")
+    if len(result["layout"]) == 2:
+        first_layout, last_layout = result["layout"]
+        print(
+            "RSS by mapping after warm-up, start → end: "
+            + ", ".join(f"{k} {first_layout[k]:.1f} → {last_layout[k]:.1f} MB" for k in first_layout)
+        )
     for line in result["memory"]:
         print(line)
     for line in result["stuck"][:20]:
@@ -248,7 +301,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {args.minutes:g} min at {args.rate:g} items/s; "
-        f"{args.preload} ended CustomJobs preloaded"
+        f"{args.preload} ended CustomJobs preloaded; the unit's allocator settings {unit_malloc()}"
     )
     report(anyio.run(soak, args.minutes, args.rate, args.fail_every, args.preload, args.trace_memory))
 

@@ -33,6 +33,12 @@ def _unit() -> configparser.ConfigParser:
     return parser
 
 
+def _environment(path: Path) -> dict[str, str]:
+    """Every Environment= of a unit (systemd takes them all; configparser would keep the last)."""
+    lines = path.read_text().splitlines()
+    return dict(line.removeprefix("Environment=").split("=", 1) for line in lines if line.startswith("Environment="))
+
+
 def _systemd_analyze() -> str:
     """systemd-analyze, when it can review a unit file offline; skip without, except under CI."""
     found = shutil.which("systemd-analyze")
@@ -90,8 +96,8 @@ def test_the_wandb_key_is_a_credential_the_config_points_at(tmp_path: Path) -> N
     service = _unit()["Service"]
     name, _, source = service["LoadCredential"].partition(":")
     assert source.startswith("/etc/launch-supervisor/")
-    variable, _, value = service["Environment"].partition("=")
-    assert variable == f"{ENV_PREFIX}WANDB__API_KEY_FILE"
+    variable = f"{ENV_PREFIX}WANDB__API_KEY_FILE"
+    value = _environment(UNIT)[variable]
     assert value == f"%d/{name}"
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -137,3 +143,8 @@ def test_every_directive_left_out_is_named_with_a_reason() -> None:
     comments = "\n".join(line for line in UNIT.read_text().splitlines() if line.startswith("#"))
     for directive in ("PrivateNetwork=", "IPAddressDeny=", "AF_UNIX", "ProcSubset=", "RootDirectory="):
         assert directive in comments
+
+
+def test_the_allocator_keeps_two_arenas() -> None:
+    """MALLOC_ARENA_MAX=2: the threads share two malloc arenas (docs/reliability.md, Memory)."""
+    assert _environment(UNIT)["MALLOC_ARENA_MAX"] == "2"

@@ -91,9 +91,9 @@ def test_installs_twice_and_the_second_run_changes_nothing(tmp_path: Path) -> No
     units = root / "etc" / "systemd" / "system"
     assert (units / "launch-supervisor.service").read_text() == UNIT.read_text()
     dropin = root / DROPINS / "wandb-key.conf"
-    service = service_section(dropin if dropin.exists() else units / "launch-supervisor.service")
-    assert service["LoadCredential"] == f"{name}:{path}"
-    assert service["Environment"] == f"LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/{name}"
+    service_file = dropin if dropin.exists() else units / "launch-supervisor.service"
+    assert service_section(service_file)["LoadCredential"] == f"{name}:{path}"
+    assert f"Environment=LAUNCH_SUPERVISOR_WANDB__API_KEY_FILE=%d/{name}" in service_file.read_text().splitlines()
     assert dropin.exists() == ("LoadCredential=" not in UNIT.read_text())
 
     prometheus = root / "etc" / "prometheus"

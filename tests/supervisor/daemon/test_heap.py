@@ -1,0 +1,41 @@
+"""The heap trim: at most once per interval, and only where the C library has malloc_trim."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from launch_supervisor.daemon import heap
+from launch_supervisor.daemon.heap import HeapTrim
+
+
+def test_it_trims_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(heap, "_malloc_trim", lambda: calls.append)
+    trim = HeapTrim(every=3600.0)
+    assert trim.available
+    assert [trim.maybe(), trim.maybe()] == [True, False]
+    assert calls == [0]
+    assert HeapTrim(every=0.0).maybe()
+
+
+def test_without_malloc_trim_it_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """musl and macOS have no malloc_trim: the lookup fails, and the trim is a no-op."""
+
+    class NoTrim:
+        def __init__(self, name: object) -> None:
+            pass
+
+        def __getattr__(self, name: str) -> object:
+            raise AttributeError(name)
+
+    monkeypatch.setattr(ctypes, "CDLL", NoTrim)
+    trim = HeapTrim()
+    assert not trim.available
+    assert not trim.maybe()
+
+
+def test_on_this_machine_glibc_answers() -> None:
+    """The daemon's VM runs Debian (glibc): the real call is found and returns."""
+    assert HeapTrim().maybe()
