@@ -1,9 +1,9 @@
-"""Giving memory the daemon freed back to the system (docs/reliability.md, Memory).
+"""Giving memory the daemon freed back to the system (docs/reliability.md, Soak).
 
 The daemon's threads (gRPC's, Pub/Sub's, anyio's workers) allocate through glibc, which keeps an
 arena per thread and, in each, the pages of objects long freed: a full Vertex listing parses every
 CustomJob of the lookback at once, and Pub/Sub messages come and go on other threads. RSS then
-creeps up with traffic although nothing is kept. `malloc_trim(0)` returns the free pages of every
+creeps up with traffic beyond what is kept. `malloc_trim(0)` returns the free pages of every
 arena; it runs at most once a minute, after a Vertex tick. Where the C library is not glibc (musl,
 macOS) there is no such call, and nothing is done. The systemd unit also caps the arenas
 (MALLOC_ARENA_MAX).

@@ -146,5 +146,5 @@ def test_every_directive_left_out_is_named_with_a_reason() -> None:
 
 
 def test_the_allocator_keeps_two_arenas() -> None:
-    """MALLOC_ARENA_MAX=2: the threads share two malloc arenas (docs/reliability.md, Memory)."""
+    """MALLOC_ARENA_MAX=2: the threads share two malloc arenas (docs/reliability.md, Soak)."""
     assert _environment(UNIT)["MALLOC_ARENA_MAX"] == "2"
