@@ -4,9 +4,9 @@ The daemon's threads (gRPC's, Pub/Sub's, anyio's workers) allocate through glibc
 arena per thread and, in each, the pages of objects long freed: a full Vertex listing parses every
 CustomJob of the lookback at once, and Pub/Sub messages come and go on other threads. RSS then
 creeps up with traffic beyond what is kept. `malloc_trim(0)` returns the free pages of every
-arena; it runs at most once a minute, after a Vertex tick. Where the C library is not glibc (musl,
-macOS) there is no such call, and nothing is done. The systemd unit also caps the arenas
-(MALLOC_ARENA_MAX).
+arena; it runs at most once a minute (the first a minute after the start), after a Vertex tick.
+Where the C library is not glibc (musl, macOS) there is no such call, and nothing is done. The
+systemd unit also caps the arenas (MALLOC_ARENA_MAX).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class HeapTrim:
     def __init__(self, every: float = TRIM_EVERY) -> None:
         self.every = every
         self._trim = _malloc_trim()
-        self._last: float | None = None
+        self._last = time.monotonic()
+        """The first trim comes `every` seconds after the start, once the start-up listings are done."""
 
     @property
     def available(self) -> bool:
@@ -40,7 +41,7 @@ class HeapTrim:
     def maybe(self) -> bool:
         """Trim if the last trim was `every` seconds ago or more; True when it ran."""
         now = time.monotonic()
-        if self._trim is None or (self._last is not None and now - self._last < self.every):
+        if self._trim is None or now - self._last < self.every:
             return False
         self._last = now
         self._trim(0)

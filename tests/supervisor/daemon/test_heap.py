@@ -11,13 +11,21 @@ from launch_supervisor.daemon.heap import HeapTrim
 
 
 def test_it_trims_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not before `every` seconds from the start, then at most once per `every`."""
     calls: list[int] = []
+    clock = [1000.0]
     monkeypatch.setattr(heap, "_malloc_trim", lambda: calls.append)
-    trim = HeapTrim(every=3600.0)
+    monkeypatch.setattr(heap.time, "monotonic", lambda: clock[0])
+    trim = HeapTrim(every=60.0)
     assert trim.available
+    assert not trim.maybe()
+    clock[0] += 60.0
     assert [trim.maybe(), trim.maybe()] == [True, False]
-    assert calls == [0]
-    assert HeapTrim(every=0.0).maybe()
+    clock[0] += 59.0
+    assert not trim.maybe()
+    clock[0] += 1.0
+    assert trim.maybe()
+    assert calls == [0, 0]
 
 
 def test_without_malloc_trim_it_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,4 +46,4 @@ def test_without_malloc_trim_it_does_nothing(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_on_this_machine_glibc_answers() -> None:
     """The daemon's VM runs Debian (glibc): the real call is found and returns."""
-    assert HeapTrim().maybe()
+    assert HeapTrim(every=0.0).maybe()

@@ -252,6 +252,7 @@ async def test_status_and_metrics_surface() -> None:
         async with running(stack.config()) as (daemon, url):
             await until(lambda: len(stack.vertex.jobs) == 1)
             await until(lambda: any(e.phase.finished for e in daemon.state.queues["q"].executions.values()))
+            await until(lambda: len(daemon.state.vertex_jobs) == 1, what="a Vertex tick that lists the job")
             async with httpx.AsyncClient() as client:
                 status = (await client.get(url + "/status")).json()
                 assert (await client.get(url + "/readyz")).status_code == 200
