@@ -209,9 +209,6 @@ class Ledger:
             totals[span.queue] = totals.get(span.queue, 0.0) + span.dollars(start)
         return totals
 
-    def __len__(self) -> int:
-        return len(self._by_start) + len(self._across)
-
 
 class Books:
     """What the tally keeps between ticks: the ledger of the ended jobs' spans, the jobs that ended
