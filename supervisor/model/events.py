@@ -58,16 +58,6 @@ class Event:
     job: str | None = None
     """For Cloud Run hints: the launcher job's short name."""
 
-    @property
-    def key(self) -> tuple[str, str] | None:
-        """Idempotency key: one effect per (execution, type) for watchdog events, per item for
-        item-added hints that name one; other hints only wake loops, which is harmless to repeat."""
-        if self.type in WATCHDOG_TYPES:
-            return (self.execution or "", self.type)
-        if self.type == ITEM_ADDED and self.item_id:
-            return (self.item_id, self.type)
-        return None
-
 
 @dataclass(frozen=True, slots=True)
 class Malformed:

@@ -89,6 +89,8 @@ class Execution:
     post_submit_counted: bool = False
     """Its end, measured from its CustomJob's creation, has been observed."""
     absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS, VANISH_SECONDS))
+    events: tuple[str, ...] = ()
+    """The types of the watchdog events applied to it: a second delivery of one is a duplicate."""
     """Listings that left it out while in flight (see `absent`)."""
 
     def move(self, phase: Phase) -> bool:

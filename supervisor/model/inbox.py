@@ -1,14 +1,18 @@
 """Where a Pub/Sub message changes the state (docs/architecture.md, Events). Pure: the daemon passes
 the queue states and the time in, and turns the `Outcome` into metrics, log lines and wake-ups.
 
-Handling is idempotent, keyed by (execution, type); an event about an execution no listing has
-shown yet waits in a bounded buffer until one does, or until it expires; a message that does not
-parse is reported once per kind, so a flood of garbage does not flood the log.
+Handling is idempotent: an execution's record keeps the types of the watchdog events applied to it,
+so what dedupes them is kept as long as retention keeps the record, with no store of keys that grows
+with the events (docs/architecture.md, Events). An item-added hint is remembered for the buffer's
+time (BUFFER_SECONDS), which bounds that memory by time too. An
+event about an execution no listing has shown yet waits in a bounded buffer until one does, or until
+it expires; a message that does not parse is reported once per kind, so a flood of garbage does not
+flood the log.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -16,8 +20,6 @@ from launch_supervisor.model.events import Event, EventType, Malformed, parse
 from launch_supervisor.model.facts import Fact
 from launch_supervisor.model.queue import QueueState
 
-SEEN_EVENTS = 20_000
-"""Event keys remembered for idempotency (a redelivery older than this many events is rare)."""
 BUFFERED_EVENTS = 1_000
 BUFFER_SECONDS = 600.0
 """Events about executions not yet known wait this long for the execution to appear."""
@@ -64,19 +66,14 @@ def find_execution(states: Mapping[str, QueueState], short: str, queue: str | No
 
 
 class Inbox:
-    """The memory Pub/Sub handling needs between messages: keys already applied, events waiting
-    for their execution, malformed kinds already reported."""
+    """The memory Pub/Sub handling needs between messages: events waiting for their execution,
+    item-added hints for items not listed yet, malformed kinds already reported."""
 
-    def __init__(
-        self,
-        seen_max: int = SEEN_EVENTS,
-        buffer_max: int = BUFFERED_EVENTS,
-        buffer_seconds: float = BUFFER_SECONDS,
-    ) -> None:
-        self.seen_max = seen_max
+    def __init__(self, buffer_max: int = BUFFERED_EVENTS, buffer_seconds: float = BUFFER_SECONDS) -> None:
         self.buffer_max = buffer_max
         self.buffer_seconds = buffer_seconds
-        self._seen = Remembered(seen_max)
+        self._hinted: OrderedDict[tuple[str, str], float] = OrderedDict()
+        """(queue, item) of the item-added hints applied → when they are forgotten, soonest first."""
         self._buffered: list[tuple[float, Event]] = []
         self._malformed_kinds: set[str] = set()
 
@@ -100,21 +97,16 @@ class Inbox:
             first = parsed.kind not in self._malformed_kinds
             self._malformed_kinds.add(parsed.kind)
             return Outcome(MALFORMED, parsed.kind, reason=parsed.reason if first else None)
-        key = parsed.key
-        if key is not None and key in self._seen:
-            return Outcome(parsed.type, "duplicate")
         try:
-            outcome = self._apply(parsed, states, now, clock)
+            return self._apply(parsed, states, now, clock)
         except Exception as exc:  # noqa: BLE001 - a message never stops the daemon
             return Outcome(parsed.type, "failed", error=exc)
-        if outcome.result == "applied" and key is not None:
-            self._remember(key)
-        return outcome
 
     def retry(self, states: Mapping[str, QueueState], now: float, clock: float) -> list[Outcome]:
         """Apply buffered events whose execution is now known and drop the expired, after a listing.
         Returns the applied (counted as `buffered` when they came, so not counted again) and the
-        expired (result `expired`, to count); the others keep waiting."""
+        expired (result `expired`, to count); a second delivery of one applied is dropped, and the
+        others keep waiting."""
         if not self._buffered:
             return []
         waiting, self._buffered = self._buffered, []
@@ -124,20 +116,23 @@ class Inbox:
                 outcomes.append(Outcome(event.type, "expired"))
                 continue
             assert event.execution is not None
-            key = event.key
             if find_execution(states, event.execution, event.queue) is None:
                 self._buffered.append((expires, event))
-            elif key is not None and key not in self._seen:
-                outcome = self._apply(event, states, now, clock)
-                if outcome.result == "applied":
-                    self._remember(key)
-                    outcomes.append(outcome)
+            elif (outcome := self._apply(event, states, now, clock)).result == "applied":
+                outcomes.append(outcome)
         return outcomes
 
     def _apply(self, event: Event, states: Mapping[str, QueueState], now: float, clock: float) -> Outcome:
         if event.type is EventType.ITEM_ADDED:
             if event.queue is None or event.queue not in states:
                 return Outcome(event.type, "unknown_queue")
+            if event.item_id:
+                hint = (event.queue, event.item_id)
+                while self._hinted and next(iter(self._hinted.values())) < clock:
+                    self._hinted.popitem(last=False)
+                if hint in self._hinted:
+                    return Outcome(event.type, "duplicate")
+                self._hinted[hint] = clock + self.buffer_seconds
             return Outcome(event.type, "applied", poll=(event.queue,))
         if event.type is EventType.EXECUTION_HINT:
             woken = tuple(
@@ -156,6 +151,9 @@ class Inbox:
                 return Outcome(event.type, "buffered")
             return Outcome(event.type, "unknown_execution")
         state, name = found
+        record = state.executions[name]
+        if event.type in record.events:
+            return Outcome(event.type, "duplicate")
         queue = state.policy.name
         facts: list[Fact] = []
         detection: tuple[str, float] | None = None
@@ -174,36 +172,7 @@ class Inbox:
             state.event_idle(name)
         elif event.type is EventType.EXITED:
             executions = (queue,)
+        record.events += (event.type,)
         return Outcome(
             event.type, "applied", tuple(facts), reconcile=(queue,), executions=executions, detection=detection
         )
-
-    def _remember(self, key: tuple[str, str]) -> None:
-        self._seen.add(key)
-
-
-class Remembered:
-    """The last `size` idempotency keys, each kept as its 64-bit hash: about 150 bytes a key rather
-    than the 290 its strings and an ordered dict take, and none of it grows with the names' length.
-    Two keys with one hash (odds about 1 in 10^10 among 20,000) would drop an event as a duplicate;
-    the listings still catch what it said."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._hashes: set[int] = set()
-        self._order: deque[int] = deque()
-
-    def __contains__(self, key: object) -> bool:
-        return hash(key) in self._hashes
-
-    def add(self, key: tuple[str, str]) -> None:
-        digest = hash(key)
-        if digest in self._hashes:
-            return
-        self._hashes.add(digest)
-        self._order.append(digest)
-        while len(self._order) > self.size:
-            self._hashes.discard(self._order.popleft())
-
-    def __len__(self) -> int:
-        return len(self._order)

@@ -53,7 +53,7 @@ FULL: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("kind", sorted(WATCHDOG_TYPES))
 def test_each_watchdog_event_type_parses(kind: str) -> None:
     parsed = event({"event": kind, "schema": "launch-supervisor/1", "execution": "x1", **FULL[kind]})
-    assert (parsed.type, parsed.execution, parsed.key) == (kind, "x1", ("x1", kind))
+    assert (parsed.type, parsed.execution) == (kind, "x1")
 
 
 def test_watchdog_fields_are_carried() -> None:
@@ -117,10 +117,8 @@ def test_malformed_bodies() -> None:
 def test_item_added_round_trips() -> None:
     parsed = parse(item_added("q", entity="e", item_id="i1"))
     assert parsed == Event(ITEM_ADDED, queue="q", entity="e", item_id="i1")
-    assert parsed.key == ("i1", ITEM_ADDED)
     bare = parse(item_added("q"))
     assert bare == Event(ITEM_ADDED, queue="q")
-    assert bare.key is None  # wakes the queue only: harmless to repeat
     assert json.loads(item_added("q"))["schema"] == "launch-supervisor/1"
 
 
@@ -153,7 +151,7 @@ def test_a_cloud_run_job_entry_is_a_hint_for_its_job() -> None:
         "resource": {"type": "cloud_run_job", "labels": {"job_name": "launcher"}},
     }
     parsed = event(entry)
-    assert (parsed.type, parsed.job, parsed.key) == (EXECUTION_HINT, "launcher", None)
+    assert (parsed.type, parsed.job) == (EXECUTION_HINT, "launcher")
     assert event({"logName": "l", "resource": {"type": "cloud_run_job"}}).job is None
 
 

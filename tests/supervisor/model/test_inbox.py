@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import tracemalloc
-from collections import OrderedDict
 from typing import Any
 
-from launch_supervisor.model.inbox import SEEN_EVENTS, Inbox, Outcome, Remembered
+from launch_supervisor.model.inbox import Inbox, Outcome
 from launch_supervisor.model.observations import ExecutionSeen
 from launch_supervisor.model.queue import QueueState
+from launch_supervisor.model.retention import prune
 from tests.supervisor.model.test_queue import ex, pending, ready
 
 JOB = "projects/p/locations/r/customJobs/42"
@@ -56,41 +55,43 @@ def test_dedupe_is_by_execution_and_type() -> None:
     assert receive(inbox, queues, {"event": "watchdog.idle_exit", "execution": "x1"}).result == "duplicate"
 
 
-def test_old_keys_are_forgotten() -> None:
+def test_what_dedupes_lives_as_long_as_the_execution_record() -> None:
+    """The applied types ride on the execution's record: once retention drops the record, a
+    redelivery finds no execution, waits like any early event, and expires without effect."""
     queues = states("q")
-    running(queues["q"], 1, 2)
-    inbox = Inbox(seen_max=1)
-    receive(inbox, queues, {"event": "watchdog.exited", "execution": "x1"})
-    receive(inbox, queues, {"event": "watchdog.exited", "execution": "x2"})
-    assert receive(inbox, queues, {"event": "watchdog.exited", "execution": "x1"}).result == "applied"
+    state = queues["q"]
+    running(state, 1)
+    inbox = Inbox(buffer_seconds=60.0)
+    assert receive(inbox, queues, bailout(1), now=2.0, clock=2.0).result == "applied"
+    assert state.executions[ex(1)].events == ("watchdog.bailout",)
+    assert receive(inbox, queues, bailout(1), now=3.0, clock=3.0).result == "duplicate"
+    state.observe_executions([ExecutionSeen(ex(1), "failed", 0.0, 0.5, 1.0)], 3.0)
+    prune(state, now=1.0 + state.policy.retention_seconds + 1)
+    assert ex(1) not in state.executions
+    assert receive(inbox, queues, bailout(1), now=4.0, clock=4.0).result == "buffered"
+    assert inbox.retry(queues, 70.0, 70.0) == [Outcome("watchdog.bailout", "expired")]
 
 
-def test_the_remembered_keys_are_the_last_n_and_a_full_set_stays_small() -> None:
-    """20,000 keys of real size (a Cloud Run execution's full name) take about half of what keeping
-    the keys themselves in an ordered dict takes (their strings and the dict): 3.0 MB against 5.7."""
-    remembered = Remembered(3)
-    for n in range(5):
-        remembered.add((f"x{n}", "watchdog.exited"))
-        remembered.add((f"x{n}", "watchdog.exited"))  # twice: still one place
-    assert [(f"x{n}", "watchdog.exited") in remembered for n in range(5)] == [False, False, True, True, True]
-    assert len(remembered) == 3
-    name = "projects/my-project/locations/us-central1/jobs/launcher-research-gpu/executions/launcher-research-gpu-{}"
-    keys = [(name.format(f"{n:05x}"), "watchdog.claimed") for n in range(SEEN_EVENTS)]
+def test_the_inbox_keeps_nothing_per_applied_event() -> None:
+    """10,000 events applied to 5,000 executions add only their types to the records (a tuple each,
+    of strings every record shares), and nothing to the inbox: no key store fills up. (The two
+    kinds whose effect stores no string of the message's, so that the tuples are all that is new.)"""
+    queues = states("q")
+    state = queues["q"]
+    state.observe_executions([ExecutionSeen(ex(n), "running", 0.0, 0.5, None) for n in range(5_000)], 1.0)
+    inbox = Inbox()
+    kinds = ["watchdog.exited", "watchdog.idle_exit"]
+    bodies = [json.dumps({"event": kind, "execution": f"x{n}"}).encode() for n in range(5_000) for kind in kinds]
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        full = Remembered(SEEN_EVENTS)
-        for key in keys:
-            full.add(key)
+        results = {inbox.receive(body, {}, queues, 2.0, 2.0).result for body in bodies}
         held = tracemalloc.get_traced_memory()[0] - before
-        before = tracemalloc.get_traced_memory()[0]
-        ordered = OrderedDict.fromkeys(keys)
-        ordered_dict = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    strings = sum(sys.getsizeof(k[0]) + sys.getsizeof(k) for k in ordered)
-    assert all(key in full for key in keys[:100])
-    assert held < 0.6 * (strings + ordered_dict), (held, strings, ordered_dict)
+    assert results == {"applied"}
+    assert all(len(state.executions[ex(n)].events) == 2 for n in range(5_000))
+    assert held < 5_000 * 100, held  # a 2-tuple per record: 56 bytes
 
 
 def test_a_claimed_event_pairs_the_execution_and_the_item() -> None:
@@ -184,7 +185,11 @@ def test_hints_wake_loops() -> None:
     inbox = Inbox()
     added = receive(inbox, queues, {"event": "queue.item_added", "queue": "q"})
     assert (added.result, added.poll, added.reconcile) == ("applied", ("q",), ())
-    assert receive(inbox, queues, {"event": "queue.item_added", "queue": "q"}).result == "applied"  # no key
+    assert receive(inbox, queues, {"event": "queue.item_added", "queue": "q"}).result == "applied"  # no item
+    named = {"event": "queue.item_added", "queue": "q", "item_id": "i1"}
+    assert receive(inbox, queues, named, clock=10.0).poll == ("q",)
+    assert receive(inbox, queues, named, clock=610.0).result == "duplicate"  # its poll is asked for already
+    assert receive(inbox, queues, named, clock=611.0).poll == ("q",)  # the buffer's 600 s passed
     assert receive(inbox, queues, {"event": "queue.item_added", "queue": "nope"}).result == "unknown_queue"
     run = {"logName": "l", "resource": {"type": "cloud_run_job", "labels": {"job_name": "launcher"}}}
     assert receive(inbox, queues, run).executions == ("q",)
