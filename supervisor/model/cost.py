@@ -152,14 +152,15 @@ def spend(jobs: Iterable[tuple[VertexJob, float]], now: float, window: float = S
     return total
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Span:
-    """An ended job's billed time and price: all the 24 h spend needs of it."""
+    """An ended job's billed time and price: all the 24 h spend needs of it. Spans order by start
+    (then the other fields), so that the ledger's heap holds them as they are, with no key beside."""
 
-    queue: str
     started: float
     ended: float
     dollars_per_hour: float
+    queue: str
 
     def dollars(self, since: float) -> float:
         return max(0.0, self.ended - max(self.started, since)) * self.dollars_per_hour / HOUR
@@ -177,11 +178,10 @@ class Ledger:
     def __init__(self, window: float = SPEND_WINDOW) -> None:
         self.window = window
         self._inside: dict[str, float] = {}
-        self._by_start: list[tuple[float, int, Span]] = []
+        self._by_start: list[Span] = []
         """The spans wholly inside, by start: the next to cross the window's start comes first."""
-        self._across: list[tuple[float, int, Span]] = []
+        self._across: list[tuple[float, Span]] = []
         """The spans across the window's start, by end: the next to leave comes first."""
-        self._order = itertools.count()
         self.unpriced_types: set[str] = set()
         """Types reported unpriced since the price table was last applied (one log line each)."""
 
@@ -191,21 +191,21 @@ class Ledger:
             return
         if span.started >= start:
             self._inside[span.queue] = self._inside.get(span.queue, 0.0) + span.dollars(span.started)
-            heapq.heappush(self._by_start, (span.started, next(self._order), span))
+            heapq.heappush(self._by_start, span)
         else:
-            heapq.heappush(self._across, (span.ended, next(self._order), span))
+            heapq.heappush(self._across, (span.ended, span))
 
     def spend(self, now: float) -> dict[str, float]:
         """Dollars per queue within the window that ends at `now`."""
         start = now - self.window
-        while self._by_start and self._by_start[0][0] < start:
-            _, order, span = heapq.heappop(self._by_start)
+        while self._by_start and self._by_start[0].started < start:
+            span = heapq.heappop(self._by_start)
             self._inside[span.queue] -= span.dollars(span.started)
-            heapq.heappush(self._across, (span.ended, order, span))
+            heapq.heappush(self._across, (span.ended, span))
         while self._across and self._across[0][0] <= start:
             heapq.heappop(self._across)
         totals = {queue: max(0.0, dollars) for queue, dollars in self._inside.items()}
-        for _, _, span in self._across:
+        for _, span in self._across:
             totals[span.queue] = totals.get(span.queue, 0.0) + span.dollars(start)
         return totals
 
@@ -277,7 +277,7 @@ def tally(  # noqa: PLR0917 - the tick's inputs, each needed
             continue
         job.billed = True
         if job.started is not None and job.ended is not None and job.state not in UNBILLED:
-            ledger.add(Span(queue, job.started, job.ended, rate.dollars_per_hour), now)
+            ledger.add(Span(job.started, job.ended, rate.dollars_per_hour, queue), now)
     facts.extend(Fact(FactKind.VERTEX_COST, q, dollars=dollars) for q, dollars in sorted(added.items()) if dollars > 0)
     spends = ledger.spend(now)
     for queue, dollars in running.items():

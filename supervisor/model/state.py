@@ -161,14 +161,14 @@ class State:
                 facts.extend(self._link(job, now))
                 if job.queue is not None and was_terminal:
                     self._books.pending.append(job)  # its queue is known only now
-            facts.extend(self._update(job, obs.state, obs.ended, obs.error, now))
+            facts.extend(job.update(obs.state, obs.ended, obs.error, now))
             facts.extend(self._admitted(job, obs.started, policies))
             facts.extend(stops.confirmed(job, policies))
             self._track(job, was_terminal)
         if complete:
             for job in self._live_jobs():
                 if job.name not in listed and job.created > horizon and job.absent(now):
-                    facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+                    facts.extend(job.update(JobState.CANCELLED, now, VANISHED_JOB, now))
                     self._track(job, was_terminal=False)
         self._in_flight.forget_ended(self.vertex_jobs, horizon)
         return facts
@@ -214,18 +214,9 @@ class State:
         for name in names:
             job = self.vertex_jobs.get(name)
             if job is not None and not job.state.terminal:
-                facts.extend(self._update(job, JobState.CANCELLED, now, VANISHED_JOB, now))
+                facts.extend(job.update(JobState.CANCELLED, now, VANISHED_JOB, now))
                 self._track(job, was_terminal=False)
         return facts
-
-    @staticmethod
-    def _update(job: VertexJob, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:
-        was_terminal = job.state.terminal
-        job.state, job.ended, job.error = state, ended, error
-        if not job.state.terminal or was_terminal or job.queue is None:
-            return []
-        seconds = max(0.0, (ended or now) - job.created)
-        return [Fact(FactKind.VERTEX_ENDED, job.queue, outcome=job.state.value, seconds=seconds)]
 
     def _link(self, job: VertexJob, now: float) -> list[Fact]:
         for state in self.queues.values():

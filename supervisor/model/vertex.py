@@ -7,6 +7,7 @@ import heapq
 from dataclasses import dataclass
 
 from launch_supervisor.model.absence import Absence
+from launch_supervisor.model.facts import Fact, FactKind
 
 
 class JobState(enum.Enum):
@@ -114,6 +115,18 @@ class VertexJob:
         """A listing showed it."""
         if self.absence is not None:
             self.absence.seen(now)
+
+    def update(self, state: JobState, ended: float | None, error: str | None, now: float) -> list[Fact]:
+        """A listing's (or the supervisor's) state, end time and error; the fact of its end, once,
+        when it ends linked to a queue."""
+        was_terminal = self.state.terminal
+        if self.state is state and self.ended == ended and self.error == error:
+            return []  # a listing repeats what is known: the objects the job and the ledger hold stay
+        self.state, self.ended, self.error = state, ended, error
+        if not state.terminal or was_terminal or self.queue is None:
+            return []
+        seconds = max(0.0, (ended or now) - self.created)
+        return [Fact(FactKind.VERTEX_ENDED, self.queue, outcome=state.value, seconds=seconds)]
 
     def absent(self, now: float) -> bool:
         """One more complete listing left it out; True once that happened VANISH_LISTINGS times in a
