@@ -260,19 +260,32 @@ def grown(work: Path) -> list[str]:
     return [f"traced growth {total / 1e6:+.2f} MB"] + [str(s) for s in stats[:25]]
 
 
+def settled(samples: list[tuple[float, dict[str, float]]], start: float, seconds: float = 60.0) -> float:
+    """The median RSS of the samples in `seconds` from `start`: the level the daemon sits at, not the
+    peak of one full listing that a single sample may fall on."""
+    window = [s["rss_mb"] for t, s in samples if start <= t < start + seconds]
+    return statistics.median(window or [samples[-1][1]["rss_mb"]])
+
+
 def report(result: dict[str, Any]) -> None:
     samples = [(t, s) for t, s in result["samples"] if t >= WARM_UP] or result["samples"]
     rss = [s["rss_mb"] for _, s in samples]
     third = max(1, len(rss) // 3)
     first, last = statistics.mean(rss[:third]), statistics.mean(rss[-third:])
+    start, end = settled(samples, samples[0][0]), settled(samples, samples[-1][0] - 60.0, 61.0)
     print(
         f"items {result['items']}, terminal {result['terminal']}, executions {result['executions']}, "
         f"failed by design {result['failed_items']}, duplicates {result['duplicates']}"
     )
     print(
-        f"RSS after warm-up: start {rss[0]:.1f} MB, peak {max(rss):.1f} MB, end {rss[-1]:.1f} MB; "
-        f"last third / first third = {last / first:.3f}; growth after warm-up {rss[-1] - rss[0]:+.1f} MB "
-        f"(goal: at most +5 MB)"
+        f"RSS after warm-up: first minute {start:.1f} MB, peak {max(rss):.1f} MB, last minute {end:.1f} MB "
+        f"(medians); growth after warm-up {end - start:+.1f} MB (goal: at most +5 MB); last sample "
+        f"{rss[-1] - rss[0]:+.1f} MB from the first; last third / first third = {last / first:.3f}"
+    )
+    tens = range(int(samples[-1][0] // 600))
+    print(
+        "RSS by 10 minutes (median of each's last minute, MB): "
+        + ", ".join(f"{10 * (n + 1)} min {settled(samples, 600.0 * (n + 1) - 60.0):.1f}" for n in tens)
     )
     for key in ("fds", "threads", "children"):
         values = [s[key] for _, s in samples]
