@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -55,7 +55,7 @@ async def cancel_call(observe: ObserveCall, api: str, method: str, call: Callabl
 
 async def pages(
     observe: ObserveCall, api: str, method: str, call: Callable[[str], Awaitable[Any]]
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """A list call's pages, one observed call each (`call` takes the page token). The pager's own
     iteration would fetch the next pages itself, unobserved and unbounded, so each page is asked
     for here; the caller may stop early."""

@@ -7,12 +7,14 @@ the jobs created since the previous tick began, less `RECENT_MARGIN`; a job the 
 flight that neither listing shows has ended (or was deleted) meanwhile, and is read with one
 GetCustomJob. That costs two calls plus one per job that ended, however many jobs the lookback holds.
 The whole lookback is listed at start (to adopt every job the agents made while the daemon was
-down) and every `poll.vertex_full_interval` as a safety net.
+down) and every `poll.vertex_full_interval` as a safety net, and folded a page at a time: what it
+holds at once is one page of jobs, not the lookback.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from launch_supervisor.daemon import clock
@@ -44,7 +46,13 @@ class VertexListing:
         horizon = now - self.lookback
         if self.full_at is None or self.high_water is None or time.monotonic() - self.full_at >= self.full_every:
             started = time.monotonic()
-            facts = state.observe_vertex(await tracker.list(horizon), now, horizon, complete=True)
+            unseen = set(state.vertex_in_flight())
+            facts = []
+            async with aclosing(tracker.pages(horizon)) as listing:
+                async for page in listing:  # folded as it comes: one page held at a time
+                    facts += state.observe_vertex(page, now, horizon)
+                    unseen.difference_update(job.name for job in page)
+            facts += state.vertex_left_out(unseen, now, horizon)
             self.full_at = started
         else:
             live = await tracker.live()

@@ -166,11 +166,20 @@ class State:
             facts.extend(stops.confirmed(job, policies))
             self._track(job, was_terminal)
         if complete:
-            for job in self._live_jobs():
-                if job.name not in listed and job.created > horizon and job.absent(now):
-                    facts.extend(job.update(JobState.CANCELLED, now, VANISHED_JOB, now))
-                    self._track(job, was_terminal=False)
+            facts.extend(self.vertex_left_out({job.name for job in self._live_jobs()} - listed, now, horizon))
         self._in_flight.forget_ended(self.vertex_jobs, horizon)
+        return facts
+
+    def vertex_left_out(self, names: Iterable[str], now: float, horizon: float) -> list[Fact]:
+        """Jobs in flight that a complete listing (every job created after `horizon`, maybe folded a
+        page at a time) left out: one it keeps leaving out was deleted, and ends (CANCELLED) so that
+        its item is failed rather than left CLAIMED."""
+        facts: list[Fact] = []
+        for name in names:
+            job = self.vertex_jobs.get(name)
+            if job is not None and not job.state.terminal and job.created > horizon and job.absent(now):
+                facts.extend(job.update(JobState.CANCELLED, now, VANISHED_JOB, now))
+                self._track(job, was_terminal=False)
         return facts
 
     def _track(self, job: VertexJob, was_terminal: bool) -> None:

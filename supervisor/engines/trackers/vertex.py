@@ -23,7 +23,8 @@ from __future__ import annotations
 import builtins
 import re
 import sys
-from collections.abc import Awaitable
+from collections.abc import AsyncGenerator, Awaitable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -170,9 +171,18 @@ class VertexTracker:
 
     async def list(self, since: float) -> list[VertexSeen]:
         """Every labelled CustomJob created after `since` (epoch seconds), ended ones included: the
-        whole lookback (at start, and as a safety net), or the jobs created since the last listing
-        (those that may have begun and ended between two listings of the live ones)."""
-        return await self._list(f'labels.{RUN_LABEL}:* AND create_time>"{rfc3339(since)}"')
+        jobs created since the last listing (those that may have begun and ended between two
+        listings of the live ones)."""
+        return await self._list(self._created_after(since))
+
+    def pages(self, since: float) -> AsyncGenerator[builtins.list[VertexSeen], None]:
+        """The same as `list`, a page at a time: the whole lookback (at start, and as a safety net)
+        is folded as it comes, so what a listing of thousands of jobs holds at once is one page."""
+        return self._pages(self._created_after(since))
+
+    @staticmethod
+    def _created_after(since: float) -> str:
+        return f'labels.{RUN_LABEL}:* AND create_time>"{rfc3339(since)}"'
 
     async def live(self) -> builtins.list[VertexSeen]:
         """Every labelled CustomJob not in an end state, however old."""
@@ -211,7 +221,12 @@ class VertexTracker:
 
     async def _list(self, query: str) -> builtins.list[VertexSeen]:
         found: builtins.list[VertexSeen] = []
+        async with aclosing(self._pages(query)) as listing:
+            async for page in listing:
+                found.extend(page)
+        return found
 
+    async def _pages(self, query: str) -> AsyncGenerator[builtins.list[VertexSeen], None]:
         def call(token: str) -> Awaitable[Any]:
             request = aiplatform_v1.ListCustomJobsRequest(
                 parent=self._parent, filter=query, page_size=PAGE_SIZE, page_token=token, read_mask=READ_MASK
@@ -220,6 +235,6 @@ class VertexTracker:
                 request=request, timeout=self._timeout, retry=read_retry(self._timeout)
             )
 
-        async for page in pages(self._observe, "vertex", "ListCustomJobs", call):
-            found.extend(parse_job(job) for job in aiplatform_v1.ListCustomJobsResponse.pb(page).custom_jobs)
-        return found
+        async with aclosing(pages(self._observe, "vertex", "ListCustomJobs", call)) as listing:
+            async for page in listing:
+                yield [parse_job(job) for job in aiplatform_v1.ListCustomJobsResponse.pb(page).custom_jobs]

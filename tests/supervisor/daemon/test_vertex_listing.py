@@ -83,6 +83,24 @@ async def test_a_tick_costs_two_calls_plus_one_per_job_that_ended_unseen() -> No
         assert sorted(w.state.vertex_in_flight()) == sorted(live[2:])
 
 
+async def test_the_full_listing_is_folded_a_page_at_a_time() -> None:
+    """2,500 jobs come in three pages, and each is in the model before the next is asked for: what a
+    full listing holds at once is one page of parsed jobs, however many the lookback has."""
+    state = State()
+    folded: list[int] = []  # the jobs the model held as each page's answer came
+    async with stand_ins(["q"]) as stack:
+        stack.vertex.preload(agent_job("q", f"old-{n}", f"old-{n}", ENTITY) for n in range(2500))
+        clients = build_clients(
+            stack.config(), lambda api, method, code, seconds: folded.append(len(state.vertex_jobs))
+        )
+        try:
+            await VertexListing(lookback=86400.0, full_every=600.0).tick(state, clients.vertex)
+        finally:
+            await clients.aclose()
+    assert folded == [0, 1000, 2000]
+    assert len(state.vertex_jobs) == 2500
+
+
 async def test_a_job_that_ends_between_two_live_listings_is_seen_ended() -> None:
     """Created and ended between two ticks, it is never listed live: the listing of jobs created
     since the previous tick shows it, ended, with no GetCustomJob."""
