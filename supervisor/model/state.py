@@ -19,7 +19,7 @@ from launch_supervisor.model.policy import QueuePolicy
 from launch_supervisor.model.queue import QueueState
 from launch_supervisor.model.remedies import CancelExecution, FailItem
 from launch_supervisor.model.stops import CancelJob, StopQuery
-from launch_supervisor.model.vertex import VANISHED_JOB, InFlight, JobState, VertexJob
+from launch_supervisor.model.vertex import VANISHED_JOB, Held, InFlight, JobState, VertexJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,7 @@ class State:
         facts += state.settle(now)
         facts += remedies.post_submit(state, self.vertex_jobs)
         list_items = state.stale
-        retention.prune(state, now, self._in_flight.holds(self.vertex_jobs))
+        retention.prune(state, now, Held(self.vertex_jobs))
         return ExecutionsStep(facts, list_items, self.inbox.retry(self.queues, now, clock))
 
     def observe_vertex(

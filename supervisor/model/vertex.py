@@ -188,9 +188,6 @@ class InFlight:
         found = (jobs.get(name) for name in self._hanging)
         return [job for job in found if job is not None and job.state in HANGING]
 
-    def holds(self, jobs: dict[str, VertexJob]) -> Held:
-        return Held(jobs)
-
 
 class Held:
     """The CustomJobs whose items retention keeps: in flight, or ended badly (their item may still
