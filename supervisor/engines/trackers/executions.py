@@ -19,9 +19,10 @@ from launch_supervisor.model.observations import ExecutionSeen
 
 PAGE_SIZE = 100
 """Executions per page. A tick reads the pages up to the first with nothing in flight or recent, so
-the last page read is all history: with pages of 1,000 and a job's history past 1,000 executions,
-every tick parsed 2,000 executions to find a few dozen; with pages of 100 it parses about 200, in
-the same two calls, until more than 100 are in flight or recent."""
+the last page read is all history. Cloud Run keeps a job's latest 1,000 executions and any of the
+last seven days (its "Execute jobs" page), so with pages of 1,000 every tick of a busy launcher
+parsed 2,000 executions to find a few dozen; with pages of 100 it parses about 200, in the same two
+calls, until more than 100 are in flight or recent."""
 C = run_v2.Condition
 
 
