@@ -89,9 +89,9 @@ class Execution:
     post_submit_counted: bool = False
     """Its end, measured from its CustomJob's creation, has been observed."""
     absence: Absence = field(default_factory=lambda: Absence(VANISH_LISTINGS, VANISH_SECONDS))
+    """Listings that left it out while in flight (see `absent`)."""
     events: tuple[str, ...] = ()
     """The types of the watchdog events applied to it: a second delivery of one is a duplicate."""
-    """Listings that left it out while in flight (see `absent`)."""
 
     def move(self, phase: Phase) -> bool:
         """Apply `phase` if the table allows it; False when refused."""

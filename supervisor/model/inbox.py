@@ -4,10 +4,9 @@ the queue states and the time in, and turns the `Outcome` into metrics, log line
 Handling is idempotent: an execution's record keeps the types of the watchdog events applied to it,
 so what dedupes them is kept as long as retention keeps the record, with no store of keys that grows
 with the events (docs/architecture.md, Events). An item-added hint is remembered for the buffer's
-time (BUFFER_SECONDS), which bounds that memory by time too. An
-event about an execution no listing has shown yet waits in a bounded buffer until one does, or until
-it expires; a message that does not parse is reported once per kind, so a flood of garbage does not
-flood the log.
+time (BUFFER_SECONDS), which bounds that memory by time too. An event about an execution no listing
+has shown yet waits in a bounded buffer until one does, or until it expires; a message that does not
+parse is reported once per kind, so a flood of garbage does not flood the log.
 """
 
 from __future__ import annotations
@@ -67,7 +66,7 @@ def find_execution(states: Mapping[str, QueueState], short: str, queue: str | No
 
 class Inbox:
     """The memory Pub/Sub handling needs between messages: events waiting for their execution,
-    item-added hints for items not listed yet, malformed kinds already reported."""
+    the item-added hints of the last BUFFER_SECONDS, malformed kinds already reported."""
 
     def __init__(self, buffer_max: int = BUFFERED_EVENTS, buffer_seconds: float = BUFFER_SECONDS) -> None:
         self.buffer_max = buffer_max

@@ -12,8 +12,10 @@ stand-in starts with `--preload` ended CustomJobs shaped like the agent's, as a 
 a day of launches, so every full listing and the memory the daemon keeps for them are real size.
 
 Every 10 s it samples the daemon's RSS, open file descriptors, threads and child processes. It
-prints the RSS curve (start after warm-up, peak, end), the growth from the first to the last
-third, the items' figures, and the leak checks. With `--trace-memory` the daemon runs under
+prints the growth between the settled RSS (the median of a minute's samples, so that a full
+listing's few seconds of peak are not taken for growth) of the first minute after warm-up and of
+the last, that level every 10 minutes, the peak, the RSS curve, the items' figures, and the leak
+checks. With `--trace-memory` the daemon runs under
 tracemalloc (slower), and the run ends with the lines of code whose live allocations grew most
 between the end of warm-up and the end. Not part of CI.
 """
