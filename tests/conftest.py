@@ -20,6 +20,7 @@ import pytest
 from hypothesis import settings
 
 from tests.emulator import Emulator, require_emulator, running_emulator
+from tests.faults import figures
 
 # Under CI the property tests run the same examples every time (a gate must not flip on a random
 # draw); locally they search afresh at every run, which is how they find new counterexamples.
@@ -199,9 +200,11 @@ SESSION_GROUPS: set[int] = set()
 
 def pytest_configure(config: pytest.Config) -> None:
     """Make this process a subreaper: what a test's processes orphan (wandb-core runs in a session
-    of its own) is re-parented here instead of to init, so the guard below still sees it."""
+    of its own) is re-parented here instead of to init, so the guard below still sees it. And
+    register the fault suite's figures, whose hooks must run on xdist's controller too."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    config.pluginmanager.register(figures, "fault-suite-figures")
 
 
 @pytest.fixture(autouse=True)
