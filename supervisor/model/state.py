@@ -143,10 +143,11 @@ class State:
         listing shows every job created after `horizon`: one in flight it keeps leaving out was
         deleted, and ends (CANCELLED) so that its item is failed rather than left CLAIMED."""
         facts: list[Fact] = []
-        listed = set()
+        listed = set()  # only a complete listing needs them: a page or a tick's listing does not
         policies = self._policies()
         for obs in seen:
-            listed.add(obs.name)
+            if complete:
+                listed.add(obs.name)
             job = self.vertex_jobs.get(obs.name)
             was_terminal = job is not None and job.state.terminal
             if job is None:
